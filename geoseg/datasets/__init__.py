@@ -1,0 +1,27 @@
+"""Class scheme, datasets, transforms and synthetic data."""
+
+from geoseg.datasets.classes import (
+    CLASSES,
+    IGNORE_INDEX,
+    IMAGENET_NORMALIZATION,
+    NUM_CLASSES,
+    OEM_TO_TARGET,
+    PALETTE,
+    colorize_mask,
+)
+from geoseg.datasets.target_dataset import TargetDataset
+from geoseg.datasets.transforms import denormalize_image, normalize_image, train_transform
+
+__all__ = [
+    "CLASSES",
+    "IGNORE_INDEX",
+    "IMAGENET_NORMALIZATION",
+    "NUM_CLASSES",
+    "OEM_TO_TARGET",
+    "PALETTE",
+    "TargetDataset",
+    "colorize_mask",
+    "denormalize_image",
+    "normalize_image",
+    "train_transform",
+]

@@ -41,7 +41,9 @@ IMAGENET_NORMALIZATION: dict[str, tuple[float, float, float]] = {
 }
 
 
-def colorize_mask(mask: np.ndarray, palette=PALETTE, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+def colorize_mask(
+    mask: np.ndarray, palette=PALETTE, ignore_index: int = IGNORE_INDEX
+) -> np.ndarray:
     """mask: (H, W) class ids -> (H, W, 3) uint8 RGB in the palette; ignore and unknown ids black."""
     lut = np.zeros((256, 3), dtype=np.uint8)
     lut[: len(palette)] = np.asarray(palette, dtype=np.uint8)

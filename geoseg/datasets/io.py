@@ -6,6 +6,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from geoseg.errors import DataError
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 # Our own data loaders parallelise over processes; OpenCV's thread pool inside each only competes.
@@ -16,8 +18,8 @@ def _imread(path: Path) -> np.ndarray:
     array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if array is None:
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: file not found")
-        raise ValueError(f"{path}: unreadable or corrupt image file")
+            raise DataError(f"{path}: file not found")
+        raise DataError(f"{path}: unreadable or corrupt image file")
     return array
 
 
@@ -30,7 +32,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     array = _imread(path)
     if array.dtype != np.uint8:
-        raise ValueError(
+        raise DataError(
             f"{path}: image dtype is {array.dtype}; expected 8-bit (uint8) RGB. "
             "Rescale it to 0-255 before training or inference."
         )
@@ -43,7 +45,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
     if channels == 4:
         return cv2.cvtColor(array, cv2.COLOR_BGRA2RGB)
-    raise ValueError(f"{path}: image has {channels} channels; expected 1 (grey), 3 (RGB) or 4 (RGBA)")
+    raise DataError(
+        f"{path}: image has {channels} channels; expected 1 (grey), 3 (RGB) or 4 (RGBA)"
+    )
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
@@ -54,13 +58,13 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
         if array.shape[2] == 1:
             array = array[:, :, 0]
         else:
-            raise ValueError(
+            raise DataError(
                 f"{path}: mask has {array.shape[2]} channels; expected one channel of class ids. "
                 "It looks like a colour-coded (RGB) mask: convert it to ids with the palette in "
                 "geoseg/datasets/classes.py."
             )
     if array.dtype != np.uint8:
-        raise ValueError(f"{path}: mask dtype is {array.dtype}; expected uint8 class ids")
+        raise DataError(f"{path}: mask dtype is {array.dtype}; expected uint8 class ids")
     return array
 
 
@@ -68,13 +72,15 @@ def list_files(folder: str | os.PathLike, extensions=IMAGE_EXTENSIONS) -> dict[s
     """Map file stem -> path for the image files directly inside ``folder``."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: folder not found")
+        raise DataError(f"{folder}: folder not found")
     files: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in extensions or not path.is_file():
             continue
         if path.stem in files:
-            raise ValueError(f"{folder}: two files share the stem '{path.stem}': {files[path.stem].name}, {path.name}")
+            raise DataError(
+                f"{folder}: two files share the stem '{path.stem}': {files[path.stem].name}, {path.name}"
+            )
         files[path.stem] = path
     return files
 

@@ -1,0 +1,7 @@
+"""LightningModules and the stage runner."""
+
+from geoseg.training.optim import param_groups
+from geoseg.training.run import build_trainer, default_precision, train
+from geoseg.training.supervised import SupervisedModule
+
+__all__ = ["SupervisedModule", "build_trainer", "default_precision", "param_groups", "train"]

@@ -1,0 +1,33 @@
+# Two commands for a fresh machine: `make demo` (install + run the pipeline on embedded data) and
+# `make test` (install + run the test suite). Both create the virtual environment .venv first.
+PYTHON_BOOTSTRAP ?= python3
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+DEMO_DATA := data/demo/biodiversity
+
+.PHONY: install test test-fast lint demo clean-demo
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements.txt
+	touch $@
+
+test: install
+	$(PYTHON) -m pytest
+
+test-fast: install
+	$(PYTHON) -m pytest -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+demo: install
+	$(PYTHON) -m geoseg.datasets.synthetic --output-root $(DEMO_DATA)
+	$(PYTHON) train_supervision.py -c config/demo/teacher.py
+
+clean-demo:
+	rm -rf data/demo model_weights/demo lightning_logs/demo

@@ -1,0 +1,116 @@
+"""The target dataset: RGB tiles with single-channel class-id masks, one folder pair per split."""
+
+import os
+from pathlib import Path
+
+import albumentations as A
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from geoseg.datasets.classes import IGNORE_INDEX, IMAGENET_NORMALIZATION, NUM_CLASSES
+from geoseg.datasets.io import list_files, read_image, read_mask
+from geoseg.datasets.transforms import normalize_image
+from geoseg.errors import DataError
+
+TARGET_LAYOUT = (
+    "<root>/{Train,Val,Test}/images_png/<stem>.png (RGB, uint8) and "
+    "<root>/{Train,Val,Test}/masks_png/<stem>.png (one channel, uint8 class ids; pairs match by stem)"
+)
+
+
+class TargetDataset(Dataset):
+    """Tiles of the target layout, yielding GeoSeg's item keys.
+
+    Layout on disk: ``<data_root>/<split>/images_png/<stem>.png`` (RGB, 8-bit; grey is repeated to
+    three bands, alpha dropped) and ``<data_root>/<split>/masks_png/<stem>.png`` (single channel,
+    uint8). Mask values are class ids ``0..num_classes-1`` or ``ignore_index`` (no data), which the
+    losses and metrics leave out; any other value is an error naming the file.
+
+    Items: ``{"img": (3, H, W) float32 normalised, "gt_semantic_seg": (H, W) int64, "img_id": stem}``.
+    """
+
+    def __init__(
+        self,
+        data_root: str | os.PathLike,
+        split: str = "Train",
+        *,
+        transform: A.BasicTransform | None = None,
+        num_classes: int = NUM_CLASSES,
+        ignore_index: int = IGNORE_INDEX,
+        normalization: dict = IMAGENET_NORMALIZATION,
+        img_dir: str = "images_png",
+        mask_dir: str = "masks_png",
+    ):
+        self.data_root = Path(data_root)
+        self.split = split
+        self.transform = transform
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.normalization = normalization
+        self.image_dir = self.data_root / split / img_dir
+        self.mask_dir = self.data_root / split / mask_dir
+        for folder in (self.image_dir, self.mask_dir):
+            if not folder.is_dir():
+                raise DataError(f"{folder}: folder not found. Expected the layout {TARGET_LAYOUT}.")
+        self.image_paths, self.mask_paths = _match_pairs(self.image_dir, self.mask_dir)
+        self.img_ids = list(self.image_paths)
+        self._valid_ids = np.zeros(256, dtype=bool)
+        self._valid_ids[:num_classes] = True
+        self._valid_ids[ignore_index] = True
+
+    def __len__(self) -> int:
+        return len(self.img_ids)
+
+    def __getitem__(self, index: int) -> dict:
+        img_id = self.img_ids[index]
+        image, mask = self.load_pair(img_id)
+        if self.transform is not None:
+            augmented = self.transform(image=image, mask=mask)
+            image, mask = augmented["image"], augmented["mask"]
+        return {
+            "img": normalize_image(image, self.normalization),
+            "gt_semantic_seg": torch.from_numpy(mask.astype(np.int64)),
+            "img_id": img_id,
+        }
+
+    def load_pair(self, img_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """Read and check one pair: (H, W, 3) uint8 image, (H, W) uint8 mask."""
+        image_path, mask_path = self.image_paths[img_id], self.mask_paths[img_id]
+        image, mask = read_image(image_path), read_mask(mask_path)
+        if image.shape[:2] != mask.shape:
+            raise DataError(
+                f"{mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} differs from its image "
+                f"{image_path.name} ({image.shape[1]}x{image.shape[0]}, width x height)"
+            )
+        if not self._valid_ids[mask].all():
+            bad = sorted(
+                set(np.unique(mask).tolist()) - set(np.flatnonzero(self._valid_ids).tolist())
+            )
+            raise DataError(
+                f"{mask_path}: mask values {bad} are not class ids; expected 0..{self.num_classes - 1} "
+                f"or {self.ignore_index} (ignore)"
+            )
+        return image, mask
+
+
+def _match_pairs(image_dir: Path, mask_dir: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    """Pair images and masks by stem; any unpaired file is an error that lists them all."""
+    images, masks = list_files(image_dir), list_files(mask_dir)
+    if not images:
+        raise DataError(f"{image_dir}: no images found. Expected the layout {TARGET_LAYOUT}.")
+    without_mask = sorted(set(images) - set(masks))
+    without_image = sorted(set(masks) - set(images))
+    problems = []
+    if without_mask:
+        problems.append(f"images without a mask in {mask_dir}: {_preview(without_mask)}")
+    if without_image:
+        problems.append(f"masks without an image in {image_dir}: {_preview(without_image)}")
+    if problems:
+        raise DataError("unmatched image/mask pairs (matched by file stem): " + "; ".join(problems))
+    return images, {stem: masks[stem] for stem in images}
+
+
+def _preview(names: list[str], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"

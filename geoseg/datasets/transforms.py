@@ -1,0 +1,59 @@
+"""Augmentations (albumentations, on uint8 arrays) and the normalisation every model input gets."""
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+
+from geoseg.datasets.classes import IGNORE_INDEX, IMAGENET_NORMALIZATION
+
+
+def train_transform(
+    img_size: int = 512,
+    *,
+    scale_range: tuple[float, float] = (0.75, 1.5),
+    ignore_index: int = IGNORE_INDEX,
+) -> A.Compose:
+    """Random scale, random crop to ``img_size`` (padding with ignore where the tile is smaller),
+    flips, 90-degree rotations and mild colour jitter."""
+    low, high = scale_range
+    return A.Compose(
+        [
+            # RandomScale draws the factor as 1 + U(limit), bilinear for images, nearest for masks.
+            A.RandomScale(
+                scale_limit=(low - 1.0, high - 1.0), interpolation=cv2.INTER_LINEAR, p=1.0
+            ),
+            A.PadIfNeeded(
+                min_height=img_size,
+                min_width=img_size,
+                border_mode=cv2.BORDER_CONSTANT,
+                fill=0,
+                fill_mask=ignore_index,
+            ),
+            A.RandomCrop(height=img_size, width=img_size),
+            A.HorizontalFlip(p=0.5),
+            A.VerticalFlip(p=0.5),
+            A.RandomRotate90(p=0.5),
+            A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
+        ]
+    )
+
+
+def normalize_image(
+    image: np.ndarray, normalization: dict = IMAGENET_NORMALIZATION
+) -> torch.Tensor:
+    """image: (H, W, 3) uint8 RGB -> (3, H, W) float32, ``(image - mean) / std`` on the 0-255 scale."""
+    mean = np.asarray(normalization["mean"], dtype=np.float32)
+    std = np.asarray(normalization["std"], dtype=np.float32)
+    normalized = (image.astype(np.float32) - mean) / std
+    return torch.from_numpy(np.ascontiguousarray(normalized.transpose(2, 0, 1)))
+
+
+def denormalize_image(
+    image: torch.Tensor, normalization: dict = IMAGENET_NORMALIZATION
+) -> np.ndarray:
+    """image: (3, H, W) normalised tensor -> (H, W, 3) uint8 RGB (for logging pictures)."""
+    mean = torch.tensor(normalization["mean"], dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(normalization["std"], dtype=torch.float32).view(3, 1, 1)
+    rgb = image.detach().float().cpu() * std + mean
+    return rgb.clamp(0, 255).round().byte().permute(1, 2, 0).numpy()

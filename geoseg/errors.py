@@ -1,0 +1,20 @@
+"""Errors caused by the user's input (data, configs, checkpoints), as opposed to bugs.
+
+The stage scripts print these as one clear line instead of a traceback.
+"""
+
+
+class GeoSegError(Exception):
+    """Base class: bad input that the user can fix; the message says what and where."""
+
+
+class DataError(GeoSegError, ValueError):
+    """A data file or folder is missing, unreadable or not in the expected format."""
+
+
+class ConfigError(GeoSegError, ValueError):
+    """A config module is missing a required name or holds a wrong value."""
+
+
+class CheckpointError(GeoSegError, ValueError):
+    """A checkpoint is missing, unreadable, or does not fit the model it is loaded into."""

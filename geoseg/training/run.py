@@ -1,0 +1,76 @@
+"""Turning a loaded config into a Lightning Trainer and running a training stage."""
+
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from geoseg.training.supervised import SupervisedModule
+from geoseg.utils.checkpoint import load_pretrained_weights
+
+log = logging.getLogger(__name__)
+
+LOG_ROOT = "lightning_logs"
+LAST_CHECKPOINT_NAME = "last"  # <weights_path>/last.ckpt: what the next stage reads
+
+
+def default_precision() -> str:
+    """bf16 mixed precision on GPUs that support it, full precision elsewhere."""
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def build_trainer(config: SimpleNamespace) -> pl.Trainer:
+    """Trainer with TensorBoard logging, best + last checkpoints and the config's hardware settings."""
+    best = ModelCheckpoint(
+        dirpath=config.weights_path,
+        filename=config.weights_name,
+        monitor=config.monitor,
+        mode=config.monitor_mode,
+        save_top_k=1,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+    # A checkpoint of its own for the latest state: Lightning's save_last only refreshes last.ckpt
+    # in the epochs where the monitored metric improved.
+    last = ModelCheckpoint(
+        dirpath=config.weights_path, filename=LAST_CHECKPOINT_NAME, enable_version_counter=False
+    )
+    return pl.Trainer(
+        max_epochs=config.max_epoch,
+        check_val_every_n_epoch=config.check_val_every_n_epoch,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
+        precision=config.precision or default_precision(),
+        accumulate_grad_batches=config.accumulate_grad_batches,
+        gradient_clip_val=config.gradient_clip_val,
+        log_every_n_steps=config.log_every_n_steps,
+        logger=TensorBoardLogger(save_dir=LOG_ROOT, name=config.log_name),
+        callbacks=[best, last, LearningRateMonitor(logging_interval="step")],
+    )
+
+
+def train(
+    config: SimpleNamespace, module_class=SupervisedModule
+) -> tuple[pl.Trainer, pl.LightningModule]:
+    """Run one training stage: initialise or resume, fit, and return the trainer and module."""
+    if config.pretrained_ckpt_path and not config.resume_ckpt_path:
+        load_pretrained_weights(config.net, config.pretrained_ckpt_path)
+    module = module_class.from_config(config)
+    trainer = build_trainer(config)
+    val_loaders = config.val_loader
+    if isinstance(val_loaders, dict):
+        val_loaders = list(val_loaders.values())
+    trainer.fit(module, config.train_loader, val_loaders, ckpt_path=config.resume_ckpt_path)
+    if trainer.is_global_zero:
+        last = Path(config.weights_path) / f"{LAST_CHECKPOINT_NAME}.ckpt"
+        best = trainer.checkpoint_callback.best_model_path
+        log.info("finished: last checkpoint %s, best %s", last, best)
+    return trainer, module

@@ -1,0 +1,165 @@
+"""The supervised LightningModule: one network, one loss, confusion-matrix validation."""
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_info
+from torch import nn
+
+from geoseg.datasets.classes import colorize_mask
+from geoseg.datasets.transforms import denormalize_image
+from geoseg.models.loading import CHECKPOINT_KEY, describe_model
+from geoseg.utils.metrics import confusion_matrix, format_scores_table, segmentation_scores
+
+
+class SupervisedModule(pl.LightningModule):
+    """Trains ``net`` with ``loss`` and validates on one or several named validation sets.
+
+    The first validation set is the primary one: its scores are logged as ``val_mIoU``,
+    ``val_IoU/<class>``, ...; further sets as ``val_<name>_mIoU``, ``val_<name>_IoU/<class>``.
+    Confusion matrices accumulate on the device and are summed across processes before scoring.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        lr_scheduler,
+        *,
+        classes: tuple[str, ...],
+        ignore_index: int,
+        normalization: dict,
+        val_set_names: tuple[str, ...] = ("val",),
+        num_logged_images: int = 4,
+    ):
+        super().__init__()
+        self.net = net
+        self.loss = loss
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.classes = tuple(classes)
+        self.ignore_index = ignore_index
+        self.normalization = normalization
+        self.val_set_names = tuple(val_set_names)
+        self.num_logged_images = num_logged_images
+        num_classes = len(self.classes)
+        for index in range(len(self.val_set_names)):
+            # Not persistent: metric state is rebuilt every epoch and has no place in checkpoints.
+            self.register_buffer(
+                f"_val_confusion_{index}",
+                torch.zeros(num_classes, num_classes, dtype=torch.long),
+                persistent=False,
+            )
+
+    @classmethod
+    def from_config(cls, config, **kwargs) -> "SupervisedModule":
+        """Build the module from a loaded config namespace (see geoseg.utils.config)."""
+        val_loaders = config.val_loader
+        names = tuple(val_loaders) if isinstance(val_loaders, dict) else ("val",)
+        return cls(
+            config.net,
+            config.loss,
+            config.optimizer,
+            config.lr_scheduler,
+            classes=config.classes,
+            ignore_index=config.ignore_index,
+            normalization=config.normalization,
+            val_set_names=names,
+            num_logged_images=config.num_logged_images,
+            **kwargs,
+        )
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        """img: (B, 3, H, W) normalised -> logits (B, C, H, W) (a tuple with aux logits in training)."""
+        return self.net(img)
+
+    def configure_optimizers(self):
+        if self.lr_scheduler is None:
+            return self.optimizer
+        scheduler = self.lr_scheduler
+        if not isinstance(scheduler, dict):
+            scheduler = {"scheduler": scheduler, "interval": "epoch"}
+        return {"optimizer": self.optimizer, "lr_scheduler": scheduler}
+
+    # --- training -----------------------------------------------------------------------------
+
+    def supervised_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward the batch; return (supervised loss, main logits (B, C, H, W))."""
+        output = self.net(batch["img"])
+        loss = self.loss(output, batch["gt_semantic_seg"])
+        logits = output[0] if isinstance(output, (tuple, list)) else output
+        return loss, logits
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, _ = self.supervised_step(batch)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
+        return loss
+
+    # --- validation ---------------------------------------------------------------------------
+
+    def _confusion(self, set_index: int) -> torch.Tensor:
+        return getattr(self, f"_val_confusion_{set_index}")
+
+    def _prefix(self, set_index: int) -> str:
+        return "val_" if set_index == 0 else f"val_{self.val_set_names[set_index]}_"
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        logits = self.net(batch["img"])
+        loss = self.loss(logits, batch["gt_semantic_seg"])
+        pred = logits.argmax(dim=1)
+        self._confusion(dataloader_idx).add_(
+            confusion_matrix(pred, batch["gt_semantic_seg"], len(self.classes), self.ignore_index)
+        )
+        self.log(
+            f"{self._prefix(dataloader_idx)}loss",
+            loss,
+            on_epoch=True,
+            sync_dist=True,
+            add_dataloader_idx=False,
+        )
+        if dataloader_idx == 0 and batch_idx == 0 and not self.trainer.sanity_checking:
+            self._log_predictions(batch, pred)
+
+    def on_validation_epoch_end(self) -> None:
+        for index, name in enumerate(self.val_set_names):
+            # Single-device strategies return the tensor itself: reduce a copy, then reset.
+            confusion = self.trainer.strategy.reduce(
+                self._confusion(index).clone(), reduce_op="sum"
+            )
+            self._confusion(index).zero_()
+            if self.trainer.sanity_checking or confusion.sum() == 0:
+                continue
+            scores = segmentation_scores(confusion.cpu(), self.classes)
+            prefix = self._prefix(index)
+            # Already summed over processes, so every rank logs the same values.
+            metrics = {f"{prefix}mIoU": scores["mIoU"], f"{prefix}mF1": scores["mF1"]}
+            metrics[f"{prefix}OA"] = scores["OA"]
+            for class_name, class_scores in scores["per_class"].items():
+                if class_scores["IoU"] is not None:
+                    metrics[f"{prefix}IoU/{class_name}"] = class_scores["IoU"]
+            self.log_dict(metrics, add_dataloader_idx=False)
+            rank_zero_info(
+                f"\nepoch {self.current_epoch} validation '{name}':\n{format_scores_table(scores)}"
+            )
+
+    def _log_predictions(self, batch: dict, pred: torch.Tensor) -> None:
+        """Log image | ground truth | prediction rows for the first images of the batch."""
+        if not isinstance(self.logger, TensorBoardLogger) or self.num_logged_images <= 0:
+            return
+        rows = []
+        for index in range(min(self.num_logged_images, len(pred))):
+            image = denormalize_image(batch["img"][index], self.normalization)
+            mask = batch["gt_semantic_seg"][index].cpu().numpy().astype(np.uint8)
+            prediction = pred[index].cpu().numpy().astype(np.uint8)
+            rows.append(np.concatenate([image, colorize_mask(mask), colorize_mask(prediction)], 1))
+        self.logger.experiment.add_image(
+            "val_predictions", np.concatenate(rows, 0), self.global_step, dataformats="HWC"
+        )
+
+    # --- checkpoints --------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        spec = describe_model(self.net, self.classes, self.ignore_index, self.normalization)
+        checkpoint[CHECKPOINT_KEY] = spec.to_dict()

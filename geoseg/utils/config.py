@@ -1,0 +1,98 @@
+"""Loading Python config modules (GeoSeg / nanoGPT style): a config is a module that builds objects.
+
+``load_config`` executes the module, checks that the names a stage reads are present (all missing
+names in one error, with close matches suggested for typos) and fills in the optional names'
+defaults, so the stages read one flat namespace.
+"""
+
+import difflib
+import importlib.util
+import inspect
+import os
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+from geoseg.datasets.classes import IMAGENET_NORMALIZATION
+from geoseg.errors import ConfigError
+
+SUPERVISED_REQUIRED = (
+    "num_classes",
+    "classes",
+    "ignore_index",
+    "net",
+    "loss",
+    "train_loader",
+    "val_loader",
+    "optimizer",
+    "lr_scheduler",
+    "max_epoch",
+    "weights_path",
+    "weights_name",
+    "log_name",
+    "monitor",
+    "monitor_mode",
+)
+
+# Optional names and their defaults. ``precision=None`` means: bf16-mixed where the GPU supports it,
+# 32-true otherwise (see geoseg.training.run.default_precision).
+SUPERVISED_DEFAULTS = {
+    "check_val_every_n_epoch": 1,
+    "pretrained_ckpt_path": None,
+    "resume_ckpt_path": None,
+    "accelerator": "auto",
+    "devices": "auto",
+    "num_nodes": 1,
+    "strategy": "auto",
+    "precision": None,
+    "accumulate_grad_batches": 1,
+    "gradient_clip_val": None,
+    "normalization": IMAGENET_NORMALIZATION,
+    "log_every_n_steps": 10,
+    "num_logged_images": 4,
+}
+
+
+def load_config(
+    path: str | os.PathLike,
+    required: tuple[str, ...] = SUPERVISED_REQUIRED,
+    defaults: dict | None = None,
+) -> SimpleNamespace:
+    """Execute the config module at ``path`` and return its public names with defaults filled in."""
+    path = Path(path)
+    defaults = SUPERVISED_DEFAULTS if defaults is None else defaults
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    module_name = f"geoseg_config_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    # Registered while it runs so that dataclasses/pickling inside the config can find the module.
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    names = {key: value for key, value in vars(module).items() if not key.startswith("_")}
+
+    missing = [name for name in required if name not in names]
+    if missing:
+        hints = []
+        for name in missing:
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.8)
+            if close:
+                hints.append(f"'{close[0]}' -> did you mean '{name}'?")
+        hint = f" ({'; '.join(hints)})" if hints else ""
+        raise ConfigError(f"{path}: missing required names: {', '.join(missing)}{hint}")
+
+    for name, value in names.items():
+        if name in required or name in defaults or _is_definition(value):
+            continue
+        close = difflib.get_close_matches(name, [*required, *defaults], n=1, cutoff=0.85)
+        if close and close[0] not in names:
+            raise ConfigError(f"{path}: unknown name '{name}'; did you mean '{close[0]}'?")
+
+    config = SimpleNamespace(**{**defaults, **names})
+    config.config_path = str(path)
+    return config
+
+
+def _is_definition(value) -> bool:
+    """Imported modules, classes and functions are tools of the config, not settings."""
+    return inspect.ismodule(value) or inspect.isclass(value) or inspect.isroutine(value)

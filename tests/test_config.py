@@ -1,0 +1,79 @@
+"""Config loading: required names, typos, defaults, and the shipped configs' data checks."""
+
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO_ROOT
+
+from geoseg.errors import ConfigError, DataError
+from geoseg.utils.config import SUPERVISED_DEFAULTS, SUPERVISED_REQUIRED, load_config
+
+
+def write(tmp_path, text, name="cfg.py"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def complete_config(**overrides) -> str:
+    values = {name: "None" for name in SUPERVISED_REQUIRED}
+    values.update(overrides)
+    return "\n".join(f"{name} = {value}" for name, value in values.items())
+
+
+def test_all_missing_names_in_one_error(tmp_path):
+    path = write(tmp_path, "num_classes = 6\nmax_epochs = 3\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert str(path) in message
+    for name in SUPERVISED_REQUIRED[1:]:
+        assert name in message
+    assert "'max_epochs' -> did you mean 'max_epoch'?" in message
+
+
+def test_typo_in_an_optional_name_is_rejected(tmp_path):
+    path = write(tmp_path, complete_config() + "\npretrain_ckpt_path = 'x.ckpt'\n")
+    with pytest.raises(
+        ConfigError, match="unknown name 'pretrain_ckpt_path'; did you mean 'pretrained_ckpt_path'"
+    ):
+        load_config(path)
+
+
+def test_defaults_are_filled_and_helpers_pass(tmp_path):
+    text = complete_config(max_epoch="7") + "\nimport math\nbatch_size = 4\nnum_class_helper = 1\n"
+    config = load_config(write(tmp_path, text))
+    assert config.max_epoch == 7 and config.batch_size == 4
+    assert config.precision is None and config.devices == SUPERVISED_DEFAULTS["devices"]
+    assert config.config_path.endswith("cfg.py")
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="nope.py: config file not found"):
+        load_config(tmp_path / "nope.py")
+
+
+def test_teacher_config_without_data_names_the_data_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no data/ here
+    with pytest.raises(DataError, match=r"data/biodiversity/Train/images_png: folder not found"):
+        load_config(REPO_ROOT / "config" / "biodiversity" / "teacher.py")
+
+
+def test_train_supervision_cli_without_data_exits_with_the_layout(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "train_supervision.py"),
+            "-c",
+            str(REPO_ROOT / "config" / "biodiversity" / "teacher.py"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "error: data/biodiversity/Train/images_png: folder not found" in result.stderr
+    assert "images_png/<stem>.png (RGB, uint8)" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,159 @@
+"""Target dataset, transforms, image/mask reading and the synthetic data generator."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import REALDATA
+
+from geoseg.datasets import (
+    CLASSES,
+    IGNORE_INDEX,
+    IMAGENET_NORMALIZATION,
+    PALETTE,
+    TargetDataset,
+    colorize_mask,
+    normalize_image,
+    train_transform,
+)
+from geoseg.datasets.io import read_image, read_mask
+from geoseg.datasets.synthetic import synthesize_tile, write_target_dataset
+from geoseg.errors import DataError
+
+
+def write_pair(root, stem, image, mask, split="Train"):
+    (root / split / "images_png").mkdir(parents=True, exist_ok=True)
+    (root / split / "masks_png").mkdir(parents=True, exist_ok=True)
+    if image is not None:
+        cv2.imwrite(str(root / split / "images_png" / f"{stem}.png"), image)
+    if mask is not None:
+        cv2.imwrite(str(root / split / "masks_png" / f"{stem}.png"), mask)
+
+
+def rgb(height=8, width=8, value=100):
+    return np.full((height, width, 3), value, dtype=np.uint8)
+
+
+def test_item_keys_values_and_normalisation(tmp_path):
+    image = rgb()
+    image[0, 0] = (10, 20, 30)  # stored BGR: R=30, G=20, B=10
+    mask = np.zeros((8, 8), np.uint8)
+    mask[1, 2] = 5
+    mask[3, 3] = IGNORE_INDEX
+    write_pair(tmp_path, "tile_a", image, mask)
+    item = TargetDataset(tmp_path, "Train")[0]
+    assert set(item) == {"img", "gt_semantic_seg", "img_id"}
+    assert item["img_id"] == "tile_a"
+    assert item["img"].shape == (3, 8, 8) and item["img"].dtype == torch.float32
+    assert item["gt_semantic_seg"].dtype == torch.int64
+    assert item["gt_semantic_seg"][1, 2] == 5 and item["gt_semantic_seg"][3, 3] == IGNORE_INDEX
+    # (R - 123.675) / 58.395 with R = 30, by hand: -1.60416...
+    assert item["img"][0, 0, 0].item() == pytest.approx((30 - 123.675) / 58.395, abs=1e-6)
+    assert item["img"][2, 0, 0].item() == pytest.approx((10 - 103.53) / 57.375, abs=1e-6)
+
+
+def test_unmatched_pairs_are_listed(tmp_path):
+    write_pair(tmp_path, "a", rgb(), np.zeros((8, 8), np.uint8))
+    write_pair(tmp_path, "only_image", rgb(), None)
+    write_pair(tmp_path, "only_mask", None, np.zeros((8, 8), np.uint8))
+    with pytest.raises(DataError, match="only_image") as error:
+        TargetDataset(tmp_path, "Train")
+    assert "only_mask" in str(error.value)
+
+
+def test_missing_folder_names_the_folder_and_layout(tmp_path):
+    with pytest.raises(DataError, match=r"Val/images_png: folder not found.*masks_png"):
+        TargetDataset(tmp_path, "Val")
+
+
+def test_size_mismatch_names_the_file(tmp_path):
+    write_pair(tmp_path, "a", rgb(8, 8), np.zeros((8, 9), np.uint8))
+    with pytest.raises(DataError, match=r"masks_png/a.png: mask size 9x8 differs"):
+        TargetDataset(tmp_path, "Train")[0]
+
+
+def test_mask_values_outside_the_classes_are_named(tmp_path):
+    mask = np.zeros((8, 8), np.uint8)
+    mask[0, :3] = (6, 7, 200)
+    write_pair(tmp_path, "a", rgb(), mask)
+    with pytest.raises(DataError, match=r"a.png: mask values \[6, 7, 200\] are not class ids"):
+        TargetDataset(tmp_path, "Train")[0]
+
+
+def test_colour_coded_mask_points_at_the_palette(tmp_path):
+    colour_mask = colorize_mask(np.zeros((8, 8), np.uint8))
+    write_pair(tmp_path, "a", rgb(), colour_mask)
+    with pytest.raises(DataError, match="colour-coded"):
+        TargetDataset(tmp_path, "Train")[0]
+
+
+def test_corrupt_and_16_bit_images_are_errors(tmp_path):
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    with pytest.raises(DataError, match="broken.png: unreadable"):
+        read_image(path)
+    cv2.imwrite(str(tmp_path / "deep.png"), np.zeros((4, 4, 3), np.uint16))
+    with pytest.raises(DataError, match="deep.png: image dtype is uint16"):
+        read_image(tmp_path / "deep.png")
+
+
+def test_grey_and_rgba_images_become_rgb(tmp_path):
+    cv2.imwrite(str(tmp_path / "grey.png"), np.full((4, 5), 77, np.uint8))
+    bgra = np.zeros((4, 5, 4), np.uint8)
+    bgra[..., :] = (1, 2, 3, 128)
+    cv2.imwrite(str(tmp_path / "rgba.png"), bgra)
+    assert read_image(tmp_path / "grey.png").shape == (4, 5, 3)
+    assert (read_image(tmp_path / "grey.png") == 77).all()
+    assert read_image(tmp_path / "rgba.png")[0, 0].tolist() == [3, 2, 1]
+
+
+def test_train_transform_crops_and_pads_with_ignore():
+    image, mask = rgb(20, 24), np.ones((20, 24), np.uint8)
+    out = train_transform(64, scale_range=(1.0, 1.0))(image=image, mask=mask)
+    assert out["image"].shape == (64, 64, 3) and out["mask"].shape == (64, 64)
+    # The 20x24 tile sits inside a 64x64 canvas: the rest of the mask is ignore.
+    assert (out["mask"] == 1).sum() == 20 * 24
+    assert (out["mask"] == IGNORE_INDEX).sum() == 64 * 64 - 20 * 24
+
+
+def test_normalize_image_matches_imagenet_statistics():
+    image = np.array([[[124, 116, 104]]], dtype=np.uint8)
+    tensor = normalize_image(image, IMAGENET_NORMALIZATION)
+    expected = [(124 - 123.675) / 58.395, (116 - 116.28) / 57.12, (104 - 103.53) / 57.375]
+    assert tensor[:, 0, 0].tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_colorize_mask_uses_the_palette():
+    colours = colorize_mask(np.array([[0, 5, IGNORE_INDEX]], np.uint8))
+    assert colours[0].tolist() == [list(PALETTE[0]), list(PALETTE[5]), [0, 0, 0]]
+    assert len(PALETTE) == len(CLASSES) == 6
+
+
+def test_synthetic_data_is_deterministic_and_valid(tmp_path):
+    image_a, mask_a = synthesize_tile(np.random.default_rng(3), 48)
+    image_b, mask_b = synthesize_tile(np.random.default_rng(3), 48)
+    assert (image_a == image_b).all() and (mask_a == mask_b).all()
+    root = write_target_dataset(tmp_path / "synth", {"Train": 12}, tile_size=48, seed=0)
+    dataset = TargetDataset(root, "Train")  # every mask passes the dataset's checks
+    masks = np.stack([dataset.load_pair(img_id)[1] for img_id in dataset.img_ids])
+    assert set(np.unique(masks).tolist()) <= {*range(len(CLASSES)), IGNORE_INDEX}
+    assert len(set(np.unique(masks).tolist()) - {IGNORE_INDEX}) >= 5  # most classes occur
+
+
+def test_real_chesapeake_tiles_load_after_remap(tmp_path):
+    source = REALDATA / "chesapeake_samples"
+    if not source.is_dir():
+        pytest.skip(f"real sample data not found at {source}")
+    # The suggested remap of the Chesapeake codes to the six target classes (README of realdata).
+    remap = np.full(256, IGNORE_INDEX, np.uint8)
+    remap[[1, 2, 3, 4, 5, 6]] = [5, 1, 2, 0, 4, 4]
+    for image_path in sorted((source / "images").glob("train_*.png")):
+        raw = read_mask(source / "masks" / image_path.name)
+        write_pair(tmp_path, image_path.stem, cv2.imread(str(image_path)), remap[raw])
+    dataset = TargetDataset(tmp_path, "Train")
+    assert len(dataset) == 8
+    item = dataset[0]
+    assert item["img"].shape == (3, 256, 256)
+    # The crops are mostly forest (Chesapeake code 2).
+    forest_share = np.mean([(dataset[i]["gt_semantic_seg"] == 1).float().mean() for i in range(8)])
+    assert forest_share > 0.5

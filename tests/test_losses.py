@@ -1,0 +1,179 @@
+"""Losses against hand-computed numbers and invariances (ignored pixels, uniform weights)."""
+
+import math
+
+import pytest
+import torch
+
+from geoseg.losses import CEDiceLoss, CrossEntropyLoss, DiceLoss, cross_entropy_loss, dice_loss
+
+IGNORE = 255
+
+
+def two_pixel_example() -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel a: softmax (1/4, 3/4), target 1. Pixel b: softmax (1/2, 1/2), target 0."""
+    logits = torch.tensor([[[[0.0, 0.0]], [[math.log(3.0), 0.0]]]])  # (1, 2, 1, 2)
+    target = torch.tensor([[[1, 0]]])
+    return logits, target
+
+
+def random_batch(seed: int = 0, num_classes: int = 4):
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(2, num_classes, 5, 6, generator=generator)
+    target = torch.randint(0, num_classes, (2, 5, 6), generator=generator)
+    target[0, :2] = IGNORE
+    target[1, :, 4:] = IGNORE
+    return logits, target
+
+
+def test_cross_entropy_two_pixels():
+    logits, target = two_pixel_example()
+    expected = (math.log(4 / 3) + math.log(2)) / 2
+    assert cross_entropy_loss(logits, target).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_cross_entropy_class_weights():
+    logits, target = two_pixel_example()
+    weighted = cross_entropy_loss(logits, target, class_weights=torch.tensor([1.0, 3.0]))
+    # Weighted mean: (w1 * ln(4/3) + w0 * ln 2) / (w1 + w0).
+    assert weighted.item() == pytest.approx((3 * math.log(4 / 3) + math.log(2)) / 4, rel=1e-6)
+
+    logits, target = random_batch()
+    plain = cross_entropy_loss(logits, target)
+    uniform = cross_entropy_loss(logits, target, class_weights=torch.full((4,), 2.5))
+    assert uniform.item() == pytest.approx(plain.item(), rel=1e-6)
+
+
+def test_cross_entropy_label_smoothing():
+    logits, target = two_pixel_example()
+    eps, num_classes = 0.1, 2
+    # (1 - eps) * -log p_target + eps / C * sum_c -log p_c, averaged over the two pixels.
+    pixel_a = (1 - eps) * math.log(4 / 3) + eps / num_classes * (math.log(4) + math.log(4 / 3))
+    pixel_b = (1 - eps) * math.log(2) + eps / num_classes * (2 * math.log(2))
+    loss = cross_entropy_loss(logits, target, label_smoothing=eps)
+    assert loss.item() == pytest.approx((pixel_a + pixel_b) / 2, rel=1e-6)
+
+
+def test_cross_entropy_matches_torch_with_weights_and_smoothing():
+    logits, target = random_batch()
+    weights = torch.tensor([0.5, 1.0, 2.0, 3.0])
+    ours = cross_entropy_loss(logits, target, class_weights=weights, label_smoothing=0.2)
+    reference = torch.nn.functional.cross_entropy(
+        logits, target, weight=weights, ignore_index=IGNORE, label_smoothing=0.2
+    )
+    assert ours.item() == pytest.approx(reference.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "loss_fn",
+    [
+        cross_entropy_loss,
+        dice_loss,
+        CEDiceLoss(class_weights=[1.0, 2.0, 0.5, 1.0], label_smoothing=0.1),
+    ],
+    ids=["ce", "dice", "ce_dice"],
+)
+def test_ignored_pixels_change_nothing(loss_fn):
+    logits, target = random_batch()
+    ignored = (target == IGNORE).unsqueeze(1).expand_as(logits)
+
+    first = logits.clone().requires_grad_(True)
+    loss_first = loss_fn(first, target)
+    loss_first.backward()
+
+    changed = logits.clone()
+    changed[ignored] = 100.0 * torch.randn(int(ignored.sum()))
+    second = changed.requires_grad_(True)
+    loss_second = loss_fn(second, target)
+    loss_second.backward()
+
+    assert loss_second.item() == pytest.approx(loss_first.item(), rel=1e-6)
+    torch.testing.assert_close(first.grad[~ignored], second.grad[~ignored])
+    assert torch.all(first.grad[ignored] == 0)
+
+
+@pytest.mark.parametrize(
+    "loss_fn",
+    [cross_entropy_loss, dice_loss, CEDiceLoss(class_weights=[1.0, 2.0, 0.5, 1.0])],
+    ids=["ce", "dice", "ce_dice"],
+)
+def test_all_ignored_is_zero_with_zero_grad(loss_fn):
+    logits = torch.randn(2, 4, 3, 3, requires_grad=True)
+    target = torch.full((2, 3, 3), IGNORE)
+    loss = loss_fn(logits, target)
+    loss.backward()
+    assert loss.item() == 0.0
+    assert torch.isfinite(logits.grad).all()
+    assert torch.all(logits.grad == 0)
+
+
+def test_dice_two_classes_by_hand():
+    # Pixel a: p = (1/2, 1/2), target 0; pixel b: p = (3/4, 1/4), target 1; pixel c: ignored.
+    logits = torch.tensor([[[[0.0, math.log(3.0), 5.0]], [[0.0, 0.0, -5.0]]]])
+    target = torch.tensor([[[0, 1, IGNORE]]])
+    s = 0.05
+    # class 0: sum(p*t) = 1/2, sum(p) = 1/2 + 3/4, sum(t) = 1
+    dice_0 = (2 * 0.5 + s) / (1.25 + 1 + s)
+    # class 1: sum(p*t) = 1/4, sum(p) = 1/2 + 1/4, sum(t) = 1
+    dice_1 = (2 * 0.25 + s) / (0.75 + 1 + s)
+    expected = ((1 - dice_0) + (1 - dice_1)) / 2
+    assert dice_loss(logits, target, smooth=s).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_dice_averages_over_classes_present_in_target():
+    # Pixel a: p = (1/4, 1/4, 1/2), target 0; pixel b: p = (1/2, 1/4, 1/4), target 2.
+    # Class 1 is absent from the target and is left out of the mean.
+    logits = torch.log(torch.tensor([[1.0, 2.0], [1.0, 1.0], [2.0, 1.0]])).view(1, 3, 1, 2)
+    target = torch.tensor([[[0, 2]]])
+    s = 0.0
+    dice_0 = (2 * 0.25) / (0.75 + 1)  # sum(p*t) = 1/4, sum(p) = 3/4, sum(t) = 1
+    dice_2 = (2 * 0.25) / (0.75 + 1)
+    expected = ((1 - dice_0) + (1 - dice_2)) / 2
+    assert dice_loss(logits, target, smooth=s).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_dice_perfect_prediction_is_zero():
+    target = torch.randint(0, 4, (2, 8, 8))
+    target[0, 0] = IGNORE
+    logits = 50.0 * torch.nn.functional.one_hot(target.clamp(max=3), 4).permute(0, 3, 1, 2).float()
+    assert dice_loss(logits, target).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_modules_match_functions():
+    logits, target = random_batch()
+    weights = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    ce = CrossEntropyLoss(class_weights=weights, label_smoothing=0.1)
+    assert ce(logits, target).item() == pytest.approx(
+        cross_entropy_loss(logits, target, class_weights=weights, label_smoothing=0.1).item()
+    )
+    assert DiceLoss(smooth=0.5)(logits, target).item() == pytest.approx(
+        dice_loss(logits, target, smooth=0.5).item()
+    )
+    # Weights are a buffer (they follow .to()) but not saved: they come from the config.
+    assert "class_weights" in dict(ce.named_buffers())
+    assert "class_weights" not in ce.state_dict()
+    assert ce.to(torch.float64).class_weights.dtype == torch.float64
+
+
+def test_ce_dice_with_aux_output():
+    logits, target = random_batch(seed=1)
+    aux_logits, _ = random_batch(seed=2)
+    loss = CEDiceLoss(ce_weight=0.5, dice_weight=2.0)
+    main = 0.5 * cross_entropy_loss(logits, target) + 2.0 * dice_loss(logits, target)
+    assert loss(logits, target).item() == pytest.approx(main.item(), rel=1e-6)
+    expected = main + 0.4 * cross_entropy_loss(aux_logits, target)
+    assert loss((logits, aux_logits), target).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_bf16_logits_give_float32_loss():
+    logits, target = random_batch()
+    loss = CEDiceLoss(class_weights=[1.0, 2.0, 0.5, 1.0])
+    reference = loss(logits, target)
+    low_precision = loss(logits.bfloat16(), target)
+    assert low_precision.dtype == torch.float32
+    assert low_precision.item() == pytest.approx(reference.item(), rel=2e-2)
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="spatial size"):
+        cross_entropy_loss(torch.randn(1, 3, 4, 4), torch.zeros(1, 5, 5, dtype=torch.long))

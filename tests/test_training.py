@@ -1,0 +1,93 @@
+"""The supervised stage end to end on tiny data: checkpoints, TensorBoard, resume, load_model."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO_ROOT, write_config
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from geoseg.models import load_model
+from geoseg.training import train
+from geoseg.utils.checkpoint import read_checkpoint
+from geoseg.utils.config import load_config
+
+STEPS_PER_EPOCH = 2  # 8 Train tiles, batch 4, drop_last
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_root, tmp_path_factory):
+    """Two epochs of the tiny config, run in-process from a temporary working directory."""
+    workdir = tmp_path_factory.mktemp("train")
+    config_path = write_config(
+        workdir / "tiny.py", data_root=synthetic_root, weights_path=workdir / "weights"
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(workdir)
+        torch.manual_seed(0)
+        trainer, module = train(load_config(config_path))
+    return workdir, config_path, trainer, module
+
+
+def test_writes_last_and_best_checkpoints(trained):
+    workdir, _, _, _ = trained
+    last = read_checkpoint(workdir / "weights" / "last.ckpt")
+    assert (workdir / "weights" / "best.ckpt").is_file()
+    assert last["epoch"] == 1  # 0-based: two epochs ran
+    assert last["global_step"] == 2 * STEPS_PER_EPOCH
+    assert last["geoseg"]["model_class"] == "FTUNetFormer"
+    assert last["geoseg"]["classes"][1] == "forest"
+
+
+def test_tensorboard_has_losses_metrics_and_pictures(trained):
+    workdir = trained[0]
+    (run_dir,) = (workdir / "lightning_logs" / "tiny").iterdir()
+    events = EventAccumulator(str(run_dir), size_guidance={"images": 0}).Reload()
+    scalars = set(events.Tags()["scalars"])
+    for tag in ("train_loss_step", "train_loss_epoch", "val_loss", "val_mIoU", "val_mF1", "val_OA"):
+        assert tag in scalars, tag
+    assert any(tag.startswith("val_IoU/") for tag in scalars)
+    assert any(tag.startswith("lr-") for tag in scalars)
+    assert len(events.Scalars("val_mIoU")) == 2
+    assert 0.0 <= events.Scalars("val_mIoU")[-1].value <= 1.0
+    (picture,) = events.Images("val_predictions")[-1:]
+    assert picture.width == 3 * 32 and picture.height == 4 * 32  # image | gt | pred, 4 rows
+
+
+def test_load_model_predicts_like_the_trained_module(trained, synthetic_root):
+    workdir, _, _, module = trained
+    net = load_model(workdir / "weights" / "last.ckpt")
+    assert not net.training and net.spec.num_classes == 6
+    batch = torch.randn(2, 3, 40, 56)
+    module.net.eval()
+    with torch.no_grad():
+        assert torch.equal(net(batch), module.net(batch))
+
+
+def test_cli_resumes_from_last_checkpoint_at_the_next_epoch(trained, synthetic_root):
+    workdir, _, _, _ = trained
+    last = workdir / "weights" / "last.ckpt"
+    before = read_checkpoint(last)
+    config_path = write_config(
+        workdir / "resume.py",
+        data_root=synthetic_root,
+        weights_path=workdir / "weights",
+        max_epoch=3,
+        resume_ckpt_path=str(last),
+    )
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "train_supervision.py"), "-c", str(config_path)],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Restoring states from the checkpoint" in result.stderr + result.stdout
+    after = read_checkpoint(last)
+    assert after["epoch"] == 2  # only the third epoch ran
+    assert after["global_step"] == 3 * STEPS_PER_EPOCH
+    optimizer_steps = after["optimizer_states"][0]["state"][0]["step"]
+    assert optimizer_steps.item() == 3 * STEPS_PER_EPOCH  # the optimizer state was restored too
+    assert before["optimizer_states"][0]["state"][0]["step"].item() == 2 * STEPS_PER_EPOCH
