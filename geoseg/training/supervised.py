@@ -94,7 +94,15 @@ class SupervisedModule(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, _ = self.supervised_step(batch)
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log(
+            "train_loss",
+            loss,
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=True,
+            batch_size=len(batch["img"]),
+        )
         return loss
 
     # --- validation ---------------------------------------------------------------------------
@@ -118,6 +126,7 @@ class SupervisedModule(pl.LightningModule):
             on_epoch=True,
             sync_dist=True,
             add_dataloader_idx=False,
+            batch_size=len(batch["img"]),
         )
         if dataloader_idx == 0 and batch_idx == 0 and not self.trainer.sanity_checking:
             self._log_predictions(batch, pred)
