@@ -3,7 +3,7 @@
 PYTHON_BOOTSTRAP ?= python3
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
-DEMO_DATA := data/demo/biodiversity
+DEMO_DATA := data/demo
 
 .PHONY: install test test-fast lint demo clean-demo
 
@@ -27,7 +27,11 @@ lint: install
 
 demo: install
 	$(PYTHON) -m geoseg.datasets.synthetic --output-root $(DEMO_DATA)
+	$(PYTHON) create_combined_dataset.py --target-root $(DEMO_DATA)/biodiversity \
+		--oem-root $(DEMO_DATA)/OpenEarthMap --output-root $(DEMO_DATA)/biodiversity_combined \
+		--oem-scale 0.6667
 	$(PYTHON) train_supervision.py -c config/demo/teacher.py
+	$(PYTHON) train_supervision.py -c config/demo/step1_pretrain_combined.py
 
 clean-demo:
 	rm -rf data/demo model_weights/demo lightning_logs/demo

@@ -4,10 +4,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO_ROOT
 
 from geoseg.errors import ConfigError, DataError
 from geoseg.utils.config import SUPERVISED_DEFAULTS, SUPERVISED_REQUIRED, load_config
+
+from conftest import REPO_ROOT
 
 
 def write(tmp_path, text, name="cfg.py"):

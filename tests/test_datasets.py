@@ -4,7 +4,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import REALDATA
 
 from geoseg.datasets import (
     CLASSES,
@@ -19,6 +18,8 @@ from geoseg.datasets import (
 from geoseg.datasets.io import read_image, read_mask
 from geoseg.datasets.synthetic import synthesize_tile, write_target_dataset
 from geoseg.errors import DataError
+
+from conftest import REALDATA
 
 
 def write_pair(root, stem, image, mask, split="Train"):
@@ -130,9 +131,9 @@ def test_colorize_mask_uses_the_palette():
 
 
 def test_synthetic_data_is_deterministic_and_valid(tmp_path):
-    image_a, mask_a = synthesize_tile(np.random.default_rng(3), 48)
-    image_b, mask_b = synthesize_tile(np.random.default_rng(3), 48)
-    assert (image_a == image_b).all() and (mask_a == mask_b).all()
+    image_a, mask_a, oem_a = synthesize_tile(np.random.default_rng(3), 48)
+    image_b, mask_b, oem_b = synthesize_tile(np.random.default_rng(3), 48)
+    assert (image_a == image_b).all() and (mask_a == mask_b).all() and (oem_a == oem_b).all()
     root = write_target_dataset(tmp_path / "synth", {"Train": 12}, tile_size=48, seed=0)
     dataset = TargetDataset(root, "Train")  # every mask passes the dataset's checks
     masks = np.stack([dataset.load_pair(img_id)[1] for img_id in dataset.img_ids])

@@ -5,13 +5,14 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO_ROOT, write_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from geoseg.models import load_model
 from geoseg.training import train
 from geoseg.utils.checkpoint import read_checkpoint
 from geoseg.utils.config import load_config
+
+from conftest import REPO_ROOT, write_config
 
 STEPS_PER_EPOCH = 2  # 8 Train tiles, batch 4, drop_last
 

@@ -1,6 +1,6 @@
 """Demo teacher: the biodiversity teacher's recipe at CPU size, on the synthetic data.
 
-Run: python -m geoseg.datasets.synthetic --output-root data/demo/biodiversity
+Run: python -m geoseg.datasets.synthetic --output-root data/demo
      python train_supervision.py -c config/demo/teacher.py
 Same scripts and code paths as config/biodiversity/teacher.py; only sizes and paths differ.
 """

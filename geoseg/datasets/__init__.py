@@ -1,5 +1,6 @@
 """Class scheme, datasets, transforms and synthetic data."""
 
+from geoseg.datasets.biodiversity_combined_dataset import BiodiversityCombinedDataset
 from geoseg.datasets.classes import (
     CLASSES,
     IGNORE_INDEX,
@@ -13,6 +14,7 @@ from geoseg.datasets.target_dataset import TargetDataset
 from geoseg.datasets.transforms import denormalize_image, normalize_image, train_transform
 
 __all__ = [
+    "BiodiversityCombinedDataset",
     "CLASSES",
     "IGNORE_INDEX",
     "IMAGENET_NORMALIZATION",

@@ -12,6 +12,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 # Our own data loaders parallelise over processes; OpenCV's thread pool inside each only competes.
 cv2.setNumThreads(0)
+# GeoTIFFs (OpenEarthMap) carry tags OpenCV does not know; its warning per file is noise.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 def _imread(path: Path) -> np.ndarray:

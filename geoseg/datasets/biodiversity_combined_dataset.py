@@ -1,0 +1,40 @@
+"""The combined layout written by ``create_combined_dataset.py``, read with the target dataset's code."""
+
+import os
+
+from geoseg.datasets.combine import OEM_PREFIX, TARGET_PREFIX
+from geoseg.datasets.target_dataset import TargetDataset
+from geoseg.errors import DataError
+
+SOURCE_PREFIXES = {"target": TARGET_PREFIX, "oem": OEM_PREFIX}
+
+
+class BiodiversityCombinedDataset(TargetDataset):
+    """Tiles of ``<data_root>/{Train,Val}/{images_png,masks_png}``: ``target_*`` (links to the target
+    data) and ``oem_*`` (OpenEarthMap, remapped to the target classes).
+
+    ``sources`` selects the tiles by origin ("target", "oem"); items, checks and errors are those
+    of TargetDataset.
+    """
+
+    def __init__(
+        self,
+        data_root: str | os.PathLike = "data/biodiversity_combined",
+        split: str = "Train",
+        *,
+        sources: tuple[str, ...] = ("target", "oem"),
+        **kwargs,
+    ):
+        super().__init__(data_root, split, **kwargs)
+        unknown = set(sources) - set(SOURCE_PREFIXES)
+        if unknown:
+            raise DataError(
+                f"unknown sources {sorted(unknown)}; expected some of {list(SOURCE_PREFIXES)}"
+            )
+        prefixes = tuple(SOURCE_PREFIXES[source] for source in sources)
+        self.img_ids = [img_id for img_id in self.img_ids if img_id.startswith(prefixes)]
+        if not self.img_ids:
+            raise DataError(
+                f"{self.image_dir}: no tiles from {list(sources)} (names starting with {list(prefixes)}); "
+                "was it written by create_combined_dataset.py?"
+            )

@@ -1,0 +1,320 @@
+"""Building the combined layout: target tiles (linked) + OpenEarthMap tiles (converted, remapped).
+
+Output (``create_combined_dataset.py``)::
+
+    <output>/Train/images_png/target_<stem>.png -> link to <target>/Train/images_png/<stem>.png
+    <output>/Train/masks_png/target_<stem>.png  -> link to <target>/Train/masks_png/<stem>.png
+    <output>/Train/images_png/oem_<stem>.png       OpenEarthMap train image, as PNG (optionally rescaled)
+    <output>/Train/masks_png/oem_<stem>.png        its label remapped to the target classes
+    <output>/Val/{images_png,masks_png}/oem_<stem>.png   the same for OpenEarthMap val
+    <output>/combined_manifest.json                settings and counts of the build
+
+The build goes to a temporary sibling folder that replaces the output only once complete, so an
+interrupted run leaves the previous output intact, and a re-run leaves no stale files. Sources are
+only read.
+"""
+
+import json
+import os
+import random
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from geoseg.datasets.classes import CLASSES, IGNORE_INDEX, OEM_CLASSES, OEM_TO_TARGET
+from geoseg.datasets.io import read_image, read_mask, write_png_atomic
+from geoseg.datasets.openearthmap import OEMPair, locate_pairs, read_split_list, remap_lookup_table
+from geoseg.datasets.target_dataset import TargetDataset
+from geoseg.errors import DataError
+
+MANIFEST_NAME = "combined_manifest.json"
+TARGET_PREFIX, OEM_PREFIX = "target_", "oem_"
+SPLITS = {"train": "Train", "val": "Val"}  # OpenEarthMap split list -> combined folder
+
+
+@dataclass(frozen=True)
+class CombineSettings:
+    """What to combine and how; the defaults are the seed's."""
+
+    target_root: Path = Path("data/biodiversity")
+    oem_root: Path = Path("data/OpenEarthMap")
+    output_root: Path = Path("data/biodiversity_combined")
+    num_oem_train: int = 3000
+    num_oem_val: int = 500
+    seed: int = 42
+    oem_scale: float = 1.0  # resize factor for OpenEarthMap tiles (its pixels are 0.25-0.5 m)
+    remap: tuple[int, ...] = OEM_TO_TARGET
+    ignore_index: int = IGNORE_INDEX
+
+
+@dataclass
+class CombinePlan:
+    """Everything the build will do, decided before anything is written."""
+
+    settings: CombineSettings
+    target_pairs: list[tuple[Path, Path]]  # (image, mask) of the target Train split
+    oem_pairs: dict[str, list[OEMPair]]  # "train"/"val" -> selected pairs
+    missing_images: dict[str, list[str]]  # listed names whose image is absent (xBD)
+    missing_labels: dict[str, list[str]]
+    replaces_existing: bool
+
+
+@dataclass
+class CombineSummary:
+    """Counts and pixel statistics of a finished build."""
+
+    target_linked: int = 0
+    oem_written: dict[str, int] = field(default_factory=dict)
+    skipped_missing_image: dict[str, int] = field(default_factory=dict)
+    skipped_missing_label: dict[str, int] = field(default_factory=dict)
+    skipped_unreadable: list[str] = field(default_factory=list)
+    tiles_with_unknown_ids: list[str] = field(default_factory=list)
+    oem_pixels: list[int] = field(default_factory=lambda: [0] * 256)  # before the remap
+    target_pixels: list[int] = field(default_factory=lambda: [0] * 256)  # after
+
+
+def plan_combined_dataset(settings: CombineSettings) -> CombinePlan:
+    """Check the sources and the output folder, and select the tiles; writes nothing."""
+    remap_lookup_table(settings.remap, settings.ignore_index)  # validates the table
+    if settings.oem_scale <= 0:
+        raise DataError(f"--oem-scale must be positive, got {settings.oem_scale}")
+    _check_output_is_separate(settings)
+    target = TargetDataset(settings.target_root, "Train")  # checks the folders and the pairing
+    target_pairs = [(target.image_paths[s], target.mask_paths[s]) for s in target.img_ids]
+
+    oem_pairs, missing_images, missing_labels = {}, {}, {}
+    for split, count in (("train", settings.num_oem_train), ("val", settings.num_oem_val)):
+        names = read_split_list(settings.oem_root, split)
+        found, missing_images[split], missing_labels[split] = locate_pairs(settings.oem_root, names)
+        rng = random.Random(f"{settings.seed}-{split}")
+        selected = rng.sample(found, min(count, len(found)))
+        oem_pairs[split] = sorted(selected, key=lambda pair: pair.name)
+    if not oem_pairs["train"]:
+        raise DataError(
+            f"{settings.oem_root}: none of the {len(missing_images['train'])} tiles in train.txt has "
+            "both an image and a label on disk"
+        )
+    return CombinePlan(
+        settings,
+        target_pairs,
+        oem_pairs,
+        missing_images,
+        missing_labels,
+        replaces_existing=settings.output_root.exists(),
+    )
+
+
+def describe_plan(plan: CombinePlan) -> str:
+    """What a build would do, for ``--dry-run`` and the log."""
+    s = plan.settings
+    lines = [
+        f"output: {s.output_root}"
+        + (" (replacing the previous build)" if plan.replaces_existing else ""),
+        f"  Train: link {len(plan.target_pairs)} target tiles from {s.target_root}/Train",
+    ]
+    for split, folder in SPLITS.items():
+        wanted = s.num_oem_train if split == "train" else s.num_oem_val
+        lines.append(
+            f"  {folder}: convert {len(plan.oem_pairs[split])} OpenEarthMap {split} tiles "
+            f"(asked for {wanted}; {len(plan.missing_images[split])} listed without image, "
+            f"{len(plan.missing_labels[split])} without label), scale {s.oem_scale:g}"
+        )
+    lines.append(
+        "  remap: "
+        + ", ".join(f"{OEM_CLASSES[i]}->{_target_name(t)}" for i, t in enumerate(s.remap))
+    )
+    return "\n".join(lines)
+
+
+def build_combined_dataset(
+    plan: CombinePlan, workers: int = 1, progress: bool = True
+) -> CombineSummary:
+    """Write the combined layout for ``plan``; the output appears only once complete."""
+    s = plan.settings
+    output = Path(s.output_root)
+    staging = output.with_name(f".{output.name}.building")
+    summary = CombineSummary(
+        skipped_missing_image={k: len(v) for k, v in plan.missing_images.items()},
+        skipped_missing_label={k: len(v) for k, v in plan.missing_labels.items()},
+    )
+    if staging.exists():  # left by an interrupted run
+        shutil.rmtree(staging)
+    try:
+        for folder in ("Train/images_png", "Train/masks_png", "Val/images_png", "Val/masks_png"):
+            (staging / folder).mkdir(parents=True)
+        for image, mask in plan.target_pairs:
+            _link(image, staging / "Train/images_png", output / "Train/images_png")
+            _link(mask, staging / "Train/masks_png", output / "Train/masks_png")
+            summary.target_linked += 1
+        jobs = [
+            (pair, staging / SPLITS[split], s.oem_scale, s.remap, s.ignore_index)
+            for split, pairs in plan.oem_pairs.items()
+            for pair in pairs
+        ]
+        results = _run_jobs(jobs, workers, progress)
+        for (pair, folder, *_), result in zip(jobs, results, strict=True):
+            split = "train" if folder.name == "Train" else "val"
+            if isinstance(result, str):
+                summary.skipped_unreadable.append(result)
+                continue
+            oem_counts, target_counts = result
+            summary.oem_written[split] = summary.oem_written.get(split, 0) + 1
+            summary.oem_pixels = [
+                a + b for a, b in zip(summary.oem_pixels, oem_counts, strict=True)
+            ]
+            summary.target_pixels = [
+                a + b for a, b in zip(summary.target_pixels, target_counts, strict=True)
+            ]
+            if sum(oem_counts[len(OEM_CLASSES) :]):
+                summary.tiles_with_unknown_ids.append(pair.name)
+        if not summary.oem_written.get("train"):
+            raise DataError(f"{s.oem_root}: no OpenEarthMap training tile could be converted")
+        manifest = {"settings": _jsonable(asdict(s)), "summary": asdict(summary)}
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+        _replace(output, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return summary
+
+
+def describe_summary(summary: CombineSummary) -> str:
+    """Counts and the pixel share of every class before and after the remap."""
+    lines = [
+        f"linked {summary.target_linked} target tiles; wrote OpenEarthMap "
+        + ", ".join(f"{split} {count}" for split, count in summary.oem_written.items()),
+        "skipped (image absent, as for the xBD regions of the public release): "
+        + ", ".join(f"{k} {v}" for k, v in summary.skipped_missing_image.items()),
+    ]
+    if any(summary.skipped_missing_label.values()):
+        lines.append(
+            "skipped (label absent): "
+            + ", ".join(f"{k} {v}" for k, v in summary.skipped_missing_label.items())
+        )
+    if summary.skipped_unreadable:
+        lines.append(f"WARNING: skipped {len(summary.skipped_unreadable)} unreadable tiles:")
+        lines += [f"  {reason}" for reason in summary.skipped_unreadable[:20]]
+    if summary.tiles_with_unknown_ids:
+        lines.append(
+            f"WARNING: {len(summary.tiles_with_unknown_ids)} tiles have label ids above 8, written as "
+            f"ignore: {', '.join(summary.tiles_with_unknown_ids[:10])}"
+        )
+    oem_total = sum(summary.oem_pixels) or 1
+    lines.append("OpenEarthMap pixel shares before the remap:")
+    for index, name in enumerate(OEM_CLASSES):
+        lines.append(f"  {index} {name:<17} {100 * summary.oem_pixels[index] / oem_total:6.2f}%")
+    unknown = sum(summary.oem_pixels[len(OEM_CLASSES) :])
+    if unknown:
+        lines.append(f"  >8 {'unknown ids':<16} {100 * unknown / oem_total:6.2f}%")
+    target_total = sum(summary.target_pixels) or 1
+    lines.append("after the remap (target classes):")
+    for index, name in enumerate(CLASSES):
+        lines.append(
+            f"  {index} {name:<17} {100 * summary.target_pixels[index] / target_total:6.2f}%"
+        )
+    ignored = sum(summary.target_pixels[len(CLASSES) :])
+    lines.append(f"  {IGNORE_INDEX} {'ignore':<15} {100 * ignored / target_total:6.2f}%")
+    return "\n".join(lines)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def convert_oem_pair(
+    pair: OEMPair, folder: Path, scale: float, remap: tuple[int, ...], ignore_index: int
+) -> tuple[list[int], list[int]] | str:
+    """Write one OpenEarthMap tile as ``oem_<stem>.png`` image and remapped mask under ``folder``.
+
+    Returns the (256,) pixel counts of the label before and after the remap, or the reason the
+    tile was skipped (unreadable, or image and label of different sizes).
+    """
+    try:
+        image, label = read_image(pair.image), read_mask(pair.label)
+    except DataError as error:
+        return str(error)
+    if image.shape[:2] != label.shape:
+        return f"{pair.label}: label size {label.shape[::-1]} differs from its image {image.shape[1::-1]}"
+    mask = remap_lookup_table(remap, ignore_index)[label]
+    if scale != 1.0:
+        height, width = label.shape
+        size = (max(round(width * scale), 1), max(round(height * scale), 1))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+        mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+        label = cv2.resize(label, size, interpolation=cv2.INTER_NEAREST)
+    write_png_atomic(folder / "images_png" / f"{OEM_PREFIX}{pair.stem}.png", image)
+    write_png_atomic(folder / "masks_png" / f"{OEM_PREFIX}{pair.stem}.png", mask)
+    return (
+        np.bincount(label.ravel(), minlength=256).tolist(),
+        np.bincount(mask.ravel(), minlength=256).tolist(),
+    )
+
+
+def _convert(job: tuple) -> tuple[list[int], list[int]] | str:
+    return convert_oem_pair(*job)
+
+
+def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> list:
+    bar = dict(total=len(jobs), desc="OpenEarthMap tiles", unit="tile", disable=not progress)
+    if workers <= 1:
+        return list(tqdm(map(_convert, jobs), **bar))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(tqdm(pool.map(_convert, jobs, chunksize=4), **bar))
+
+
+def _link(source: Path, staging_dir: Path, final_dir: Path) -> None:
+    """Symlink ``target_<name>`` in ``staging_dir`` to ``source``, relative to where it will live."""
+    relative = os.path.relpath(os.path.abspath(source), os.path.abspath(final_dir))
+    (staging_dir / f"{TARGET_PREFIX}{source.name}").symlink_to(relative)
+
+
+def _replace(output: Path, staging: Path) -> None:
+    """Swap the finished build in; the previous build (ours, by its manifest) is removed."""
+    if output.exists():
+        previous = output.with_name(f".{output.name}.previous")
+        if previous.exists():
+            shutil.rmtree(previous)
+        output.rename(previous)
+        staging.rename(output)
+        shutil.rmtree(previous)  # deletes links themselves, never what they point to
+    else:
+        staging.rename(output)
+
+
+def _check_output_is_separate(settings: CombineSettings) -> None:
+    """The output must not overlap a source, and an existing output must be a previous build."""
+    output = Path(os.path.abspath(settings.output_root))
+    for name, source in (
+        ("--target-root", settings.target_root),
+        ("--oem-root", settings.oem_root),
+    ):
+        source = Path(os.path.abspath(source))
+        if output == source or output in source.parents or source in output.parents:
+            raise DataError(
+                f"--output-root {settings.output_root} overlaps {name} {source}: the sources are "
+                "never written to, so the output must be a separate folder"
+            )
+    if output.exists() and not (output / MANIFEST_NAME).is_file() and any(output.iterdir()):
+        raise DataError(
+            f"{settings.output_root}: exists, is not empty and was not made by "
+            f"create_combined_dataset.py (no {MANIFEST_NAME}); refusing to replace it. "
+            "Choose another --output-root or remove that folder yourself."
+        )
+
+
+def _target_name(target_id: int) -> str:
+    return CLASSES[target_id] if target_id < len(CLASSES) else "ignore"
+
+
+def _jsonable(value):
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value

@@ -1,0 +1,345 @@
+"""create_combined_dataset.py: the OpenEarthMap reader, the remap, the combined layout and its safety."""
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from geoseg.datasets import OEM_TO_TARGET, BiodiversityCombinedDataset
+from geoseg.datasets import combine as combine_module
+from geoseg.datasets.combine import (
+    MANIFEST_NAME,
+    CombineSettings,
+    build_combined_dataset,
+    plan_combined_dataset,
+)
+from geoseg.datasets.io import read_image, read_mask
+from geoseg.datasets.synthetic import (
+    OEM_STYLE,
+    TARGET_STYLE,
+    synthesize_tile,
+    write_openearthmap_release,
+    write_target_dataset,
+)
+from geoseg.errors import DataError
+from geoseg.training import train
+from geoseg.utils.config import load_config
+
+from conftest import REALDATA, REPO_ROOT
+
+LUT = np.full(256, 255, np.uint8)
+LUT[:9] = OEM_TO_TARGET
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Relative path -> content hash (files) or link target (symlinks), for the whole tree."""
+    digest = {}
+    for path in sorted(root.rglob("*")):
+        key = str(path.relative_to(root))
+        if path.is_symlink():
+            digest[key] = "link:" + os.readlink(path)
+        elif path.is_file():
+            digest[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digest
+
+
+@pytest.fixture
+def sources(tmp_path):
+    """Synthetic target data and a synthetic OpenEarthMap release (2 train images absent)."""
+    target = write_target_dataset(tmp_path / "biodiversity", {"Train": 6, "Val": 3}, tile_size=32)
+    oem = write_openearthmap_release(
+        tmp_path / "OpenEarthMap", regions=("alpha", "beta"), tiles_per_region=8, tile_size=48
+    )
+    return target, oem, tmp_path / "combined"
+
+
+def build(target, oem, output, workers=1, **settings):
+    plan = plan_combined_dataset(CombineSettings(target, oem, output, **settings))
+    return build_combined_dataset(plan, workers=workers, progress=False)
+
+
+def listed(oem: Path, split: str) -> list[str]:
+    return (oem / f"{split}.txt").read_text().split()
+
+
+def test_builds_the_combined_layout(sources):
+    target, oem, output = sources
+    summary = build(target, oem, output, workers=2)
+    train_images = sorted(p.name for p in (output / "Train/images_png").iterdir())
+    target_links = [n for n in train_images if n.startswith("target_")]
+    oem_tiles = [n for n in train_images if n.startswith("oem_")]
+    assert len(target_links) == 6
+    # 16 tiles: 70% train = 11 listed, 2 of them without image.
+    assert len(listed(oem, "train")) == 11 and len(oem_tiles) == 9
+    assert summary.skipped_missing_image == {"train": 2, "val": 0}
+    assert summary.oem_written == {"train": 9, "val": len(listed(oem, "val"))}
+    for name in target_links:
+        link = output / "Train/images_png" / name
+        assert link.is_symlink()
+        assert (
+            link.resolve() == (target / "Train/images_png" / name.removeprefix("target_")).resolve()
+        )
+    # Every OpenEarthMap mask is the lookup table applied to its label, pixel for pixel.
+    for split, folder in (("train", "Train"), ("val", "Val")):
+        for name in listed(oem, split):
+            region = name.rsplit("_", 1)[0]
+            if not (oem / region / "images" / name).exists():
+                continue
+            stem = Path(name).stem
+            label = read_mask(oem / region / "labels" / name)
+            written = read_mask(output / folder / "masks_png" / f"oem_{stem}.png")
+            assert np.array_equal(written, LUT[label])
+            image = read_image(output / folder / "images_png" / f"oem_{stem}.png")
+            assert np.array_equal(image, read_image(oem / region / "images" / name))
+    assert BiodiversityCombinedDataset(output, "Train", sources=("oem",))[0]["img"].shape[1:] == (
+        48,
+        48,
+    )
+    assert (output / MANIFEST_NAME).is_file()
+
+
+def test_rerun_changes_nothing_and_sources_stay_untouched(sources):
+    target, oem, output = sources
+    before = {"target": tree_digest(target), "oem": tree_digest(oem)}
+    build(target, oem, output)
+    first = tree_digest(output)
+    build(target, oem, output)
+    assert tree_digest(output) == first
+    assert {"target": tree_digest(target), "oem": tree_digest(oem)} == before
+    assert sorted(p.name for p in output.parent.iterdir()) == sorted(
+        ["biodiversity", "OpenEarthMap", "combined"]
+    )  # no staging or previous build left beside it
+
+
+def test_rerun_with_other_settings_leaves_no_stale_files(sources):
+    target, oem, output = sources
+    build(target, oem, output, num_oem_train=8)
+    build(target, oem, output, num_oem_train=3, num_oem_val=1)
+    assert len(list((output / "Train/images_png").glob("oem_*"))) == 3
+    assert len(list((output / "Train/masks_png").glob("oem_*"))) == 3
+    assert len(list((output / "Val/images_png").iterdir())) == 1
+
+
+def test_interrupted_build_keeps_the_previous_output(sources, monkeypatch):
+    target, oem, output = sources
+    build(target, oem, output)
+    previous = tree_digest(output)
+    calls = []
+
+    def failing_convert(job):
+        calls.append(job)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return combine_module.convert_oem_pair(*job)
+
+    monkeypatch.setattr(combine_module, "_convert", failing_convert)
+    with pytest.raises(KeyboardInterrupt):
+        build(target, oem, output, num_oem_train=4)
+    assert tree_digest(output) == previous
+    assert not (output.parent / ".combined.building").exists()
+
+
+def test_oem_scale_resizes_image_bilinear_and_mask_nearest(sources):
+    target, oem, output = sources
+    build(target, oem, output, oem_scale=0.5)
+    mask = read_mask(next((output / "Val/masks_png").iterdir()))
+    image = read_image(next((output / "Val/images_png").iterdir()))
+    assert mask.shape == (24, 24) and image.shape == (24, 24, 3)
+    assert set(np.unique(mask).tolist()) <= set(OEM_TO_TARGET)  # nearest: no blended ids
+
+
+def test_dry_run_writes_nothing(sources):
+    target, oem, output = sources
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "create_combined_dataset.py"),
+            "--target-root",
+            str(target),
+            "--oem-root",
+            str(oem),
+            "--output-root",
+            str(output),
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "convert 9 OpenEarthMap train tiles" in result.stdout
+    assert "2 listed without image" in result.stdout
+    assert not output.exists()
+
+
+def test_cli_prints_counts_and_class_shares(sources):
+    target, oem, output = sources
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "create_combined_dataset.py"),
+            "--target-root",
+            str(target),
+            "--oem-root",
+            str(oem),
+            "--output-root",
+            str(output),
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "linked 6 target tiles; wrote OpenEarthMap train 9, val 3" in result.stdout
+    assert "OpenEarthMap pixel shares before the remap" in result.stdout
+    assert "after the remap (target classes)" in result.stdout
+
+
+def test_bad_sources_are_clear_errors(sources, tmp_path):
+    target, oem, output = sources
+    with pytest.raises(DataError, match="nowhere: OpenEarthMap folder not found"):
+        plan_combined_dataset(CombineSettings(target, tmp_path / "nowhere", output))
+    (oem / "val.txt").write_text("\n")
+    with pytest.raises(DataError, match="val.txt: the split list is empty"):
+        plan_combined_dataset(CombineSettings(target, oem, output))
+    (oem / "val.txt").unlink()
+    with pytest.raises(DataError, match="val.txt: split list not found"):
+        plan_combined_dataset(CombineSettings(target, oem, output))
+    with pytest.raises(DataError, match="needs 9 entries"):
+        plan_combined_dataset(CombineSettings(target, oem, output, remap=(0, 1, 2)))
+    with pytest.raises(DataError, match="Train/images_png: folder not found"):
+        plan_combined_dataset(CombineSettings(tmp_path / "no_target", oem, output))
+
+
+def test_output_overlapping_a_source_or_foreign_folder_is_refused(sources):
+    target, oem, output = sources
+    with pytest.raises(DataError, match="overlaps --target-root"):
+        plan_combined_dataset(CombineSettings(target, oem, target / "combined"))
+    with pytest.raises(DataError, match="overlaps --oem-root"):
+        plan_combined_dataset(CombineSettings(target, oem, oem / "out"))
+    output.mkdir()
+    (output / "my_notes.txt").write_text("precious")
+    with pytest.raises(DataError, match="not made by create_combined_dataset.py"):
+        plan_combined_dataset(CombineSettings(target, oem, output))
+    assert (output / "my_notes.txt").read_text() == "precious"
+
+
+def test_unreadable_tiles_and_unknown_ids_are_counted(sources):
+    target, oem, output = sources
+    train_names = [
+        n for n in listed(oem, "train") if (oem / n.rsplit("_", 1)[0] / "images" / n).exists()
+    ]
+    broken, odd = train_names[0], train_names[1]
+    (oem / broken.rsplit("_", 1)[0] / "images" / broken).write_bytes(b"II*\x00garbage")
+    odd_label = oem / odd.rsplit("_", 1)[0] / "labels" / odd
+    label = read_mask(odd_label)
+    label[0, :4] = (9, 12, 200, 3)
+    cv2.imwrite(str(odd_label), label)
+    summary = build(target, oem, output)
+    assert len(summary.skipped_unreadable) == 1 and broken in summary.skipped_unreadable[0]
+    assert summary.tiles_with_unknown_ids == [odd]
+    written = read_mask(output / "Train/masks_png" / f"oem_{Path(odd).stem}.png")
+    assert written[0, :4].tolist() == [255, 255, 255, OEM_TO_TARGET[3]]
+    assert summary.oem_written["train"] == 8
+
+
+def test_real_openearthmap_tiles_are_remapped_exactly(tmp_path):
+    samples = REALDATA / "openearthmap_samples"
+    if not samples.is_dir():
+        pytest.skip(f"real sample data not found at {samples}")
+    release = tmp_path / "OpenEarthMap"  # the release layout, pointing at the read-only samples
+    for name in ("houston_16.tif", "palu_8.tif"):
+        region = name.rsplit("_", 1)[0]
+        for kind in ("images", "labels"):
+            (release / region / kind).mkdir(parents=True)
+            (release / region / kind / name).symlink_to(samples / kind / name)
+    (release / "train.txt").write_text("houston_16.tif\npalu_8.tif\naachen_1.tif\n")
+    (release / "val.txt").write_text("palu_8.tif\n")
+    target = write_target_dataset(tmp_path / "biodiversity", {"Train": 2}, tile_size=32)
+    summary = build(target, release, tmp_path / "combined")
+    assert summary.oem_written == {"train": 2, "val": 1}
+    assert summary.skipped_missing_image == {"train": 1, "val": 0}  # aachen_1 is not on disk
+    for name in ("houston_16", "palu_8"):
+        label = read_mask(samples / "labels" / f"{name}.tif")
+        written = read_mask(tmp_path / "combined/Train/masks_png" / f"oem_{name}.png")
+        assert written.shape == (1024, 1024)
+        assert np.array_equal(written, LUT[label])
+        # Spot-check the table by hand: road (4) and building (8) become settlement (4).
+        assert (written[label == 8] == 4).all() and (written[label == 5] == 1).all()
+        image = read_image(tmp_path / "combined/Train/images_png" / f"oem_{name}.png")
+        assert np.array_equal(image, read_image(samples / "images" / f"{name}.tif"))
+
+
+def test_synthetic_openearthmap_labels_agree_with_the_target_classes():
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        _, mask, oem = synthesize_tile(rng, 48, OEM_STYLE)
+        assert np.array_equal(LUT[oem], mask)
+        assert oem.max() <= 8
+    target_mean = np.mean(
+        [synthesize_tile(rng, 48, TARGET_STYLE)[0].mean((0, 1)) for _ in range(8)], 0
+    )
+    oem_mean = np.mean([synthesize_tile(rng, 48, OEM_STYLE)[0].mean((0, 1)) for _ in range(8)], 0)
+    # The OpenEarthMap style is warmer: more red relative to blue than the target style.
+    assert oem_mean[0] / oem_mean[2] > 1.1 * target_mean[0] / target_mean[2]
+
+
+STEP1_CONFIG = """
+import torch
+from torch.utils.data import DataLoader
+from geoseg.datasets import CLASSES, IGNORE_INDEX, BiodiversityCombinedDataset, TargetDataset
+from geoseg.datasets import train_transform
+from geoseg.losses import CEDiceLoss
+from geoseg.models import FTUNetFormer
+
+classes = CLASSES
+num_classes = len(classes)
+ignore_index = IGNORE_INDEX
+train_loader = DataLoader(
+    BiodiversityCombinedDataset("{combined}", "Train", transform=train_transform(32)),
+    batch_size=4, shuffle=True, drop_last=True,
+)
+val_loader = {{
+    "target": DataLoader(TargetDataset("{target}", "Val"), batch_size=4),
+    "oem": DataLoader(BiodiversityCombinedDataset("{combined}", "Val"), batch_size=4),
+}}
+net = FTUNetFormer(
+    num_classes=num_classes, backbone="swin_tiny_patch4_window7_224",
+    backbone_kwargs=dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
+    decode_channels=16, window_size=4,
+)
+loss = CEDiceLoss(ignore_index=ignore_index)
+optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+lr_scheduler = None
+max_epoch = 1
+accelerator = "cpu"
+devices = 1
+log_every_n_steps = 1
+weights_path = "weights"
+weights_name = "best"
+log_name = "step1"
+monitor = "val_mIoU"
+monitor_mode = "max"
+"""
+
+
+def test_step1_style_training_logs_both_validation_sets(sources, monkeypatch):
+    target, oem, output = sources
+    build(target, oem, output)
+    workdir = output.parent
+    config = workdir / "step1.py"
+    config.write_text(STEP1_CONFIG.format(combined=output, target=target))
+    monkeypatch.chdir(workdir)
+    train(load_config(config))
+    (run_dir,) = (workdir / "lightning_logs" / "step1").iterdir()
+    scalars = set(EventAccumulator(str(run_dir)).Reload().Tags()["scalars"])
+    assert {"val_mIoU", "val_loss", "val_oem_mIoU", "val_oem_loss", "val_oem_IoU/forest"} <= scalars
+    assert (workdir / "weights" / "last.ckpt").is_file()
