@@ -32,6 +32,8 @@ demo: install
 		--oem-scale 0.6667
 	$(PYTHON) train_supervision.py -c config/demo/teacher.py
 	$(PYTHON) train_supervision.py -c config/demo/step1_pretrain_combined.py
+	$(PYTHON) train_kd.py -c config/demo/student_target_only.py
+	$(PYTHON) train_kd.py -c config/demo/step2_finetune_target_kd.py
 
 clean-demo:
 	rm -rf data/demo model_weights/demo lightning_logs/demo

@@ -5,8 +5,16 @@ import sys
 
 import pytest
 
+from geoseg.datasets.combine import CombineSettings, build_combined_dataset, plan_combined_dataset
+from geoseg.datasets.synthetic import write_openearthmap_release, write_target_dataset
 from geoseg.errors import ConfigError, DataError
-from geoseg.utils.config import SUPERVISED_DEFAULTS, SUPERVISED_REQUIRED, load_config
+from geoseg.utils.config import (
+    KD_DEFAULTS,
+    KD_REQUIRED,
+    SUPERVISED_DEFAULTS,
+    SUPERVISED_REQUIRED,
+    load_config,
+)
 
 from conftest import REPO_ROOT
 
@@ -78,3 +86,49 @@ def test_train_supervision_cli_without_data_exits_with_the_layout(tmp_path):
     assert "error: data/biodiversity/Train/images_png: folder not found" in result.stderr
     assert "images_png/<stem>.png (RGB, uint8)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+KD_CONFIGS = ("student_target_only.py", "step2_finetune_target_kd.py")
+STAGE_CONFIGS = ("teacher.py", "step1_pretrain_combined.py", *KD_CONFIGS)
+
+
+@pytest.fixture(scope="module")
+def demo_data_dir(tmp_path_factory):
+    """A working directory holding data/demo as `make demo` writes it, at a tiny size."""
+    workdir = tmp_path_factory.mktemp("demo")
+    demo = workdir / "data" / "demo"
+    target = write_target_dataset(demo / "biodiversity", {"Train": 4, "Val": 2}, tile_size=32)
+    oem = write_openearthmap_release(demo / "OpenEarthMap", tiles_per_region=4, tile_size=48)
+    plan = plan_combined_dataset(CombineSettings(target, oem, demo / "biodiversity_combined"))
+    build_combined_dataset(plan, progress=False)
+    return workdir
+
+
+@pytest.mark.parametrize("name", STAGE_CONFIGS)
+def test_every_demo_config_builds(name, demo_data_dir, monkeypatch):
+    monkeypatch.chdir(demo_data_dir)
+    required, defaults = (
+        (KD_REQUIRED, KD_DEFAULTS)
+        if name in KD_CONFIGS
+        else (SUPERVISED_REQUIRED, SUPERVISED_DEFAULTS)
+    )
+    config = load_config(REPO_ROOT / "config" / "demo" / name, required, defaults)
+    assert config.net.init_args["num_classes"] == config.num_classes == 6
+    assert config.log_name == f"demo/{config.weights_path.rsplit('/', 1)[-1]}"
+    assert len(config.train_loader.dataset) > 0
+    if name in KD_CONFIGS:
+        assert config.teacher_ckpt_path == "model_weights/demo/teacher/last.ckpt"
+        assert config.kd_alpha == 0.7 and config.kd_temperature == 3.0
+
+
+@pytest.mark.parametrize("name", STAGE_CONFIGS)
+def test_every_real_config_names_its_missing_data(name, tmp_path, monkeypatch):
+    """Without data the real configs fail on the data folder, before any weights are fetched."""
+    monkeypatch.chdir(tmp_path)
+    required, defaults = (
+        (KD_REQUIRED, KD_DEFAULTS)
+        if name in KD_CONFIGS
+        else (SUPERVISED_REQUIRED, SUPERVISED_DEFAULTS)
+    )
+    with pytest.raises(DataError, match=r"data/biodiversity(_combined)?/Train/images_png: folder"):
+        load_config(REPO_ROOT / "config" / "biodiversity" / name, required, defaults)

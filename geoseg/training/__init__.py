@@ -1,7 +1,15 @@
 """LightningModules and the stage runner."""
 
+from geoseg.training.kd import KDModule
 from geoseg.training.optim import param_groups
 from geoseg.training.run import build_trainer, default_precision, train
 from geoseg.training.supervised import SupervisedModule
 
-__all__ = ["SupervisedModule", "build_trainer", "default_precision", "param_groups", "train"]
+__all__ = [
+    "KDModule",
+    "SupervisedModule",
+    "build_trainer",
+    "default_precision",
+    "param_groups",
+    "train",
+]

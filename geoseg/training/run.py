@@ -9,6 +9,7 @@ import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from geoseg.errors import CheckpointError
 from geoseg.training.supervised import SupervisedModule
 from geoseg.utils.checkpoint import load_pretrained_weights
 
@@ -62,6 +63,11 @@ def train(
 ) -> tuple[pl.Trainer, pl.LightningModule]:
     """Run one training stage: initialise or resume, fit, and return the trainer and module."""
     if config.pretrained_ckpt_path and not config.resume_ckpt_path:
+        if not Path(config.pretrained_ckpt_path).is_file():
+            raise CheckpointError(
+                f"pretrained_ckpt_path {config.pretrained_ckpt_path}: checkpoint not found; run the "
+                f"stage that writes it first (see the docstring of {config.config_path})"
+            )
         load_pretrained_weights(config.net, config.pretrained_ckpt_path)
     module = module_class.from_config(config)
     trainer = build_trainer(config)

@@ -94,6 +94,11 @@ class SupervisedModule(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, _ = self.supervised_step(batch)
+        self.log_train_loss(loss, len(batch["img"]))
+        return loss
+
+    def log_train_loss(self, loss: torch.Tensor, batch_size: int) -> None:
+        """Log the loss that is optimised as ``train_loss`` (per step and per epoch)."""
         self.log(
             "train_loss",
             loss,
@@ -101,9 +106,8 @@ class SupervisedModule(pl.LightningModule):
             on_epoch=True,
             prog_bar=True,
             sync_dist=True,
-            batch_size=len(batch["img"]),
+            batch_size=batch_size,
         )
-        return loss
 
     # --- validation ---------------------------------------------------------------------------
 

@@ -52,6 +52,17 @@ SUPERVISED_DEFAULTS = {
     "num_logged_images": 4,
 }
 
+# The knowledge-distillation stage (train_kd.py): the supervised names plus the teacher and the KD
+# knobs (see DESIGN.md, "Knowledge distillation"). kd_alpha weights the supervised term.
+KD_REQUIRED = (*SUPERVISED_REQUIRED, "teacher_ckpt_path")
+KD_DEFAULTS = {
+    **SUPERVISED_DEFAULTS,
+    "kd_temperature": 3.0,
+    "kd_alpha": 0.7,
+    "kd_confidence_threshold": 0.5,
+    "kd_warmup_epochs": 5,
+}
+
 
 def load_config(
     path: str | os.PathLike,
