@@ -34,6 +34,13 @@ demo: install
 	$(PYTHON) train_supervision.py -c config/demo/step1_pretrain_combined.py
 	$(PYTHON) train_kd.py -c config/demo/student_target_only.py
 	$(PYTHON) train_kd.py -c config/demo/step2_finetune_target_kd.py
+	$(PYTHON) ensemble_inference.py --input-dir $(DEMO_DATA)/biodiversity/Test/images_png \
+		--output-dir outputs/demo/ensemble_predictions \
+		--checkpoint1 model_weights/demo/student_target_only/last.ckpt \
+		--checkpoint2 model_weights/demo/student_ft_target_kd/last.ckpt \
+		--scales 0.75,1.0,1.25 --save-rgb
+	$(PYTHON) evaluation/model_metrics.py --pred-dir outputs/demo/ensemble_predictions \
+		--gt-dir $(DEMO_DATA)/biodiversity/Test/masks_png
 
 clean-demo:
-	rm -rf data/demo model_weights/demo lightning_logs/demo
+	rm -rf data/demo model_weights/demo lightning_logs/demo outputs/demo

@@ -88,10 +88,16 @@ def list_files(folder: str | os.PathLike, extensions=IMAGE_EXTENSIONS) -> dict[s
 
 
 def write_png_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write a PNG through a temporary name and a rename, so a crash never leaves a truncated file."""
+    """Write a PNG through a temporary name and a rename, so a crash never leaves a truncated file.
+
+    The temporary name (``.<name>.tmp``) is hidden and has no image extension, so no reader here
+    takes it for an image.
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
     bgr = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
-    if not cv2.imwrite(str(tmp), bgr):
-        raise OSError(f"{path}: could not write the PNG")
+    ok, encoded = cv2.imencode(".png", bgr)
+    if not ok:
+        raise OSError(f"{path}: could not encode the PNG")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(encoded.tobytes())
     os.replace(tmp, path)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from geoseg.errors import CheckpointError
-from geoseg.utils.checkpoint import extract_state_dict, read_checkpoint
+from geoseg.utils.checkpoint import NET_PREFIX, extract_state_dict, read_checkpoint
 
 CHECKPOINT_KEY = "geoseg"
 
@@ -85,3 +85,17 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         raise CheckpointError(f"{path}: weights do not fit {spec.model_class}: {error}") from error
     net.spec = spec
     return net.to(map_location).eval()
+
+
+def save_model(
+    net: nn.Module,
+    path: str | os.PathLike,
+    *,
+    classes,
+    ignore_index: int,
+    normalization: dict,
+) -> None:
+    """Write ``net`` as a minimal checkpoint that ``load_model`` rebuilds (weights + ModelSpec)."""
+    spec = describe_model(net, classes, ignore_index, normalization)
+    state = {f"{NET_PREFIX}{key}": value for key, value in net.state_dict().items()}
+    torch.save({"state_dict": state, CHECKPOINT_KEY: spec.to_dict()}, path)

@@ -1,0 +1,122 @@
+"""Ensemble inference with multi-scale and flip test-time augmentation.
+
+    python ensemble_inference.py --input-dir data/biodiversity/Test/images_png \
+        --output-dir outputs/ensemble_predictions \
+        --checkpoint1 model_weights/biodiversity/student_target_only/last.ckpt \
+        --checkpoint2 model_weights/biodiversity/student_ft_target_kd/last.ckpt \
+        --scales 0.75,1.0,1.25 --save-rgb
+
+Writes ``<output-dir>/<stem>.png`` (uint8 class ids, the input's exact size) for every input image
+(PNG, JPEG or TIFF; grey is repeated to RGB, an alpha channel is dropped), and with --save-rgb
+``rgb/<stem>.png`` in the palette, with --save-probs ``confidence/<stem>.png`` (the merged map's
+largest class probability x 255). Each file is written under a temporary name and renamed, so an
+interrupted run leaves no truncated PNG; --skip-existing resumes it.
+"""
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from geoseg.errors import DataError
+from geoseg.inference import (
+    EnsemblePredictor,
+    check_same_classes,
+    find_inputs,
+    parse_flips,
+    parse_scales,
+    pending_inputs,
+    predict_folder,
+)
+from geoseg.models import load_model
+from geoseg.utils.cli import run_script
+
+DEFAULT_CHECKPOINTS = Path("model_weights/biodiversity/ensemble_checkpoints")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input-dir", type=Path, default=Path("data/biodiversity/Test/images_png"))
+    parser.add_argument("--output-dir", type=Path, default=Path("outputs/ensemble_predictions"))
+    parser.add_argument(
+        "--checkpoint1", type=Path, default=DEFAULT_CHECKPOINTS / "student_target_only.ckpt"
+    )
+    parser.add_argument(
+        "--checkpoint2", type=Path, default=DEFAULT_CHECKPOINTS / "student_ft_target_kd.ckpt"
+    )
+    parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        nargs="+",
+        help="any number of checkpoints (any architecture); replaces --checkpoint1/--checkpoint2",
+    )
+    parser.add_argument("--scales", default="0.75,1.0,1.25", help="comma-separated resize factors")
+    parser.add_argument("--flips", default="none,h,v", help="subset of none,h,v")
+    parser.add_argument(
+        "--merge",
+        choices=("logits", "probs"),
+        default="logits",
+        help="average the logits (the seed's rule) or the softmax probabilities",
+    )
+    parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
+    parser.add_argument("--num-workers", type=int, default=2, help="image decoding processes")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--tile-size", type=int, help="predict large images by sliding window")
+    parser.add_argument("--overlap", type=int, default=128, help="sliding-window overlap in pixels")
+    parser.add_argument("--save-rgb", action="store_true", help="also write rgb/<stem>.png")
+    parser.add_argument(
+        "--save-probs", action="store_true", help="also write confidence/<stem>.png (uint8)"
+    )
+    parser.add_argument(
+        "--skip-existing", action="store_true", help="skip inputs whose outputs are all written"
+    )
+    args = parser.parse_args()
+    try:
+        args.scales, args.flips = parse_scales(args.scales), parse_flips(args.flips)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    if args.input_dir.resolve() == args.output_dir.resolve():
+        raise DataError(
+            f"--output-dir {args.output_dir} is the input folder: predictions would mix with the "
+            "images; choose another folder"
+        )
+    checkpoints = args.checkpoints or [args.checkpoint1, args.checkpoint2]
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    )
+    models = [load_model(path) for path in checkpoints]  # loaded once, before any input is read
+    check_same_classes(models, [str(path) for path in checkpoints])
+    predictor = EnsemblePredictor(
+        models, scales=args.scales, flips=args.flips, merge=args.merge, device=device
+    )
+
+    inputs = find_inputs(args.input_dir)
+    if args.skip_existing:
+        inputs = pending_inputs(inputs, args.output_dir, args.save_rgb, args.save_probs)
+    print(
+        f"{len(checkpoints)} models x {len(args.scales)} scales x {len(args.flips)} flips = "
+        f"{predictor.passes} predictions per pixel on {device}; {len(inputs)} images to predict"
+    )
+    predict_folder(
+        predictor,
+        inputs,
+        args.output_dir,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        save_rgb=args.save_rgb,
+        save_confidence=args.save_probs,
+    )
+    print(f"wrote {len(inputs)} predictions to {args.output_dir}")
+
+
+if __name__ == "__main__":
+    run_script(main)

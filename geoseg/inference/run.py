@@ -1,0 +1,64 @@
+"""Predicting a folder of images with an EnsemblePredictor: decode, predict, write, in a pipeline."""
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from geoseg.errors import DataError
+from geoseg.inference.io import (
+    BackgroundWriter,
+    InputImages,
+    output_paths,
+    remove_stale_temporaries,
+    write_prediction,
+)
+from geoseg.inference.tta import EnsemblePredictor
+
+
+def predict_folder(
+    predictor: EnsemblePredictor,
+    inputs: list[Path],
+    output_dir: Path,
+    *,
+    batch_size: int = 1,
+    num_workers: int = 2,
+    tile_size: int | None = None,
+    overlap: int = 0,
+    save_rgb: bool = False,
+    save_confidence: bool = False,
+) -> None:
+    """Write ``<output_dir>/<stem>.png`` (and rgb/, confidence/) for every input image.
+
+    Images are decoded in ``num_workers`` processes and written in a background thread while the
+    next batch is predicted; ``batch_size`` images of the same size share a forward pass.
+    """
+    for path in output_paths(output_dir, "any", save_rgb, save_confidence):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path.parent)  # left by an interrupted run
+    loader = DataLoader(
+        InputImages(inputs), batch_size=batch_size, num_workers=num_workers, collate_fn=list
+    )
+    with BackgroundWriter() as writer, tqdm(total=len(inputs), unit="img") as progress:
+        for items in loader:
+            by_size: dict[tuple[int, int], list[dict]] = {}
+            for item in items:
+                if item["error"]:
+                    raise DataError(item["error"])
+                by_size.setdefault(tuple(item["image"].shape[1:]), []).append(item)
+            for group in by_size.values():
+                images = torch.stack([item["image"] for item in group])
+                pred, confidence = predictor.predict(images, tile_size, overlap)
+                pred = pred.to(torch.uint8).cpu().numpy()
+                confidence = (confidence * 255).round().to(torch.uint8).cpu().numpy()
+                for index, item in enumerate(group):
+                    writer.submit(
+                        write_prediction,
+                        output_dir,
+                        item["stem"],
+                        pred[index],
+                        confidence[index] if save_confidence else None,
+                        save_rgb,
+                    )
+                progress.update(len(group))

@@ -1,0 +1,201 @@
+"""Test-time augmentation and ensembles: every model x scale x flip, merged into one map.
+
+For every model m, scale s and flip f: resize the image by s (bilinear), normalise it with m's own
+statistics, run m, undo f, resize the logits back to the input size (bilinear) and accumulate. The
+merged map is the mean of the logits (default) or of the softmax probabilities; the prediction is
+its argmax. The flips of one scale go through the model as one batch.
+"""
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geoseg.errors import CheckpointError
+
+FLIPS = {"none": None, "h": -1, "v": -2}  # flip name -> the tensor dimension it reverses
+MERGES = ("logits", "probs")
+
+
+def parse_flips(text: str) -> tuple[str, ...]:
+    """``"none,h,v"`` -> ("none", "h", "v"); unknown names are an error listing the known ones."""
+    flips = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in flips if name not in FLIPS]
+    if unknown or not flips:
+        raise ValueError(f"--flips {text!r}: expected a comma-separated subset of {list(FLIPS)}")
+    return flips
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """``"0.75,1.0,1.25"`` -> (0.75, 1.0, 1.25); each scale must be positive."""
+    try:
+        scales = tuple(float(value) for value in text.split(",") if value.strip())
+    except ValueError as error:
+        raise ValueError(f"--scales {text!r}: expected comma-separated numbers") from error
+    if not scales or any(scale <= 0 for scale in scales):
+        raise ValueError(f"--scales {text!r}: expected positive numbers")
+    return scales
+
+
+def check_same_classes(models: Sequence[nn.Module], names: Sequence[str]) -> tuple[str, ...]:
+    """The ensemble's class names; models trained on different class schemes cannot be averaged."""
+    first = models[0].spec.classes
+    for model, name in zip(models[1:], names[1:], strict=True):
+        if model.spec.classes != first:
+            raise CheckpointError(
+                f"{name} predicts {model.spec.num_classes} classes {list(model.spec.classes)}, but "
+                f"{names[0]} predicts {len(first)} classes {list(first)}: an ensemble needs one scheme"
+            )
+    return first
+
+
+class EnsemblePredictor:
+    """Merged TTA maps of several models (each from ``geoseg.models.load_model``).
+
+    images: (B, 3, H, W) float RGB on the 0-255 scale; each model applies its own normalisation.
+    """
+
+    def __init__(
+        self,
+        models: Sequence[nn.Module],
+        *,
+        scales: Sequence[float] = (1.0,),
+        flips: Sequence[str] = ("none",),
+        merge: str = "logits",
+        device: torch.device | str = "cpu",
+        batch_flips: bool | None = None,
+    ):
+        if merge not in MERGES:
+            raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
+        self.device = torch.device(device)
+        self.models = [model.to(self.device).eval() for model in models]
+        self.scales, self.flips, self.merge = tuple(scales), tuple(flips), merge
+        # One pass for all flips of a scale fills a GPU; a CPU is already busy with one image, and
+        # the larger batch only costs cache (measured in benchmarks/ensemble_tta.py).
+        self.batch_flips = self.device.type == "cuda" if batch_flips is None else batch_flips
+        self.statistics = [
+            (
+                torch.tensor(m.spec.normalization["mean"], device=self.device).view(1, 3, 1, 1),
+                torch.tensor(m.spec.normalization["std"], device=self.device).view(1, 3, 1, 1),
+            )
+            for m in self.models
+        ]
+
+    @property
+    def passes(self) -> int:
+        """Predictions merged per pixel: models x scales x flips."""
+        return len(self.models) * len(self.scales) * len(self.flips)
+
+    def _autocast(self):
+        # bf16 on GPUs; the merge itself is accumulated in float32.
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    @torch.inference_mode()
+    def merged(self, images: torch.Tensor) -> torch.Tensor:
+        """images: (B, 3, H, W) 0-255 -> merged (B, C, H, W) float32 mean logits or probabilities."""
+        images = images.to(self.device, torch.float32)
+        height, width = images.shape[-2:]
+        total = None
+        for model, (mean, std) in zip(self.models, self.statistics, strict=True):
+            normalized = (images - mean) / std
+            for scale in self.scales:
+                size = (max(round(height * scale), 1), max(round(width * scale), 1))
+                scaled = normalized
+                if size != (height, width):
+                    scaled = F.interpolate(
+                        normalized, size=size, mode="bilinear", align_corners=False
+                    )
+                for logits in self._unflipped_logits(model, scaled):
+                    if logits.shape[-2:] != (height, width):
+                        logits = F.interpolate(
+                            logits, size=(height, width), mode="bilinear", align_corners=False
+                        )
+                    contribution = logits.softmax(dim=1) if self.merge == "probs" else logits
+                    total = contribution if total is None else total + contribution
+        return total / self.passes
+
+    def _unflipped_logits(self, model: nn.Module, scaled: torch.Tensor) -> list[torch.Tensor]:
+        """float32 logits of ``scaled`` under each flip, with the flip undone: one per flip."""
+        with self._autocast():
+            if self.batch_flips:
+                stacked = torch.cat([_flip(scaled, flip) for flip in self.flips])
+                outputs = model(stacked).chunk(len(self.flips))
+            else:
+                outputs = [model(_flip(scaled, flip)) for flip in self.flips]
+        return [_flip(out.float(), flip) for out, flip in zip(outputs, self.flips, strict=True)]
+
+    @torch.inference_mode()
+    def merged_tiled(
+        self, images: torch.Tensor, tile_size: int, overlap: int, tiles_per_batch: int = 4
+    ) -> torch.Tensor:
+        """Like ``merged``, tile by tile (sliding window) for images too large to predict whole.
+
+        Tiles of ``tile_size`` overlap by ``overlap`` pixels; where they overlap, their merged maps
+        are blended with weights that fall linearly towards the tile borders, so no seam shows.
+        """
+        if not 0 <= overlap < tile_size:
+            raise ValueError(f"--overlap must be in [0, tile size {tile_size}), got {overlap}")
+        batch, _, height, width = images.shape
+        if height <= tile_size and width <= tile_size:
+            return self.merged(images)
+        tops = _tile_starts(height, tile_size, overlap)
+        lefts = _tile_starts(width, tile_size, overlap)
+        tile_h, tile_w = min(tile_size, height), min(tile_size, width)
+        weight = (
+            _blend_window(tile_h, overlap, self.device)[:, None]
+            * _blend_window(tile_w, overlap, self.device)[None, :]
+        )
+        total = weight_sum = None
+        windows = [(top, left) for top in tops for left in lefts]
+        for start in range(0, len(windows), tiles_per_batch):
+            chunk = windows[start : start + tiles_per_batch]
+            tiles = torch.cat([images[..., y : y + tile_h, x : x + tile_w] for y, x in chunk])
+            merged = self.merged(tiles)
+            if total is None:
+                total = merged.new_zeros(batch, merged.shape[1], height, width)
+                weight_sum = merged.new_zeros(1, 1, height, width)
+            for index, (top, left) in enumerate(chunk):
+                region = (..., slice(top, top + tile_h), slice(left, left + tile_w))
+                total[region] += weight * merged[index * batch : (index + 1) * batch]
+                weight_sum[region] += weight
+        return total / weight_sum
+
+    def predict(
+        self, images: torch.Tensor, tile_size: int | None = None, overlap: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """images: (B, 3, H, W) 0-255 -> (pred (B, H, W) int64, confidence (B, H, W) float32).
+
+        With ``tile_size`` the image is predicted by sliding window. The confidence is the largest
+        class probability of the merged map.
+        """
+        tiled = tile_size is not None
+        merged = self.merged_tiled(images, tile_size, overlap) if tiled else self.merged(images)
+        probs = merged if self.merge == "probs" else merged.softmax(dim=1)
+        confidence, pred = probs.max(dim=1)
+        return pred, confidence
+
+
+def _flip(tensor: torch.Tensor, flip: str) -> torch.Tensor:
+    """Apply (or undo: flips are their own inverse) one flip to (B, C, H, W)."""
+    dim = FLIPS[flip]
+    return tensor if dim is None else tensor.flip(dim)
+
+
+def _tile_starts(length: int, tile_size: int, overlap: int) -> list[int]:
+    """Start offsets of tiles covering ``length`` with at least ``overlap`` pixels of overlap."""
+    if length <= tile_size:
+        return [0]
+    stride = tile_size - overlap
+    starts = list(range(0, length - tile_size, stride))
+    return [*starts, length - tile_size]  # the last tile ends exactly at the border
+
+
+def _blend_window(size: int, overlap: int, device: torch.device) -> torch.Tensor:
+    """(size,) weights rising linearly over ``overlap`` pixels at both ends, 1 in between, > 0."""
+    position = torch.arange(size, device=device, dtype=torch.float32)
+    ramp = torch.minimum(position + 1, size - position) / (overlap + 1)
+    return ramp.clamp(max=1.0)

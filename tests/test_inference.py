@@ -1,0 +1,391 @@
+"""ensemble_inference.py: TTA identities, un-flipping, sliding windows, merges, outputs, safety."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from geoseg.datasets import CLASSES, IGNORE_INDEX, IMAGENET_NORMALIZATION
+from geoseg.datasets.io import read_mask
+from geoseg.inference import EnsemblePredictor
+from geoseg.models import MODEL_REGISTRY, FTUNetFormer, UNetFormer, load_model, save_model
+
+from conftest import REPO_ROOT
+
+SCRIPT = str(REPO_ROOT / "ensemble_inference.py")
+
+
+class PointwiseNet(nn.Module):
+    """A 1x1 convolution: exactly translation- and flip-equivariant."""
+
+    def __init__(self, num_classes: int = 6, seed: int = 0):
+        super().__init__()
+        self.init_args = {"num_classes": num_classes, "seed": seed}
+        self.conv = nn.Conv2d(3, num_classes, 1)
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=generator))
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class RampNet(PointwiseNet):
+    """Pointwise plus a bias that grows from left to right: not flip-equivariant."""
+
+    def forward(self, x):
+        ramp = torch.linspace(0, 3, x.shape[-1], device=x.device)
+        return self.conv(x) + ramp * torch.arange(self.conv.out_channels, device=x.device).view(
+            -1, 1, 1
+        )
+
+
+class ConstantNet(nn.Module):
+    """The same logits at every pixel."""
+
+    def __init__(self, logits: list[float]):
+        super().__init__()
+        self.init_args = {"logits": logits}
+        self.logits = nn.Parameter(torch.tensor(logits))
+
+    def forward(self, x):
+        return self.logits.view(1, -1, 1, 1).expand(x.shape[0], -1, *x.shape[-2:])
+
+
+@pytest.fixture(autouse=True)
+def test_models(monkeypatch):
+    for cls in (PointwiseNet, RampNet, ConstantNet):
+        monkeypatch.setitem(MODEL_REGISTRY, cls.__name__, cls)
+
+
+def save(net, path, classes=CLASSES):
+    save_model(
+        net, path, classes=classes, ignore_index=IGNORE_INDEX, normalization=IMAGENET_NORMALIZATION
+    )
+    return path
+
+
+def tiny_ftunetformer(seed=0):
+    torch.manual_seed(seed)
+    net = FTUNetFormer(
+        num_classes=6,
+        backbone="swin_tiny_patch4_window7_224",
+        backbone_kwargs=dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
+        decode_channels=16,
+        window_size=4,
+    )
+    # Untrained, it predicts one class almost everywhere; sharpening its norm layers makes the
+    # argmax vary with the input, so that comparing predictions means something.
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_var.fill_(0.01)
+    return net
+
+
+def random_image(height, width, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def write_inputs(folder, sizes):
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, (height, width) in enumerate(sizes):
+        rgb = random_image(height, width, index)
+        cv2.imwrite(str(folder / f"tile_{index:03d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def run_cli(*args, check=True):
+    result = subprocess.run(
+        [sys.executable, SCRIPT, "--num-workers", "0", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def plain_logits(net, image: np.ndarray) -> torch.Tensor:
+    """The model's own logits for an RGB uint8 image, normalised by hand."""
+    mean = torch.tensor(IMAGENET_NORMALIZATION["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_NORMALIZATION["std"]).view(1, 3, 1, 1)
+    x = (torch.from_numpy(image).permute(2, 0, 1)[None].float() - mean) / std
+    with torch.no_grad():
+        return net(x)
+
+
+def as_batch(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(image).permute(2, 0, 1)[None].float()
+
+
+def test_single_model_without_tta_equals_the_plain_argmax_at_odd_sizes(tmp_path):
+    checkpoint = save(tiny_ftunetformer().eval(), tmp_path / "m.ckpt")
+    inputs = write_inputs(tmp_path / "in", [(333, 517), (100, 150)])
+    run_cli(
+        "--input-dir",
+        inputs,
+        "--output-dir",
+        tmp_path / "out",
+        "--checkpoints",
+        checkpoint,
+        "--scales",
+        "1.0",
+        "--flips",
+        "none",
+    )
+    net = load_model(checkpoint)
+    for index, size in enumerate([(333, 517), (100, 150)]):
+        pred = read_mask(tmp_path / "out" / f"tile_{index:03d}.png")
+        assert pred.shape == size
+        expected = plain_logits(net, random_image(*size, index)).argmax(1)[0].numpy()
+        assert len(np.unique(expected)) >= 3
+        assert np.array_equal(pred, expected)
+
+
+def test_full_tta_keeps_the_exact_input_size(tmp_path):
+    checkpoint = save(tiny_ftunetformer().eval(), tmp_path / "m.ckpt")
+    inputs = write_inputs(tmp_path / "in", [(333, 517), (37, 45)])
+    run_cli(
+        "--input-dir",
+        inputs,
+        "--output-dir",
+        tmp_path / "out",
+        "--checkpoint1",
+        checkpoint,
+        "--checkpoint2",
+        checkpoint,
+        "--scales",
+        "0.75,1.0,1.25",
+        "--save-rgb",
+        "--save-probs",
+    )
+    for index, size in enumerate([(333, 517), (37, 45)]):
+        assert read_mask(tmp_path / "out" / f"tile_{index:03d}.png").shape == size
+        assert cv2.imread(str(tmp_path / "out" / "rgb" / f"tile_{index:03d}.png")).shape == (
+            *size,
+            3,
+        )
+        assert read_mask(tmp_path / "out" / "confidence" / f"tile_{index:03d}.png").shape == size
+
+
+def test_flips_are_undone_exactly(tmp_path):
+    net = load_model(save(RampNet(), tmp_path / "ramp.ckpt"))
+    image = as_batch(random_image(20, 30))
+    merged = EnsemblePredictor([net], flips=("none", "h", "v"), batch_flips=False).merged(image)
+    batched = EnsemblePredictor([net], flips=("none", "h", "v"), batch_flips=True).merged(image)
+    torch.testing.assert_close(batched, merged, rtol=0, atol=1e-5)
+    normalized = (
+        image - torch.tensor(IMAGENET_NORMALIZATION["mean"]).view(1, 3, 1, 1)
+    ) / torch.tensor(IMAGENET_NORMALIZATION["std"]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        by_hand = (
+            net(normalized) + net(normalized.flip(-1)).flip(-1) + net(normalized.flip(-2)).flip(-2)
+        ) / 3
+    torch.testing.assert_close(merged, by_hand, rtol=0, atol=1e-5)
+    # The ramp makes the model flip-variant: without un-flipping the result would differ.
+    assert not torch.allclose(merged, net(normalized).detach(), atol=1e-3)
+
+
+def test_symmetric_input_gives_a_symmetric_result_for_any_model(tmp_path):
+    net = load_model(save(tiny_ftunetformer(seed=3).eval(), tmp_path / "m.ckpt"))
+    half = random_image(64, 48, seed=4)
+    symmetric = np.concatenate([half, half[:, ::-1]], axis=1)  # 64 x 96, mirror image about x
+    merged = EnsemblePredictor([net], flips=("none", "h")).merged(as_batch(symmetric))
+    # (m(x) + flip(m(flip x))) / 2 with flip x = x is symmetric whatever m is.
+    assert torch.equal(merged, merged.flip(-1))
+
+
+def test_sliding_window_equals_the_whole_image_for_a_pointwise_model(tmp_path):
+    net = load_model(save(PointwiseNet(seed=2), tmp_path / "p.ckpt"))
+    predictor = EnsemblePredictor([net], scales=(1.0,), flips=("none", "h"))
+    image = as_batch(random_image(150, 230, seed=5))
+    whole = predictor.merged(image)
+    tiled = predictor.merged_tiled(image, tile_size=64, overlap=16)
+    torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-5)
+
+
+def test_sliding_window_through_the_cli_on_a_real_model(tmp_path):
+    checkpoint = save(tiny_ftunetformer(seed=1).eval(), tmp_path / "m.ckpt")
+    inputs = write_inputs(tmp_path / "in", [(150, 230)])
+    common = ["--input-dir", inputs, "--checkpoints", checkpoint, "--scales", "1.0,1.25"]
+    run_cli(*common, "--output-dir", tmp_path / "tiled", "--tile-size", "64", "--overlap", "32")
+    run_cli(*common, "--output-dir", tmp_path / "one_tile", "--tile-size", "256", "--overlap", "32")
+    run_cli(*common, "--output-dir", tmp_path / "whole")
+    tiled = read_mask(tmp_path / "tiled" / "tile_000.png")
+    assert tiled.shape == (150, 230) and tiled.max() < 6
+    # A tile as large as the image is the whole-image prediction, bit for bit.
+    whole = read_mask(tmp_path / "whole" / "tile_000.png")
+    assert np.array_equal(read_mask(tmp_path / "one_tile" / "tile_000.png"), whole)
+
+
+def test_logit_and_probability_merges_differ_where_they_should(tmp_path):
+    # One very confident model for class 0 and two mild ones for class 1 (two classes):
+    # mean logits (10+0+0)/3 = 3.33 vs (0+2+2)/3 = 1.33 -> class 0;
+    # mean probabilities (1.0 + 0.119 + 0.119)/3 = 0.41 vs 0.59 -> class 1.
+    classes = ("a", "b")
+    paths = [
+        save(ConstantNet([10.0, 0.0]), tmp_path / "sure.ckpt", classes),
+        save(ConstantNet([0.0, 2.0]), tmp_path / "mild1.ckpt", classes),
+        save(ConstantNet([0.0, 2.0]), tmp_path / "mild2.ckpt", classes),
+    ]
+    models = [load_model(path) for path in paths]
+    image = as_batch(random_image(8, 8))
+    by_logits, _ = EnsemblePredictor(models, merge="logits").predict(image)
+    by_probs, confidence = EnsemblePredictor(models, merge="probs").predict(image)
+    assert (by_logits == 0).all() and (by_probs == 1).all()
+    expected = (
+        2 * torch.softmax(torch.tensor([0.0, 2.0]), 0)[1]
+        + torch.softmax(torch.tensor([10.0, 0.0]), 0)[1]
+    ) / 3
+    torch.testing.assert_close(confidence, torch.full_like(confidence, expected.item()))
+
+
+def test_two_architectures_mix_and_metrics_run_on_the_output(tmp_path):
+    torch.manual_seed(0)
+    unet = UNetFormer(num_classes=6, backbone="resnet18", decode_channels=16, window_size=4).eval()
+    ft = tiny_ftunetformer(seed=2).eval()
+    paths = [save(ft, tmp_path / "ft.ckpt"), save(unet, tmp_path / "unet.ckpt")]
+    inputs = write_inputs(tmp_path / "in", [(64, 80), (64, 80), (50, 70)])
+    run_cli(
+        "--input-dir",
+        inputs,
+        "--output-dir",
+        tmp_path / "out",
+        "--checkpoints",
+        *paths,
+        "--scales",
+        "1.0",
+        "--flips",
+        "none",
+        "--batch-size",
+        "3",
+    )
+    for index, size in enumerate([(64, 80), (64, 80), (50, 70)]):
+        image = random_image(*size, index)
+        mean_logits = (plain_logits(ft, image) + plain_logits(unet, image)) / 2
+        pred = torch.from_numpy(read_mask(tmp_path / "out" / f"tile_{index:03d}.png")).long()
+        expected = mean_logits.argmax(1)[0]
+        # Batching changes float rounding, which may flip a near-tie; anywhere else it must agree.
+        chosen = mean_logits[0].gather(0, pred[None])[0]
+        best = mean_logits[0].gather(0, expected[None])[0]
+        assert ((pred == expected) | (best - chosen < 1e-4)).all()
+        assert (pred == expected).float().mean() > 0.99
+    # model_metrics.py scores the predictions against themselves: everything is right.
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    for path in (tmp_path / "out").glob("*.png"):
+        cv2.imwrite(str(gt / path.name), read_mask(path))
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "evaluation" / "model_metrics.py"),
+            "--pred-dir",
+            str(tmp_path / "out"),
+            "--gt-dir",
+            str(gt),
+            "--out-dir",
+            str(tmp_path / "report"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "OA" in result.stdout and "100.00" in result.stdout
+
+
+def test_bad_inputs_are_clear_errors(tmp_path):
+    # Subprocesses see only the project's own architectures.
+    good = save(tiny_ftunetformer().eval(), tmp_path / "six.ckpt")
+    two_class = UNetFormer(num_classes=2, backbone="resnet18", decode_channels=16, window_size=4)
+    other = save(two_class.eval(), tmp_path / "two.ckpt", classes=("x", "y"))
+    inputs = write_inputs(tmp_path / "in", [(16, 16)])
+    result = run_cli(
+        "--input-dir",
+        inputs,
+        "--output-dir",
+        tmp_path / "out",
+        "--checkpoints",
+        good,
+        tmp_path / "missing.ckpt",
+        check=False,
+    )
+    assert result.returncode == 2 and "missing.ckpt: checkpoint file not found" in result.stderr
+    result = run_cli(
+        "--input-dir",
+        inputs,
+        "--output-dir",
+        tmp_path / "out",
+        "--checkpoints",
+        good,
+        other,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "two.ckpt predicts 2 classes" in result.stderr and "six.ckpt predicts 6" in result.stderr
+    result = run_cli(
+        "--input-dir", inputs, "--output-dir", inputs, "--checkpoints", good, check=False
+    )
+    assert result.returncode == 2 and "is the input folder" in result.stderr
+    (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    result = run_cli(
+        "--input-dir", inputs, "--output-dir", tmp_path / "out", "--checkpoints", good, check=False
+    )
+    assert result.returncode == 2 and "broken.png: unreadable" in result.stderr
+    result = run_cli("--input-dir", inputs, "--checkpoints", good, "--flips", "none,x", check=False)
+    assert result.returncode == 2 and "--flips" in result.stderr
+
+
+def test_killed_run_resumes_with_skip_existing(tmp_path):
+    checkpoint = save(tiny_ftunetformer().eval(), tmp_path / "m.ckpt")
+    inputs = write_inputs(tmp_path / "in", [(96, 96)] * 40)
+    output = tmp_path / "out"
+    args = [
+        sys.executable,
+        SCRIPT,
+        "--num-workers",
+        "0",
+        "--input-dir",
+        str(inputs),
+        "--output-dir",
+        str(output),
+        "--checkpoints",
+        str(checkpoint),
+        "--save-rgb",
+    ]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(output.glob("tile_*.png"))) < 3:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = {p.name: p.stat().st_mtime_ns for p in output.glob("tile_*.png")}
+    assert 3 <= len(done_before) < 40, "the run was not interrupted mid-way"
+    result = run_cli(
+        "--input-dir",
+        inputs,
+        "--output-dir",
+        output,
+        "--checkpoints",
+        checkpoint,
+        "--save-rgb",
+        "--skip-existing",
+    )
+    assert f"{40 - len(done_before)} images to predict" in result.stdout
+    for index in range(40):
+        mask = read_mask(output / f"tile_{index:03d}.png")  # every file complete and readable
+        assert mask.shape == (96, 96)
+        assert cv2.imread(str(output / "rgb" / f"tile_{index:03d}.png")).shape == (96, 96, 3)
+    assert not list(output.glob(".*.tmp")) and not list((output / "rgb").glob(".*.tmp"))
+    for name, mtime in done_before.items():
+        assert (output / name).stat().st_mtime_ns == mtime  # finished outputs were not redone
+    assert os.path.getsize(output / "tile_039.png") > 0
