@@ -60,7 +60,7 @@ net = FTUNetFormer(
 loss = CEDiceLoss(ignore_index=ignore_index)
 
 # --- optimisation -----------------------------------------------------------------------------
-max_epoch = 8
+max_epoch = 20
 check_val_every_n_epoch = 1
 lr = 2e-3
 weight_decay = 0.01

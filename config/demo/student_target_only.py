@@ -53,10 +53,10 @@ teacher_ckpt_path = "model_weights/demo/teacher/last.ckpt"
 kd_alpha = 0.7
 kd_temperature = 3.0
 kd_confidence_threshold = 0.5
-kd_warmup_epochs = 2
+kd_warmup_epochs = 5
 
-# --- optimisation: 2 warm-up + 6 KD epochs, cosine decay -----------------------------------------
-max_epoch = 8
+# --- optimisation: 5 warm-up + 20 KD epochs (the real schedule), cosine decay ------------------
+max_epoch = 25
 lr = 1e-3  # higher than the real 1e-4: the demo's schedule is a few hundred steps
 optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
 lr_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epoch, eta_min=3e-4)

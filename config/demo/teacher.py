@@ -56,7 +56,7 @@ net = FTUNetFormer(
 loss = CEDiceLoss(ignore_index=ignore_index)
 
 # --- optimisation -----------------------------------------------------------------------------
-max_epoch = 12
+max_epoch = 40
 check_val_every_n_epoch = 1
 lr = 2e-3
 backbone_lr = 2e-3  # no pretrained backbone here, so no reason to slow it down

@@ -251,7 +251,7 @@ def main() -> None:
     parser.add_argument("--val", type=int, default=16, help="target Val tiles")
     parser.add_argument("--test", type=int, default=16, help="target Test tiles")
     parser.add_argument("--tile-size", type=int, default=64, help="target tile side in pixels")
-    parser.add_argument("--oem-tiles-per-region", type=int, default=24)
+    parser.add_argument("--oem-tiles-per-region", type=int, default=48)
     parser.add_argument("--oem-tile-size", type=int, default=96)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

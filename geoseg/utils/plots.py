@@ -127,3 +127,76 @@ def render_confusion_matrix(
     cv2.putText(image, "100%", (label_x, grid_top + text_h), _FONT, _SCALE, _BLACK, 1, cv2.LINE_AA)
     cv2.putText(image, "0%", (label_x, grid_top + grid_h), _FONT, _SCALE, _BLACK, 1, cv2.LINE_AA)
     return image
+
+
+# Distinct, colour-blind friendly series colours (Okabe-Ito), RGB.
+_SERIES = [
+    (0, 114, 178),
+    (230, 159, 0),
+    (0, 158, 115),
+    (204, 121, 167),
+    (86, 180, 233),
+    (213, 94, 0),
+]
+
+
+def render_grouped_bars(
+    values: dict[str, Sequence[float | None]],
+    group_names: Sequence[str],
+    title: str = "per-class IoU (%)",
+) -> np.ndarray:
+    """Grouped bar chart: one group per ``group_names`` entry, one bar per series in ``values``
+    (fractions in [0, 1], None for no bar). Returns (H, W, 3) uint8 RGB."""
+    series = list(values)
+    plot_h, bar_w, gap = 240, 12, 18
+    group_w = bar_w * len(series) + gap
+    left, top = 44, 36
+    legend_h = 20 * len(series)
+    width = left + group_w * len(group_names) + _PAD
+    height = top + plot_h + 46 + legend_h
+    image = np.full((height, max(width, 420), 3), 255, dtype=np.uint8)
+    cv2.putText(image, title, (left, 22), _FONT, _TITLE_SCALE, _BLACK, 1, cv2.LINE_AA)
+    for percent in range(0, 101, 20):  # horizontal grid lines with their labels
+        y = top + plot_h - int(plot_h * percent / 100)
+        cv2.line(image, (left, y), (width - _PAD, y), (225, 225, 225), 1)
+        cv2.putText(image, str(percent), (8, y + 4), _FONT, 0.4, _BLACK, 1, cv2.LINE_AA)
+    for group, name in enumerate(group_names):
+        x0 = left + gap // 2 + group * group_w
+        for index, key in enumerate(series):
+            value = values[key][group]
+            if value is None:
+                continue
+            x = x0 + index * bar_w
+            bar_h = int(round(plot_h * min(max(value, 0.0), 1.0)))
+            colour = _SERIES[index % len(_SERIES)]
+            cv2.rectangle(
+                image, (x, top + plot_h - bar_h), (x + bar_w - 2, top + plot_h), colour, -1
+            )
+        _put_centred(image, name, (x0 + bar_w * len(series) // 2, top + plot_h + 14), _BLACK, 0.4)
+    for index, key in enumerate(series):  # legend, one entry a line
+        x = left
+        y = top + plot_h + 34 + 20 * index
+        cv2.rectangle(image, (x, y - 10), (x + 12, y + 2), _SERIES[index % len(_SERIES)], -1)
+        cv2.putText(image, key, (x + 18, y), _FONT, 0.42, _BLACK, 1, cv2.LINE_AA)
+    return image
+
+
+def render_montage(rows: Sequence[Sequence[np.ndarray]], column_names: Sequence[str]) -> np.ndarray:
+    """Tiles side by side, one row per sample, named columns: each tile (H, W, 3) uint8 RGB of one
+    size. Returns (H, W, 3) uint8 RGB."""
+    zoom = max(1, 128 // rows[0][0].shape[0])  # small tiles are enlarged (nearest) to be seen
+    rows = [[np.repeat(np.repeat(tile, zoom, 0), zoom, 1) for tile in tiles] for tiles in rows]
+    tile_h, tile_w = rows[0][0].shape[:2]
+    header, border = 24, 4
+    width = len(column_names) * (tile_w + border) + border
+    height = header + len(rows) * (tile_h + border) + border
+    image = np.full((height, width, 3), 255, dtype=np.uint8)
+    for column, name in enumerate(column_names):
+        centre_x = border + column * (tile_w + border) + tile_w // 2
+        _put_centred(image, name, (centre_x, header // 2), _BLACK, 0.42)
+    for row, tiles in enumerate(rows):
+        y = header + border + row * (tile_h + border)
+        for column, tile in enumerate(tiles):
+            x = border + column * (tile_w + border)
+            image[y : y + tile_h, x : x + tile_w] = tile
+    return image
