@@ -18,3 +18,7 @@ class ConfigError(GeoSegError, ValueError):
 
 class CheckpointError(GeoSegError, ValueError):
     """A checkpoint is missing, unreadable, or does not fit the model it is loaded into."""
+
+
+class TrainingError(GeoSegError, RuntimeError):
+    """Training reached a state it cannot continue from (a non-finite loss or weights)."""

@@ -12,6 +12,12 @@ Output (``create_combined_dataset.py``)::
 The build goes to a temporary sibling folder that replaces the output only once complete, so an
 interrupted run leaves the previous output intact, and a re-run leaves no stale files. Sources are
 only read.
+
+Links: every ``target_*`` link is relative and lands on the file as listed under ``--target-root``
+(folders resolved, the file itself not); a link that would land outside the target root is an
+error. A target file that is itself a link (data kept on other storage) is linked as it is and
+followed when read, as it would be in the target folder. Cleaning a previous build deletes links,
+never what they point to, and an output root given as a link is built beside its real folder.
 """
 
 import json
@@ -136,20 +142,19 @@ def build_combined_dataset(
 ) -> CombineSummary:
     """Write the combined layout for ``plan``; the output appears only once complete."""
     s = plan.settings
-    output = Path(s.output_root)
+    output = _real_folder(Path(s.output_root))
     staging = output.with_name(f".{output.name}.building")
     summary = CombineSummary(
         skipped_missing_image={k: len(v) for k, v in plan.missing_images.items()},
         skipped_missing_label={k: len(v) for k, v in plan.missing_labels.items()},
     )
-    if staging.exists():  # left by an interrupted run
-        shutil.rmtree(staging)
+    _remove(staging)  # left by an interrupted run
     try:
         for folder in ("Train/images_png", "Train/masks_png", "Val/images_png", "Val/masks_png"):
             (staging / folder).mkdir(parents=True)
         for image, mask in plan.target_pairs:
-            _link(image, staging / "Train/images_png", output / "Train/images_png")
-            _link(mask, staging / "Train/masks_png", output / "Train/masks_png")
+            _link(image, staging / "Train/images_png", output / "Train/images_png", s.target_root)
+            _link(mask, staging / "Train/masks_png", output / "Train/masks_png", s.target_root)
             summary.target_linked += 1
         jobs = [
             (pair, staging / SPLITS[split], s.oem_scale, s.remap, s.ignore_index)
@@ -266,21 +271,43 @@ def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> list:
         return list(tqdm(pool.map(_convert, jobs, chunksize=4), **bar))
 
 
-def _link(source: Path, staging_dir: Path, final_dir: Path) -> None:
-    """Symlink ``target_<name>`` in ``staging_dir`` to ``source``, relative to where it will live."""
-    relative = os.path.relpath(os.path.abspath(source), os.path.abspath(final_dir))
+def _link(source: Path, staging_dir: Path, final_dir: Path, root: Path) -> None:
+    """Symlink ``target_<name>`` in ``staging_dir`` to ``source``, relative to where it will live.
+
+    Folders are resolved on both sides (a relative link is followed from its real folder); the file
+    itself is not, and the link must land inside the real ``root``.
+    """
+    real_source = os.path.join(os.path.realpath(source.parent), source.name)
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([real_source, real_root]) != real_root:
+        raise DataError(f"{source}: lies outside --target-root {root}; refusing to link to it")
+    relative = os.path.relpath(real_source, os.path.realpath(final_dir))
     (staging_dir / f"{TARGET_PREFIX}{source.name}").symlink_to(relative)
+
+
+def _real_folder(path: Path) -> Path:
+    """``path`` with its folders resolved, so the build, its staging folder and its relative
+    links sit where the data really is."""
+    return Path(os.path.realpath(path))
+
+
+def _remove(path: Path) -> None:
+    """Delete ``path``: a link itself (never its target), or a folder tree whose links are deleted,
+    not followed (``shutil.rmtree`` does not follow links)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
 
 
 def _replace(output: Path, staging: Path) -> None:
     """Swap the finished build in; the previous build (ours, by its manifest) is removed."""
     if output.exists():
         previous = output.with_name(f".{output.name}.previous")
-        if previous.exists():
-            shutil.rmtree(previous)
+        _remove(previous)
         output.rename(previous)
         staging.rename(output)
-        shutil.rmtree(previous)  # deletes links themselves, never what they point to
+        _remove(previous)  # deletes links themselves, never what they point to
     else:
         staging.rename(output)
 
@@ -293,7 +320,10 @@ def _check_output_is_separate(settings: CombineSettings) -> None:
         ("--oem-root", settings.oem_root),
     ):
         source = Path(os.path.abspath(source))
-        if output == source or output in source.parents or source in output.parents:
+        if any(
+            a == b or a in b.parents or b in a.parents
+            for a, b in ((output, source), (_real_folder(output), _real_folder(source)))
+        ):
             raise DataError(
                 f"--output-root {settings.output_root} overlaps {name} {source}: the sources are "
                 "never written to, so the output must be a separate folder"

@@ -17,10 +17,21 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 def _imread(path: Path) -> np.ndarray:
-    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as error:
+        raise DataError(f"{path}: cannot be read ({error})") from error
+    if data.size == 0:
+        raise DataError(f"{path}: empty file (0 bytes)")
+    # Some OpenCV builds decode a truncated JPEG without an error, filling the rest with grey.
+    if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-4096:].tobytes():
+        raise DataError(
+            f"{path}: truncated JPEG (no end-of-image marker); copy or export the file again"
+        )
+    array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if array is None:
-        if not path.is_file():
-            raise DataError(f"{path}: file not found")
         raise DataError(f"{path}: unreadable or corrupt image file")
     return array
 

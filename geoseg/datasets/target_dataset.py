@@ -1,5 +1,6 @@
 """The target dataset: RGB tiles with single-channel class-id masks, one folder pair per split."""
 
+import logging
 import os
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from geoseg.datasets.classes import IGNORE_INDEX, IMAGENET_NORMALIZATION, NUM_CL
 from geoseg.datasets.io import list_files, read_image, read_mask
 from geoseg.datasets.transforms import normalize_image
 from geoseg.errors import DataError
+
+log = logging.getLogger(__name__)
 
 TARGET_LAYOUT = (
     "<root>/{Train,Val,Test}/images_png/<stem>.png (RGB, uint8) and "
@@ -28,6 +31,10 @@ class TargetDataset(Dataset):
     losses and metrics leave out; any other value is an error naming the file.
 
     Items: ``{"img": (3, H, W) float32 normalised, "gt_semantic_seg": (H, W) int64, "img_id": stem}``.
+
+    A bad pair (unreadable, 16-bit, colour-coded mask, unknown ids, sizes that differ) is an error
+    when it is read. With ``skip_invalid=True`` every pair is checked once here instead and the bad
+    ones are left out, counted and logged (``skipped`` holds the reasons).
     """
 
     def __init__(
@@ -41,6 +48,7 @@ class TargetDataset(Dataset):
         normalization: dict = IMAGENET_NORMALIZATION,
         img_dir: str = "images_png",
         mask_dir: str = "masks_png",
+        skip_invalid: bool = False,
     ):
         self.data_root = Path(data_root)
         self.split = split
@@ -58,6 +66,9 @@ class TargetDataset(Dataset):
         self._valid_ids = np.zeros(256, dtype=bool)
         self._valid_ids[:num_classes] = True
         self._valid_ids[ignore_index] = True
+        self.skipped: list[str] = []
+        if skip_invalid:
+            self._drop_invalid_pairs()
 
     def __len__(self) -> int:
         return len(self.img_ids)
@@ -92,6 +103,27 @@ class TargetDataset(Dataset):
                 f"or {self.ignore_index} (ignore)"
             )
         return image, mask
+
+    def _drop_invalid_pairs(self) -> None:
+        valid = []
+        for img_id in self.img_ids:
+            try:
+                self.load_pair(img_id)
+            except DataError as error:
+                self.skipped.append(str(error))
+            else:
+                valid.append(img_id)
+        if not valid:
+            raise DataError(f"{self.image_dir}: no valid pair; first problem: {self.skipped[0]}")
+        if self.skipped:
+            log.warning(
+                "%s: skipped %d of %d pairs (skip_invalid=True):\n  %s",
+                self.image_dir,
+                len(self.skipped),
+                len(self.img_ids),
+                "\n  ".join(self.skipped[:20]),
+            )
+        self.img_ids = valid
 
 
 def _match_pairs(image_dir: Path, mask_dir: Path) -> tuple[dict[str, Path], dict[str, Path]]:

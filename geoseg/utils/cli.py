@@ -19,5 +19,15 @@ def run_script(main: Callable[[], None]) -> None:
     except GeoSegError as error:
         if os.environ.get("GEOSEG_DEBUG"):
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_one_line(error)}", file=sys.stderr)
         sys.exit(2)
+
+
+def _one_line(error: GeoSegError) -> str:
+    """The message itself, also when a DataLoader worker wrapped it in its traceback."""
+    message = str(error)
+    if "Original Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        prefix = f"{type(error).__module__}.{type(error).__name__}: "
+        return last.removeprefix(prefix)
+    return message
