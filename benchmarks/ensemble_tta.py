@@ -5,41 +5,26 @@
 
 Both paths compute the same merged map (checked); the naive loop runs every (model, scale, flip)
 as its own batch-1 forward pass, as a straightforward implementation of the seed's rule would.
+The suite (``python -m benchmarks``) runs ``measure`` as one of its parts.
 """
 
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a script: make `benchmarks` and `geoseg` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from geoseg.datasets import CLASSES, IMAGENET_NORMALIZATION  # noqa: E402
+from benchmarks.common import MODELS, build, default_device, interleaved  # noqa: E402
 from geoseg.inference import EnsemblePredictor  # noqa: E402
 from geoseg.inference.tta import FLIPS  # noqa: E402
-from geoseg.models import FTUNetFormer  # noqa: E402
-from geoseg.models.loading import ModelSpec  # noqa: E402
 
-MODELS = {
-    "seed": dict(backbone="swin_base_patch4_window12_384", decode_channels=256),
-    "demo": dict(
-        backbone="swin_tiny_patch4_window7_224",
-        backbone_kwargs={"embed_dim": 32, "depths": [1, 1, 2, 1], "num_heads": [1, 2, 4, 8]},
-        decode_channels=32,
-        window_size=4,
-    ),
-}
-
-
-def build(kind: str, seed: int) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    net = FTUNetFormer(num_classes=len(CLASSES), **MODELS[kind]).eval()
-    net.spec = ModelSpec("FTUNetFormer", net.init_args, CLASSES, 255, IMAGENET_NORMALIZATION)
-    return net
+SCALES = (0.75, 1.0, 1.25)
+ALL_FLIPS = ("none", "h", "v")
 
 
 @torch.inference_mode()
@@ -62,13 +47,70 @@ def naive_merged(predictor: EnsemblePredictor, image: torch.Tensor) -> torch.Ten
     return total / predictor.passes
 
 
-def timed(fn, images, device) -> float:
-    start = time.perf_counter()
-    for image in images:
-        fn(image)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+def measure(kind: str, num_images: int, size: int, device: torch.device) -> dict:
+    """Images/s of the naive loop and of the predictor with and without batched flips.
+
+    One untimed call of each on the first image checks that all three give the same merged map
+    (and warms up); then the three run interleaved, one image at a time, and the median seconds
+    per image is taken.
+    """
+    models = [build(kind, 0), build(kind, 1)]
+    tta = dict(scales=SCALES, flips=ALL_FLIPS, device=device)
+    one_pass_per_flip = EnsemblePredictor(models, batch_flips=False, **tta)
+    flips_batched = EnsemblePredictor(models, batch_flips=True, **tta)
+    default = "flips_batched" if EnsemblePredictor(models, **tta).batch_flips else "per_flip"
+    generator = torch.Generator().manual_seed(0)
+    images = [
+        (torch.rand(1, 3, size, size, generator=generator) * 255).to(device)
+        for _ in range(num_images)
+    ]
+    reference = naive_merged(one_pass_per_flip, images[0])
+    for predictor in (one_pass_per_flip, flips_batched):
+        torch.testing.assert_close(predictor.merged(images[0]), reference, rtol=1e-3, atol=1e-3)
+    variants = {
+        "naive": lambda image: naive_merged(one_pass_per_flip, image),
+        "per_flip": one_pass_per_flip.merged,
+        "flips_batched": flips_batched.merged,
+    }
+    queue = iter([image for image in images for _ in variants])  # round i: image i, each variant
+    timings = interleaved(
+        {name: _on_next_image(fn, queue) for name, fn in variants.items()},
+        rounds=num_images,
+        warmup=0,
+        device=device,
+    )
+    seconds = {name: timing["median_s"] for name, timing in timings.items()}
+    return {
+        "benchmark": "ensemble_tta",
+        "model": kind,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "images": num_images,
+        "size": size,
+        "passes_per_image": flips_batched.passes,
+        "seconds_per_image": seconds,
+        "images_per_s": {name: 1.0 / s for name, s in seconds.items()},
+        "speedup_vs_naive": {name: seconds["naive"] / s for name, s in seconds.items()},
+        "predictor_default_on_this_device": default,
+    }
+
+
+def _on_next_image(fn, queue):
+    def call() -> None:
+        fn(next(queue))
+
+    return call
+
+
+def summary(result: dict) -> str:
+    """The one-line report of ``measure``'s result."""
+    default = result["predictor_default_on_this_device"]
+    rates = ", ".join(f"{name} {rate:.3f}" for name, rate in result["images_per_s"].items())
+    return (
+        f"{result['model']} ensemble, 2 models x 3 scales x 3 flips, {result['size']}x"
+        f"{result['size']}, {result['device']}: images/s {rates}; the predictor's default here "
+        f"({default}) is x{result['speedup_vs_naive'][default]:.2f} the naive loop"
+    )
 
 
 def main() -> None:
@@ -76,47 +118,11 @@ def main() -> None:
     parser.add_argument("--model", choices=MODELS, default="seed")
     parser.add_argument("--images", type=int, default=2)
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=default_device())
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    device = torch.device(args.device)
-    models = [build(args.model, 0), build(args.model, 1)]
-    tta = dict(scales=(0.75, 1.0, 1.25), flips=("none", "h", "v"), device=device)
-    one_pass_per_flip = EnsemblePredictor(models, batch_flips=False, **tta)
-    flips_batched = EnsemblePredictor(models, batch_flips=True, **tta)
-    default = "flips_batched" if EnsemblePredictor(models, **tta).batch_flips else "per_flip"
-    generator = torch.Generator().manual_seed(0)
-    images = [
-        (torch.rand(1, 3, args.size, args.size, generator=generator) * 255).to(device)
-        for _ in range(args.images)
-    ]
-    # Same result first (one warm-up pass each), then the timings, side by side.
-    reference = naive_merged(one_pass_per_flip, images[0])
-    for predictor in (one_pass_per_flip, flips_batched):
-        torch.testing.assert_close(predictor.merged(images[0]), reference, rtol=1e-3, atol=1e-3)
-    seconds = {
-        "naive": timed(lambda image: naive_merged(one_pass_per_flip, image), images, device),
-        "per_flip": timed(one_pass_per_flip.merged, images, device),
-        "flips_batched": timed(flips_batched.merged, images, device),
-    }
-    result = {
-        "benchmark": "ensemble_tta",
-        "model": args.model,
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "images": args.images,
-        "size": args.size,
-        "passes_per_image": flips_batched.passes,
-        "images_per_s": {name: args.images / s for name, s in seconds.items()},
-        "speedup_vs_naive": {name: seconds["naive"] / s for name, s in seconds.items()},
-        "predictor_default_on_this_device": default,
-    }
-    rates = ", ".join(f"{name} {rate:.3f}" for name, rate in result["images_per_s"].items())
-    print(
-        f"{args.model} ensemble, 2 models x 3 scales x 3 flips, {args.size}x{args.size}, {device}: "
-        f"images/s {rates}; the predictor's default here ({default}) is "
-        f"x{result['speedup_vs_naive'][default]:.2f} the naive loop"
-    )
+    result = measure(args.model, args.images, args.size, torch.device(args.device))
+    print(summary(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -92,9 +92,30 @@ optimizer = torch.optim.AdamW(
 lr_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epoch, eta_min=3e-5)
 
 # --- hardware (passed to the Lightning Trainer) -----------------------------------------------
+# One GPU is the seed's set-up. With several GPUs or nodes, Lightning's DDP runs one process per
+# GPU, each with its own batch_size images, num_workers loader workers and frozen copy of the
+# teacher, and averages the gradients; validation is exact (no tile is counted twice to even out
+# the processes).
+# Several nodes: launch with torchrun or SLURM srun (README, "Several GPUs and nodes").
 accelerator = "auto"
-devices = "auto"  # all visible GPUs; DDP is chosen automatically for several
+devices = "auto"  # per node: all visible GPUs, a count (4) or a list of ids ([0, 1])
+num_nodes = 1  # machines; must equal torchrun --nnodes or SLURM --nodes
+strategy = "auto"  # DDP whenever devices x num_nodes > 1
+# The lrs above are for the seed's effective batch of 2 images per step (batch_size x devices
+# x num_nodes x accumulate_grad_batches, one GPU). With k times that batch an epoch has k times
+# fewer steps; the per-epoch cosine schedule is unaffected. Keeping the lrs stays closest to the
+# seed; to make up for the fewer steps, scale both by sqrt(k) (AdamW's usual rule; e.g. 4 GPUs:
+# lr 2e-4, backbone_lr 2e-4).
+# False: the decoder's BatchNorm statistics come from each GPU's own batch, as on one GPU. True:
+# from all GPUs' images together (one all-reduce per BN layer and step; the Swin backbone has
+# LayerNorm only): steadier statistics for a small per-GPU batch, but not the seed's recipe.
+sync_batchnorm = False
 precision = None  # None: "bf16-mixed" on GPUs that support it, "32-true" otherwise
+# torch.compile the student and the teacher: the first training and validation steps take
+# minutes to compile (and again for every new input shape); later steps may be faster on a GPU.
+# Measure it on your GPU (python -m benchmarks) before a multi-hour run. True, or a dict of
+# torch.compile arguments such as {"mode": "max-autotune"}.
+compile = False
 
 # --- outputs ----------------------------------------------------------------------------------
 weights_path = "model_weights/biodiversity/student_ft_target_kd"

@@ -43,10 +43,20 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     pad_h, pad_w = -h % multiple, -w % multiple
     if pad_w:
-        x = F.pad(x, (0, pad_w, 0, 0), mode="reflect" if pad_w < w else "replicate")
+        x = F.pad(x, (0, pad_w, 0, 0), mode="reflect") if pad_w < w else _replicate(x, pad_w, -1)
     if pad_h:
-        x = F.pad(x, (0, 0, 0, pad_h), mode="reflect" if pad_h < h else "replicate")
+        x = F.pad(x, (0, 0, 0, pad_h), mode="reflect") if pad_h < h else _replicate(x, pad_h, -2)
     return x
+
+
+def _replicate(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
+    """``x`` with its last row/column along ``dim`` repeated ``pad`` more times.
+
+    The same values and gradients as ``F.pad(mode="replicate")``, whose backward torch.compile
+    (inductor) miscompiles for the NHWC-strided features of a Swin backbone.
+    """
+    edge = x.narrow(dim, x.shape[dim] - 1, 1)
+    return torch.cat([x, edge.expand(*x.shape[:dim], pad, *x.shape[dim:][1:])], dim)
 
 
 # --- building blocks -------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from geoseg.errors import CheckpointError, ConfigError
 from geoseg.models.loading import load_model
-from geoseg.training.supervised import SupervisedModule
+from geoseg.training.supervised import SupervisedModule, compile_in_place
 from geoseg.utils.kd_utils import compute_kd_loss
 
 # Where a user who has no teacher yet is sent.
@@ -48,8 +48,9 @@ class KDModule(SupervisedModule):
     The teacher is frozen, always in eval mode (norm layers included), outside the optimizer, run
     without autograd, and kept out of the module's registered children: it is neither in the
     student's checkpoints (``load_model`` reads them strictly) nor wrapped by DDP. It follows the
-    student's device lazily. When the teacher's checkpoint records another input normalisation
-    than the student's, the batch is re-normalised for the teacher.
+    student's device lazily, so under DDP every process holds its own copy on its own device.
+    When the teacher's checkpoint records another input normalisation than the student's, the
+    batch is re-normalised for the teacher.
 
     Logged per step: ``train_loss`` (the total that is optimised), ``train/supervised_loss`` and,
     after the warm-up, ``train/kd_loss`` and ``kd/kept_fraction``.
@@ -78,6 +79,8 @@ class KDModule(SupervisedModule):
         # object.__setattr__ bypasses nn.Module's registration: the teacher stays out of
         # state_dict(), parameters(), .train() and the DDP wrapper.
         object.__setattr__(self, "_teacher", teacher.requires_grad_(False).eval())
+        # Its forward pass is about a third of a KD step: compiled along with the student.
+        compile_in_place(teacher, kwargs.get("compile", False))
         teacher_normalization = getattr(getattr(teacher, "spec", None), "normalization", None)
         scale, shift = _renormalization(self.normalization, teacher_normalization)
         # Buffers so that they follow the module's device; not persistent: not a weight.

@@ -10,6 +10,9 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from geoseg.errors import CheckpointError
+from geoseg.models.loading import check_resume_checkpoint
+from geoseg.training.callbacks import AtomicCheckpointIO, reliability_callbacks
+from geoseg.training.distributed import unpadded_eval_loaders
 from geoseg.training.supervised import SupervisedModule
 from geoseg.utils.checkpoint import load_pretrained_weights
 
@@ -49,12 +52,19 @@ def build_trainer(config: SimpleNamespace) -> pl.Trainer:
         devices=config.devices,
         num_nodes=config.num_nodes,
         strategy=config.strategy,
+        sync_batchnorm=config.sync_batchnorm,
         precision=config.precision or default_precision(),
         accumulate_grad_batches=config.accumulate_grad_batches,
         gradient_clip_val=config.gradient_clip_val,
         log_every_n_steps=config.log_every_n_steps,
         logger=TensorBoardLogger(save_dir=LOG_ROOT, name=config.log_name),
-        callbacks=[best, last, LearningRateMonitor(logging_interval="step")],
+        callbacks=[
+            best,
+            last,
+            LearningRateMonitor(logging_interval="step"),
+            *reliability_callbacks(config, LAST_CHECKPOINT_NAME),
+        ],
+        plugins=[AtomicCheckpointIO()],
     )
 
 
@@ -69,12 +79,24 @@ def train(
                 f"stage that writes it first (see the docstring of {config.config_path})"
             )
         load_pretrained_weights(config.net, config.pretrained_ckpt_path)
+    if config.resume_ckpt_path:
+        check_resume_checkpoint(
+            config.resume_ckpt_path, config.net, config.classes, config.optimizer
+        )
     module = module_class.from_config(config)
     trainer = build_trainer(config)
     val_loaders = config.val_loader
     if isinstance(val_loaders, dict):
         val_loaders = list(val_loaders.values())
-    trainer.fit(module, config.train_loader, val_loaders, ckpt_path=config.resume_ckpt_path)
+    # Under DDP, no validation sample is repeated to even out the processes (exact metrics).
+    val_loaders = unpadded_eval_loaders(val_loaders, trainer.world_size, trainer.global_rank)
+    trainer.fit(
+        module,
+        config.train_loader,
+        val_loaders,
+        ckpt_path=config.resume_ckpt_path,
+        weights_only=True,
+    )
     if trainer.is_global_zero:
         last = Path(config.weights_path) / f"{LAST_CHECKPOINT_NAME}.ckpt"
         best = trainer.checkpoint_callback.best_model_path

@@ -12,13 +12,19 @@ from geoseg.datasets.transforms import denormalize_image
 from geoseg.models.loading import CHECKPOINT_KEY, describe_model
 from geoseg.utils.metrics import confusion_matrix, format_scores_table, segmentation_scores
 
+# Checkpoint key of the last validation's confusion matrices (plain lists: weights_only loads).
+VALIDATION_KEY = "geoseg_validation"
+
 
 class SupervisedModule(pl.LightningModule):
     """Trains ``net`` with ``loss`` and validates on one or several named validation sets.
 
     The first validation set is the primary one: its scores are logged as ``val_mIoU``,
     ``val_IoU/<class>``, ...; further sets as ``val_<name>_mIoU``, ``val_<name>_IoU/<class>``.
-    Confusion matrices accumulate on the device and are summed across processes before scoring.
+    Confusion matrices accumulate on the device and are summed across processes before scoring;
+    the last validation's are kept in ``last_val_confusion`` (name -> (C, C) int64 on the CPU) and
+    saved in checkpoints under ``"geoseg_validation"``. ``compile`` (True or a dict of
+    ``torch.compile`` arguments) compiles the network in place.
     """
 
     def __init__(
@@ -33,9 +39,15 @@ class SupervisedModule(pl.LightningModule):
         normalization: dict,
         val_set_names: tuple[str, ...] = ("val",),
         num_logged_images: int = 4,
+        compile: bool | dict = False,
     ):
         super().__init__()
-        self.net = net
+        original = getattr(net, "_orig_mod", None)
+        if isinstance(original, nn.Module):
+            # torch.compile(net) in a config: its weights' names would carry "_orig_mod.". The same
+            # network compiled in place keeps the plain names that checkpoints and load_model use.
+            net, compile = original, compile or True
+        self.net = compile_in_place(net, compile)
         self.loss = loss
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
@@ -44,6 +56,8 @@ class SupervisedModule(pl.LightningModule):
         self.normalization = normalization
         self.val_set_names = tuple(val_set_names)
         self.num_logged_images = num_logged_images
+        self.last_val_confusion: dict[str, torch.Tensor] = {}
+        self.last_val_epoch: int | None = None
         num_classes = len(self.classes)
         for index in range(len(self.val_set_names)):
             # Not persistent: metric state is rebuilt every epoch and has no place in checkpoints.
@@ -68,6 +82,7 @@ class SupervisedModule(pl.LightningModule):
             normalization=config.normalization,
             val_set_names=names,
             num_logged_images=config.num_logged_images,
+            compile=config.compile,
             **kwargs,
         )
 
@@ -144,7 +159,9 @@ class SupervisedModule(pl.LightningModule):
             self._confusion(index).zero_()
             if self.trainer.sanity_checking or confusion.sum() == 0:
                 continue
-            scores = segmentation_scores(confusion.cpu(), self.classes)
+            self.last_val_confusion[name] = confusion = confusion.cpu()
+            self.last_val_epoch = self.current_epoch
+            scores = segmentation_scores(confusion, self.classes)
             prefix = self._prefix(index)
             # Already summed over processes, so every rank logs the same values.
             metrics = {f"{prefix}mIoU": scores["mIoU"], f"{prefix}mF1": scores["mF1"]}
@@ -176,3 +193,16 @@ class SupervisedModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         spec = describe_model(self.net, self.classes, self.ignore_index, self.normalization)
         checkpoint[CHECKPOINT_KEY] = spec.to_dict()
+        if self.last_val_confusion:
+            checkpoint[VALIDATION_KEY] = {
+                "epoch": self.last_val_epoch,
+                "confusion_matrix": {k: v.tolist() for k, v in self.last_val_confusion.items()},
+            }
+
+
+def compile_in_place(net: nn.Module, options: bool | dict) -> nn.Module:
+    """``net`` compiled with ``nn.Module.compile`` when ``options`` is True or a dict of
+    ``torch.compile`` arguments; unlike ``torch.compile(net)`` its state_dict keys stay the same."""
+    if options:
+        net.compile(**(options if isinstance(options, dict) else {}))
+    return net

@@ -40,11 +40,17 @@ SUPERVISED_DEFAULTS = {
     "check_val_every_n_epoch": 1,
     "pretrained_ckpt_path": None,
     "resume_ckpt_path": None,
+    # last.ckpt is also written every this many optimizer steps (0 or None: only every epoch)
+    "checkpoint_every_n_steps": 500,
     "accelerator": "auto",
     "devices": "auto",
     "num_nodes": 1,
     "strategy": "auto",
+    # BatchNorm statistics over the batches of all processes (DDP only; the decoder's BN layers)
+    "sync_batchnorm": False,
     "precision": None,
+    # torch.compile the network (and the KD teacher): True, or a dict of torch.compile arguments
+    "compile": False,
     "accumulate_grad_batches": 1,
     "gradient_clip_val": None,
     "normalization": IMAGENET_NORMALIZATION,
