@@ -1,10 +1,15 @@
 """The benchmark suite's smallest run: every part measured, the JSON complete and positive."""
 
 import json
+import os
 import subprocess
 import sys
 
 from conftest import REPO_ROOT
+
+# One thread: a smoke test, not a measurement; OpenMP threads spinning on a busy machine's cores
+# would make it many times slower.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 SMALLEST = [
     "--models", "demo", "--tta-model", "demo", "--tta-size", "64", "--tta-images", "1",
@@ -21,6 +26,7 @@ def test_suite_runs_every_part_and_writes_the_json(tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
+        env=ENV,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| demo: KD step, same-size teacher | 64x64 | 8 |" in result.stdout
@@ -54,6 +60,7 @@ def test_tta_benchmark_still_runs_alone(tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
+        env=ENV,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "demo ensemble, 2 models x 3 scales x 3 flips, 64x64, cpu: images/s" in result.stdout
