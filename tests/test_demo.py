@@ -70,4 +70,4 @@ def test_demo_pipeline_end_to_end(tmp_path):
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         assert len(cells) == 3 + 6
         assert all(re.fullmatch(r"\d+\.\d\d", cell) for cell in cells[1:3]), line  # mIoU, OA
-    assert len(re.findall(r"\*\*(held|did NOT hold)\*\*", report)) == 4
+    assert len(re.findall(r"\*\*(held|did NOT hold)\*\*", report)) == 5
