@@ -22,3 +22,10 @@ class CheckpointError(GeoSegError, ValueError):
 
 class TrainingError(GeoSegError, RuntimeError):
     """Training reached a state it cannot continue from (a non-finite loss or weights)."""
+
+
+def preview(names, limit: int = 10) -> str:
+    """The first ``limit`` names, comma-separated, then how many more: for error messages."""
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"

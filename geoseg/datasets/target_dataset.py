@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from geoseg.datasets.classes import IGNORE_INDEX, IMAGENET_NORMALIZATION, NUM_CLASSES
 from geoseg.datasets.io import list_files, read_image, read_mask
 from geoseg.datasets.transforms import normalize_image
-from geoseg.errors import DataError
+from geoseg.errors import DataError, preview
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +135,9 @@ def _match_pairs(image_dir: Path, mask_dir: Path) -> tuple[dict[str, Path], dict
     without_image = sorted(set(masks) - set(images))
     problems = []
     if without_mask:
-        problems.append(f"images without a mask in {mask_dir}: {_preview(without_mask)}")
+        problems.append(f"images without a mask in {mask_dir}: {preview(without_mask)}")
     if without_image:
-        problems.append(f"masks without an image in {image_dir}: {_preview(without_image)}")
+        problems.append(f"masks without an image in {image_dir}: {preview(without_image)}")
     if problems:
         raise DataError("unmatched image/mask pairs (matched by file stem): " + "; ".join(problems))
     return images, {stem: masks[stem] for stem in images}
-
-
-def _preview(names: list[str], limit: int = 10) -> str:
-    shown = ", ".join(names[:limit])
-    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from geoseg.errors import CheckpointError
+from geoseg.errors import CheckpointError, preview
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def load_pretrained_weights(net: nn.Module, path: str | os.PathLike) -> dict[str
         len(report["missing"]),
         len(report["unexpected"]),
         len(report["mismatched"]),
-        "".join(f"\n  {kind}: {_preview(keys)}" for kind, keys in report.items() if keys),
+        "".join(f"\n  {kind}: {preview(keys, limit=8)}" for kind, keys in report.items() if keys),
     )
     return report
 
@@ -198,8 +198,3 @@ def as_plain(value):
     if isinstance(value, dict):
         return {k: as_plain(v) for k, v in value.items()}
     return value
-
-
-def _preview(keys: list[str], limit: int = 8) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown if len(keys) <= limit else f"{shown} ... and {len(keys) - limit} more"
