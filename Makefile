@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 DEMO_DATA ?= data/demo
 
-.PHONY: install test test-fast lint demo demo-pipeline clean-demo
+.PHONY: install test test-fast lint demo demo-quick demo-pipeline clean-demo
 
 install: $(VENV)/.installed
 
@@ -25,8 +25,22 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# `make demo` runs the comparison over SEEDS (every stage trained once per seed, on the same data);
+# `make demo-quick` over the first seed alone. Stages run DEMO_JOBS at a time, each on
+# DEMO_THREADS threads: the runs of one seed that do not depend on each other (teacher and step 1,
+# then the baseline and step 2) and the seeds themselves go side by side. The thread count is
+# fixed, so a seed gives the same numbers whichever command runs it and however many run beside it.
+SEEDS ?= 1 2 3
+DEMO_JOBS ?= 2
+DEMO_THREADS ?= 1
+
 demo: install
-	$(MAKE) demo-pipeline PYTHON=$(abspath $(PYTHON))
+	$(MAKE) demo-pipeline PYTHON=$(abspath $(PYTHON)) SEEDS="$(SEEDS)" \
+		DEMO_COMMAND='make demo SEEDS="$(SEEDS)"'
+
+demo-quick: install
+	$(MAKE) demo-pipeline PYTHON=$(abspath $(PYTHON)) SEEDS="$(firstword $(SEEDS))" \
+		DEMO_COMMAND='make demo-quick'
 
 # The whole pipeline on synthetic data. Paths and sizes can be overridden: the slow test runs it in
 # a temporary folder, smaller (REPO is where the scripts are; the configs' paths are relative to
@@ -35,37 +49,76 @@ REPO := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 DEMO_CONFIGS ?= $(REPO)/config/demo
 DEMO_DATA_ARGS ?=
 DEMO_OUT ?= outputs/demo
+DEMO_COMMAND ?= make demo-pipeline
 DEMO_WEIGHTS := model_weights/demo
-TEST_IMAGES := $(DEMO_DATA)/biodiversity/Test/images_png
+TEST_SPLIT := $(DEMO_DATA)/biodiversity/Test
 SINGLE_MODELS := teacher student_target_only student_pretrain_all student_ft_target_kd
+DEMO_VARS = PYTHON=$(PYTHON) DEMO_CONFIGS=$(DEMO_CONFIGS) DEMO_DATA=$(DEMO_DATA) DEMO_OUT=$(DEMO_OUT)
 
 demo-pipeline:
+	rm -rf $(DEMO_OUT) && mkdir -p $(DEMO_OUT) && date +%s > $(DEMO_OUT)/.started_at
 	$(PYTHON) -m geoseg.datasets.synthetic --output-root $(DEMO_DATA) $(DEMO_DATA_ARGS)
 	$(PYTHON) $(REPO)/create_combined_dataset.py --target-root $(DEMO_DATA)/biodiversity \
 		--oem-root $(DEMO_DATA)/OpenEarthMap --output-root $(DEMO_DATA)/biodiversity_combined \
 		--oem-scale 0.6667 --workers 2
-	$(PYTHON) $(REPO)/train_supervision.py -c $(DEMO_CONFIGS)/teacher.py
-	$(PYTHON) $(REPO)/train_kd.py -c $(DEMO_CONFIGS)/student_target_only.py
-	$(PYTHON) $(REPO)/train_supervision.py -c $(DEMO_CONFIGS)/step1_pretrain_combined.py
-	$(PYTHON) $(REPO)/train_kd.py -c $(DEMO_CONFIGS)/step2_finetune_target_kd.py
+	OMP_NUM_THREADS=$(DEMO_THREADS) $(MAKE) -f $(REPO)/Makefile -j $(DEMO_JOBS) --output-sync \
+		$(DEMO_VARS) $(foreach seed,$(SEEDS),$(DEMO_OUT)/seed_$(seed)/scored)
+	$(PYTHON) $(REPO)/evaluation/demo_report.py --runs $(DEMO_OUT) --seeds $(SEEDS) \
+		--logs lightning_logs/demo --data-root $(DEMO_DATA)/biodiversity --output $(DEMO_OUT) \
+		--command '$(DEMO_COMMAND)' --threads $(DEMO_THREADS) --jobs $(DEMO_JOBS) \
+		--started-at $$(cat $(DEMO_OUT)/.started_at)
+
+# One seed's runs, as files that make orders: $(DEMO_OUT)/seed_<s>/<stage>.trained marks a finished
+# training stage (weights in model_weights/demo/seed_<s>/<stage>, TensorBoard logs in
+# lightning_logs/demo/seed_<s>/<stage>); .../scored marks every model predicted and scored into
+# $(DEMO_OUT)/seed_<s>/predictions/<row>. demo-pipeline removes them first: every run is fresh.
+# The stage's outputs for seed $*: $(call seed_run,<stage>)
+.SECONDARY:
+seed_run = --seed $* --set weights_path=$(DEMO_WEIGHTS)/seed_$*/$(1) log_name=demo/seed_$*/$(1)
+teacher_of_seed = teacher_ckpt_path=$(DEMO_WEIGHTS)/seed_$*/teacher/last.ckpt
+
+$(DEMO_OUT)/seed_%/teacher.trained:
+	mkdir -p $(@D)
+	$(PYTHON) $(REPO)/train_supervision.py -c $(DEMO_CONFIGS)/teacher.py $(call seed_run,teacher)
+	touch $@
+
+$(DEMO_OUT)/seed_%/student_target_only.trained: $(DEMO_OUT)/seed_%/teacher.trained
+	$(PYTHON) $(REPO)/train_kd.py -c $(DEMO_CONFIGS)/student_target_only.py \
+		$(call seed_run,student_target_only) $(teacher_of_seed)
+	touch $@
+
+$(DEMO_OUT)/seed_%/student_pretrain_all.trained:
+	mkdir -p $(@D)
+	$(PYTHON) $(REPO)/train_supervision.py -c $(DEMO_CONFIGS)/step1_pretrain_combined.py \
+		$(call seed_run,student_pretrain_all)
+	touch $@
+
+$(DEMO_OUT)/seed_%/student_ft_target_kd.trained: $(DEMO_OUT)/seed_%/teacher.trained \
+		$(DEMO_OUT)/seed_%/student_pretrain_all.trained
+	$(PYTHON) $(REPO)/train_kd.py -c $(DEMO_CONFIGS)/step2_finetune_target_kd.py \
+		$(call seed_run,student_ft_target_kd) $(teacher_of_seed) \
+		pretrained_ckpt_path=$(DEMO_WEIGHTS)/seed_$*/student_pretrain_all/last.ckpt
+	touch $@
+
+# Every single model at scale 1 without flips, step 2 with TTA, and the recipe's step 3: the
+# ensemble of the baseline and step 2 with TTA; then all of them scored in one pass.
+$(DEMO_OUT)/seed_%/scored: $(foreach model,$(SINGLE_MODELS),$(DEMO_OUT)/seed_%/$(model).trained)
 	for model in $(SINGLE_MODELS); do \
-		$(PYTHON) $(REPO)/ensemble_inference.py --input-dir $(TEST_IMAGES) \
-			--output-dir $(DEMO_OUT)/predictions/$$model --scales 1.0 --flips none \
-			--checkpoints $(DEMO_WEIGHTS)/$$model/last.ckpt || exit 1; \
+		$(PYTHON) $(REPO)/ensemble_inference.py --input-dir $(TEST_SPLIT)/images_png \
+			--output-dir $(@D)/predictions/$$model --scales 1.0 --flips none \
+			--checkpoints $(DEMO_WEIGHTS)/seed_$*/$$model/last.ckpt || exit 1; \
 	done
-	$(PYTHON) $(REPO)/ensemble_inference.py --input-dir $(TEST_IMAGES) \
-		--output-dir $(DEMO_OUT)/predictions/student_ft_target_kd_tta --scales 0.75,1.0,1.25 \
-		--checkpoints $(DEMO_WEIGHTS)/student_ft_target_kd/last.ckpt
-	$(PYTHON) $(REPO)/ensemble_inference.py --input-dir $(TEST_IMAGES) \
-		--output-dir $(DEMO_OUT)/predictions/ensemble_tta --scales 0.75,1.0,1.25 --save-rgb \
-		--checkpoint1 $(DEMO_WEIGHTS)/student_target_only/last.ckpt \
-		--checkpoint2 $(DEMO_WEIGHTS)/student_ft_target_kd/last.ckpt
-	for row in $(SINGLE_MODELS) student_ft_target_kd_tta ensemble_tta; do \
-		$(PYTHON) $(REPO)/evaluation/model_metrics.py --pred-dir $(DEMO_OUT)/predictions/$$row \
-			--gt-dir $(DEMO_DATA)/biodiversity/Test/masks_png > /dev/null || exit 1; \
-	done
-	$(PYTHON) $(REPO)/evaluation/demo_report.py --predictions $(DEMO_OUT)/predictions \
-		--data-root $(DEMO_DATA)/biodiversity --output $(DEMO_OUT)
+	$(PYTHON) $(REPO)/ensemble_inference.py --input-dir $(TEST_SPLIT)/images_png \
+		--output-dir $(@D)/predictions/student_ft_target_kd_tta --scales 0.75,1.0,1.25 \
+		--checkpoints $(DEMO_WEIGHTS)/seed_$*/student_ft_target_kd/last.ckpt
+	$(PYTHON) $(REPO)/ensemble_inference.py --input-dir $(TEST_SPLIT)/images_png \
+		--output-dir $(@D)/predictions/ensemble_tta --scales 0.75,1.0,1.25 --save-rgb \
+		--checkpoint1 $(DEMO_WEIGHTS)/seed_$*/student_target_only/last.ckpt \
+		--checkpoint2 $(DEMO_WEIGHTS)/seed_$*/student_ft_target_kd/last.ckpt
+	$(PYTHON) $(REPO)/evaluation/model_metrics.py --gt-dir $(TEST_SPLIT)/masks_png --pred-dir \
+		$(foreach row,$(SINGLE_MODELS) student_ft_target_kd_tta ensemble_tta,$(@D)/predictions/$(row)) \
+		> /dev/null
+	touch $@
 
 clean-demo:
 	rm -rf data/demo model_weights/demo lightning_logs/demo outputs/demo

@@ -6,24 +6,18 @@ writes ``<weights_path>/last.ckpt`` plus the best checkpoint by ``monitor``; Ten
 ``lightning_logs/<log_name>``.
 """
 
-import argparse
-
 import pytorch_lightning as pl
 
 from geoseg.training import KDModule, train
-from geoseg.utils.cli import run_script
-from geoseg.utils.config import KD_DEFAULTS, KD_REQUIRED, load_config
+from geoseg.utils.cli import run_script, stage_argument_parser
+from geoseg.utils.config import KD_DEFAULTS, KD_REQUIRED, load_config, parse_overrides
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-c", "--config", required=True, help="path to a config module")
-    parser.add_argument(
-        "--seed", type=int, default=42, help="seed set before the config builds its objects"
-    )
-    args = parser.parse_args()
+    args = stage_argument_parser(__doc__.splitlines()[0]).parse_args()
     pl.seed_everything(args.seed, workers=True)
-    train(load_config(args.config, KD_REQUIRED, KD_DEFAULTS), KDModule)
+    overrides = parse_overrides(args.set)
+    train(load_config(args.config, KD_REQUIRED, KD_DEFAULTS, overrides), KDModule)
 
 
 if __name__ == "__main__":

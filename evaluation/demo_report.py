@@ -1,26 +1,47 @@
-"""Write the demo's results report: a table per model, the claims checked, and figures.
+"""Write the demo's results report over several seeds: rows, claims, ensemble and KD findings.
 
-    python evaluation/demo_report.py --predictions outputs/demo/predictions \
-        --data-root data/demo/biodiversity --output outputs/demo
+    python evaluation/demo_report.py --runs outputs/demo --seeds 1 2 3 \
+        --logs lightning_logs/demo --data-root data/demo/biodiversity --output outputs/demo
 
-Reads the metrics.json that evaluation/model_metrics.py wrote in each prediction folder and writes
-``results.md``, ``iou_per_class.png``, ``confusion_matrix.png`` (the ensemble's) and
-``montage.png`` (image | ground truth | baseline | step 2 | ensemble) to --output; prints the report.
+Reads, for every seed, the metrics.json that evaluation/model_metrics.py wrote in each prediction
+folder (``<runs>/seed_<s>/predictions/<row>/``), the prediction masks, and the KD runs' TensorBoard
+logs (``<logs>/seed_<s>/<stage>/``). Writes ``results.md``, ``iou_per_class.png`` (means over
+seeds), ``confusion_matrix.png`` (the ensemble's, summed over seeds) and ``montage.png`` (first
+seed: image | ground truth | baseline | step 2 | ensemble) to --output, and prints the report.
 """
 
 import argparse
-import shutil
+import datetime
 import sys
+import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from geoseg.datasets.classes import colorize_mask  # noqa: E402
+from geoseg.datasets.classes import IGNORE_INDEX, colorize_mask  # noqa: E402
 from geoseg.datasets.io import list_files, read_image, read_mask, write_png_atomic  # noqa: E402
 from geoseg.utils.cli import run_script  # noqa: E402
 from geoseg.utils.metrics import CONFUSION_MATRIX_PNG  # noqa: E402
-from geoseg.utils.plots import render_grouped_bars, render_montage  # noqa: E402
-from geoseg.utils.report import DEMO_ROWS, check_claims, load_scores, render_markdown  # noqa: E402
+from geoseg.utils.plots import (  # noqa: E402
+    render_confusion_matrix,
+    render_grouped_bars,
+    render_montage,
+)
+from geoseg.utils.report import (  # noqa: E402
+    DEMO_ROWS,
+    ENSEMBLE_MEMBERS,
+    ENSEMBLE_ROW,
+    KD_RUNS,
+    describe_machine,
+    disagreement_over_folders,
+    judge_claims,
+    kept_fraction_of_run,
+    load_seed_scores,
+    render_markdown,
+    seed_folder,
+)
 
 MONTAGE_COLUMNS = {
     "baseline": "student_target_only",
@@ -31,44 +52,85 @@ MONTAGE_COLUMNS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--predictions", type=Path, default=Path("outputs/demo/predictions"))
+    parser.add_argument("--runs", type=Path, default=Path("outputs/demo"), help="seed_<s>/ parent")
+    parser.add_argument("--seeds", type=int, nargs="+", required=True)
+    parser.add_argument("--logs", type=Path, default=Path("lightning_logs/demo"))
     parser.add_argument("--data-root", type=Path, default=Path("data/demo/biodiversity"))
     parser.add_argument("--split", default="Test")
     parser.add_argument("--output", type=Path, default=Path("outputs/demo"))
     parser.add_argument("--montage-tiles", type=int, default=4)
+    parser.add_argument("--command", default="make demo", help="the command that ran the demo")
+    parser.add_argument("--jobs", type=int, help="training runs at a time")
+    parser.add_argument("--threads", type=int, help="torch threads of each run")
+    parser.add_argument(
+        "--started-at", type=float, help="Unix time the demo started (for the wall time)"
+    )
     args = parser.parse_args()
 
-    scores = load_scores(args.predictions)
-    claims = check_claims(scores)
-    class_names = list(next(iter(scores.values()))["per_class"])
-    bars = render_grouped_bars(
-        {
-            label: [entry["per_class"][name]["IoU"] for name in class_names]
-            for label, entry in scores.items()
-        },
-        class_names,
-    )
+    scores = load_seed_scores(args.runs, args.seeds)
+    judged = judge_claims(scores)
+    gt_dir = args.data_root / args.split / "masks_png"
+    disagreement = {}
+    for seed in args.seeds:
+        predictions = seed_folder(args.runs, seed) / "predictions"
+        disagreement[seed] = disagreement_over_folders(
+            *(predictions / member for member in ENSEMBLE_MEMBERS),
+            predictions / ENSEMBLE_ROW,
+            gt_dir,
+            IGNORE_INDEX,
+        )
+    kept = {
+        run: {seed: kept_fraction_of_run(args.logs / f"seed_{seed}" / run) for seed in args.seeds}
+        for run in KD_RUNS
+    }
+    run_info = {
+        "command": f"`{args.command}`",
+        "seeds": " ".join(map(str, args.seeds)),
+        "machine": describe_machine(),
+        "date": datetime.date.today().isoformat(),
+    }
+    if args.jobs and args.threads:
+        run_info["parallelism"] = f"{args.jobs} runs at a time, {args.threads} thread(s) each"
+    if args.started_at is not None:
+        minutes, seconds = divmod(round(time.time() - args.started_at), 60)
+        run_info["wall time"] = f"{minutes} min {seconds:02d} s (data, every stage, every seed)"
+
+    first = scores[args.seeds[0]]
+    class_names = list(first[DEMO_ROWS[0].folder]["per_class"])
+    mean_iou = {}
+    for row in DEMO_ROWS:
+        per_class = []
+        for name in class_names:
+            ious = [scores[s][row.folder]["per_class"][name]["IoU"] for s in args.seeds]
+            ious = [iou for iou in ious if iou is not None]
+            per_class.append(float(np.mean(ious)) if ious else None)
+        mean_iou[row.label] = per_class
+    bars = render_grouped_bars(mean_iou, class_names, title="per-class IoU (%), mean over seeds")
+    confusion = sum(np.asarray(scores[s][ENSEMBLE_ROW]["confusion_matrix"]) for s in args.seeds)
     images = list_files(args.data_root / args.split / "images_png")
-    masks = list_files(args.data_root / args.split / "masks_png")
+    masks = list_files(gt_dir)
+    first_predictions = seed_folder(args.runs, args.seeds[0]) / "predictions"
     rows = []
     for stem in sorted(images)[: args.montage_tiles]:
         tiles = [read_image(images[stem]), colorize_mask(read_mask(masks[stem]))]
         for folder in MONTAGE_COLUMNS.values():
-            tiles.append(colorize_mask(read_mask(args.predictions / folder / f"{stem}.png")))
+            tiles.append(colorize_mask(read_mask(first_predictions / folder / f"{stem}.png")))
         rows.append(tiles)
     montage = render_montage(rows, ["image", "ground truth", *MONTAGE_COLUMNS])
 
     args.output.mkdir(parents=True, exist_ok=True)
     figures = {
-        "per-class IoU of every model": "iou_per_class.png",
-        "confusion matrix of the ensemble + TTA": CONFUSION_MATRIX_PNG,
-        "test tiles: image | ground truth | baseline | step 2 | ensemble + TTA": "montage.png",
+        "per-class IoU of every model, mean over seeds": "iou_per_class.png",
+        "confusion matrix of the ensemble + TTA, summed over seeds": CONFUSION_MATRIX_PNG,
+        f"test tiles of seed {args.seeds[0]}: image | ground truth | baseline | step 2 | "
+        "ensemble + TTA": "montage.png",
     }
     write_png_atomic(args.output / "iou_per_class.png", bars)
+    write_png_atomic(
+        args.output / CONFUSION_MATRIX_PNG, render_confusion_matrix(confusion, class_names)
+    )
     write_png_atomic(args.output / "montage.png", montage)
-    ensemble_folder = args.predictions / DEMO_ROWS[-1].folder
-    shutil.copyfile(ensemble_folder / CONFUSION_MATRIX_PNG, args.output / CONFUSION_MATRIX_PNG)
-    report = render_markdown(scores, claims, figures)
+    report = render_markdown(scores, judged, disagreement, kept, run_info, figures)
     (args.output / "results.md").write_text(report)
     print(report)
     print(f"wrote {args.output / 'results.md'} and its figures")

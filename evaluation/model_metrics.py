@@ -1,11 +1,12 @@
-"""Score a folder of predicted class-id masks against ground truth.
+"""Score folders of predicted class-id masks against ground truth.
 
     python evaluation/model_metrics.py --pred-dir outputs/ensemble_predictions \
         --gt-dir data/biodiversity/Test/masks_png
 
 Masks are single-channel uint8 class-id images (png or tif) matched by file stem. Prints the
 score table and writes metrics.json and confusion_matrix.png to --out-dir (default: --pred-dir).
-Nothing is written when any file is missing, extra, unreadable or of the wrong size.
+Several --pred-dir folders are scored one after the other, each into its own folder. Nothing is
+written when any file is missing, extra, unreadable or of the wrong size.
 """
 
 import argparse
@@ -30,7 +31,9 @@ from geoseg.utils.plots import render_confusion_matrix  # noqa: E402
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pred-dir", type=Path, required=True, help="predicted class-id masks")
+    parser.add_argument(
+        "--pred-dir", type=Path, nargs="+", required=True, help="folder(s) of predicted masks"
+    )
     parser.add_argument("--gt-dir", type=Path, required=True, help="ground-truth class-id masks")
     parser.add_argument(
         "--out-dir", type=Path, help="where to write the report (default: --pred-dir)"
@@ -40,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.num_classes < 1:
         parser.error(f"--num-classes must be at least 1, got {args.num_classes}")
+    if args.out_dir is not None and len(args.pred_dir) > 1:
+        parser.error("--out-dir takes one --pred-dir; with several, each is scored into itself")
     return args
 
 
@@ -49,20 +54,23 @@ def main(argv: list[str] | None = None) -> int:
         class_names = list(CLASSES)
     else:
         class_names = [f"class_{i}" for i in range(args.num_classes)]
-    try:
-        cm = evaluate_folders(args.pred_dir, args.gt_dir, args.num_classes, args.ignore_index)
-        scores = segmentation_scores(cm, class_names)
-    except (GeoSegError, OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    figure = render_confusion_matrix(cm, class_names)
+    for pred_dir in args.pred_dir:
+        if len(args.pred_dir) > 1:
+            print(f"== {pred_dir}")
+        try:
+            cm = evaluate_folders(pred_dir, args.gt_dir, args.num_classes, args.ignore_index)
+            scores = segmentation_scores(cm, class_names)
+        except (GeoSegError, OSError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        figure = render_confusion_matrix(cm, class_names)
 
-    print(format_scores_table(scores))
-    out_dir = args.out_dir or args.pred_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_metrics_json(scores, out_dir / METRICS_JSON)
-    write_png_atomic(out_dir / CONFUSION_MATRIX_PNG, figure)
-    print(f"\nwrote {out_dir / METRICS_JSON} and {out_dir / CONFUSION_MATRIX_PNG}")
+        print(format_scores_table(scores))
+        out_dir = args.out_dir or pred_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_metrics_json(scores, out_dir / METRICS_JSON)
+        write_png_atomic(out_dir / CONFUSION_MATRIX_PNG, figure)
+        print(f"\nwrote {out_dir / METRICS_JSON} and {out_dir / CONFUSION_MATRIX_PNG}")
     return 0
 
 

@@ -28,7 +28,7 @@ ignore_index = IGNORE_INDEX
 normalization = IMAGENET_NORMALIZATION
 train_loader = DataLoader(
     TargetDataset("{data_root}", "Train", transform=train_transform(32)),
-    batch_size=4, shuffle=True, drop_last=True,
+    batch_size=4, shuffle=True, drop_last=True, num_workers={num_workers},
 )
 val_loader = DataLoader(TargetDataset("{data_root}", "Val"), batch_size=4)
 net = FTUNetFormer(
@@ -51,12 +51,14 @@ log_name = "tiny"
 monitor = "val_mIoU"
 monitor_mode = "max"
 resume_ckpt_path = {resume_ckpt_path!r}
+deterministic = {deterministic!r}
 """
 
 
 def write_config(path: Path, **values) -> Path:
-    """Write TINY_CONFIG with ``values`` (data_root, weights_path, max_epoch, resume_ckpt_path)."""
-    defaults = {"max_epoch": 2, "resume_ckpt_path": None}
+    """Write TINY_CONFIG with ``values`` (data_root, weights_path; optional: max_epoch,
+    resume_ckpt_path, num_workers, deterministic)."""
+    defaults = {"max_epoch": 2, "resume_ckpt_path": None, "num_workers": 0, "deterministic": False}
     path.write_text(TINY_CONFIG.format(**{**defaults, **values}))
     return path
 

@@ -14,6 +14,7 @@ from geoseg.utils.config import (
     SUPERVISED_DEFAULTS,
     SUPERVISED_REQUIRED,
     load_config,
+    parse_overrides,
 )
 
 from conftest import REPO_ROOT
@@ -132,3 +133,20 @@ def test_every_real_config_names_its_missing_data(name, tmp_path, monkeypatch):
     )
     with pytest.raises(DataError, match=r"data/biodiversity(_combined)?/Train/images_png: folder"):
         load_config(REPO_ROOT / "config" / "biodiversity" / name, required, defaults)
+
+
+def test_command_line_overrides_replace_stage_names(tmp_path):
+    path = write(tmp_path, complete_config(weights_path="'a'", log_name="'a'"))
+    overrides = parse_overrides(["weights_path=runs/seed_2/x", "deterministic=True", "devices=2"])
+    assert overrides == {"weights_path": "runs/seed_2/x", "deterministic": True, "devices": 2}
+    config = load_config(path, overrides=overrides)
+    assert (config.weights_path, config.deterministic, config.devices) == ("runs/seed_2/x", True, 2)
+    assert config.log_name == "a"
+
+
+def test_overrides_of_names_objects_are_built_from_are_refused(tmp_path):
+    path = write(tmp_path, complete_config())
+    with pytest.raises(ConfigError, match="cannot override max_epoch from the command line"):
+        load_config(path, overrides={"max_epoch": 3})
+    with pytest.raises(ConfigError, match="expected NAME=VALUE"):
+        parse_overrides(["weights_path"])

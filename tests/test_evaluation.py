@@ -1,6 +1,7 @@
 """evaluation/model_metrics.py run as a subprocess on tiny masks written into a temporary folder."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +141,16 @@ def test_invalid_ids_and_empty_folders_fail(folders, tmp_path):
     result = run_script("--pred-dir", empty, "--gt-dir", gt_dir)
     assert result.returncode != 0 and "no predicted masks" in result.stderr
     assert not (empty / "metrics.json").exists()
+
+
+def test_several_prediction_folders_are_each_scored(folders, tmp_path):
+    pred_dir, gt_dir = folders
+    copy = tmp_path / "copy"
+    shutil.copytree(pred_dir, copy)
+    result = run_script("--pred-dir", pred_dir, copy, "--gt-dir", gt_dir, "--num-classes", 3)
+    assert result.returncode == 0, result.stderr
+    first, second = (
+        json.loads((folder / "metrics.json").read_text()) for folder in (pred_dir, copy)
+    )
+    assert first == second
+    assert first["mIoU"] == pytest.approx((3 / 5 + 2 / 5 + 2 / 3) / 3)

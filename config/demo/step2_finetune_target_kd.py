@@ -65,6 +65,7 @@ lr_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_e
 accelerator = "cpu"
 devices = 1
 precision = "32-true"
+deterministic = True  # same seed, same numbers (on a CPU at no cost in speed)
 
 # --- outputs ----------------------------------------------------------------------------------
 weights_path = "model_weights/demo/student_ft_target_kd"

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from geoseg.datasets.classes import IGNORE_INDEX, IMAGENET_NORMALIZATION, NUM_CLASSES
 from geoseg.datasets.io import list_files, read_image, read_mask
-from geoseg.datasets.transforms import normalize_image
+from geoseg.datasets.transforms import augment, normalize_image
 from geoseg.errors import DataError, preview
 
 log = logging.getLogger(__name__)
@@ -77,8 +77,7 @@ class TargetDataset(Dataset):
         img_id = self.img_ids[index]
         image, mask = self.load_pair(img_id)
         if self.transform is not None:
-            augmented = self.transform(image=image, mask=mask)
-            image, mask = augmented["image"], augmented["mask"]
+            image, mask = augment(self.transform, image, mask)
         return {
             "img": normalize_image(image, self.normalization),
             "gt_semantic_seg": torch.from_numpy(mask.astype(np.int64)),

@@ -39,6 +39,20 @@ def train_transform(
     )
 
 
+def augment(transform, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Apply an albumentations-style ``transform(image=..., mask=...)`` reproducibly.
+
+    albumentations 2.x draws from generators of its own, seeded from OS entropy, which
+    ``torch.manual_seed`` and ``seed_everything`` do not reach: two runs with the same seed would
+    augment differently. So the transform is re-seeded for every sample from torch's generator,
+    which the DataLoader seeds per worker from the run's seed.
+    """
+    if hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(int(torch.randint(0, 2**32, ()).item()))
+    augmented = transform(image=image, mask=mask)
+    return augmented["image"], augmented["mask"]
+
+
 def normalize_image(
     image: np.ndarray, normalization: dict = IMAGENET_NORMALIZATION
 ) -> torch.Tensor:

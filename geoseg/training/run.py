@@ -9,7 +9,7 @@ import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from geoseg.errors import CheckpointError
+from geoseg.errors import CheckpointError, ConfigError
 from geoseg.models.loading import check_resume_checkpoint
 from geoseg.training.callbacks import AtomicCheckpointIO, reliability_callbacks
 from geoseg.training.distributed import unpadded_eval_loaders
@@ -27,6 +27,22 @@ def default_precision() -> str:
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return "bf16-mixed"
     return "32-true"
+
+
+def trainer_determinism(deterministic: bool | str) -> bool | str:
+    """The Trainer's ``deterministic`` for the config's value: True becomes "warn".
+
+    Deterministic kernels are then used wherever PyTorch has one (on a CPU every op this project
+    runs has one). On CUDA some backward passes have none: bilinear upsampling, reflection padding,
+    adaptive average pooling and the NLL loss behind cross-entropy. Strict mode would stop the
+    run at the first of them; "warn" names them and runs them as they are, so CUDA runs are close
+    to, not exactly, reproducible.
+    """
+    if deterministic is True:
+        return "warn"
+    if deterministic in (False, None, "warn"):
+        return deterministic or False
+    raise ConfigError(f"deterministic={deterministic!r}: expected True, False or 'warn'")
 
 
 def build_trainer(config: SimpleNamespace) -> pl.Trainer:
@@ -54,6 +70,7 @@ def build_trainer(config: SimpleNamespace) -> pl.Trainer:
         strategy=config.strategy,
         sync_batchnorm=config.sync_batchnorm,
         precision=config.precision or default_precision(),
+        deterministic=trainer_determinism(config.deterministic),
         accumulate_grad_batches=config.accumulate_grad_batches,
         gradient_clip_val=config.gradient_clip_val,
         log_every_n_steps=config.log_every_n_steps,

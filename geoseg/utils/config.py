@@ -5,6 +5,7 @@ names in one error, with close matches suggested for typos) and fills in the opt
 defaults, so the stages read one flat namespace.
 """
 
+import ast
 import difflib
 import importlib.util
 import inspect
@@ -49,6 +50,9 @@ SUPERVISED_DEFAULTS = {
     # BatchNorm statistics over the batches of all processes (DDP only; the decoder's BN layers)
     "sync_batchnorm": False,
     "precision": None,
+    # Same seed, same numbers: deterministic kernels wherever PyTorch has one (see
+    # geoseg.training.run.trainer_determinism for what stays non-deterministic on CUDA)
+    "deterministic": False,
     # torch.compile the network (and the KD teacher): True, or a dict of torch.compile arguments
     "compile": False,
     "accumulate_grad_batches": 1,
@@ -70,12 +74,54 @@ KD_DEFAULTS = {
 }
 
 
+# Names that only the stage reads, never an object the config builds from them, so they can be
+# overridden on the command line (``--set weights_path=...``) without leaving a built object
+# (an optimizer, a scheduler, a data loader) out of step. Everything else is changed in the file.
+OVERRIDABLE = (
+    "weights_path",
+    "weights_name",
+    "log_name",
+    "pretrained_ckpt_path",
+    "resume_ckpt_path",
+    "teacher_ckpt_path",
+    "deterministic",
+    "accelerator",
+    "devices",
+    "num_nodes",
+    "strategy",
+    "precision",
+    "compile",
+    "checkpoint_every_n_steps",
+    "log_every_n_steps",
+    "num_logged_images",
+)
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    """``["name=value", ...]`` -> ``{name: value}``; values are Python literals, else strings."""
+    overrides = {}
+    for item in items or []:
+        name, sep, text = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise ConfigError(f"--set {item!r}: expected NAME=VALUE, e.g. weights_path=runs/seed_1")
+        try:
+            overrides[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            overrides[name] = text
+    return overrides
+
+
 def load_config(
     path: str | os.PathLike,
     required: tuple[str, ...] = SUPERVISED_REQUIRED,
     defaults: dict | None = None,
+    overrides: dict | None = None,
 ) -> SimpleNamespace:
-    """Execute the config module at ``path`` and return its public names with defaults filled in."""
+    """Execute the config module at ``path`` and return its public names with defaults filled in.
+
+    ``overrides`` (name -> value) replace the config's values afterwards; only names in
+    ``OVERRIDABLE`` are accepted.
+    """
     path = Path(path)
     defaults = SUPERVISED_DEFAULTS if defaults is None else defaults
     if not path.is_file():
@@ -105,7 +151,14 @@ def load_config(
         if close and close[0] not in names:
             raise ConfigError(f"{path}: unknown name '{name}'; did you mean '{close[0]}'?")
 
-    config = SimpleNamespace(**{**defaults, **names})
+    refused = sorted(set(overrides or {}) - set(OVERRIDABLE))
+    if refused:
+        raise ConfigError(
+            f"{path}: cannot override {', '.join(refused)} from the command line: the config may "
+            f"have built objects from them (loaders, optimizer, scheduler); edit the file instead. "
+            f"Overridable: {', '.join(OVERRIDABLE)}"
+        )
+    config = SimpleNamespace(**{**defaults, **names, **(overrides or {})})
     config.config_path = str(path)
     return config
 

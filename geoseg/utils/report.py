@@ -1,14 +1,38 @@
-"""The demo's results report: one row per model, the pipeline's claims checked against the numbers.
+"""The demo's results report over several seeds: rows as mean ± std, claims as paired differences.
 
-Each row is a folder of predictions scored by ``evaluation/model_metrics.py`` (its metrics.json).
+Layout read (one folder per seed, as ``make demo`` writes it):
+``<runs>/seed_<s>/predictions/<row>/metrics.json`` (``evaluation/model_metrics.py``) and the
+prediction PNGs beside it; the KD runs' TensorBoard logs under ``<logs>/seed_<s>/<stage>/``.
+
+Verdict rule for a claim "A beats B", on the per-seed differences d_s = mIoU(A) - mIoU(B):
+held when there are at least two seeds and every d_s > 0, or mean(d) > 2 std(d); did not hold in
+the mirror case (every d_s < 0, or mean(d) < -2 std(d)); inconclusive otherwise, and always with a
+single seed, which cannot tell a difference from seed-to-seed noise.
 """
 
 import json
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from geoseg.datasets.io import list_files, read_mask
 from geoseg.errors import DataError
 from geoseg.utils.metrics import METRICS_JSON
+
+HELD, NOT_HELD, INCONCLUSIVE = "held", "did not hold", "inconclusive"
+VERDICT_RULE = (
+    'A claim "A beats B" is judged on the per-seed differences d = mIoU(A) - mIoU(B): '
+    "**held** when there are at least two seeds and every seed has d > 0, or the mean of d exceeds "
+    "twice its standard deviation; **did not hold** in the mirror case (every d < 0, or the mean "
+    "below minus twice the standard deviation); **inconclusive** otherwise, and always with a "
+    "single seed."
+)
+# The recipe expects the KD mask to keep this share of the non-ignored pixels.
+EXPECTED_KEPT_FRACTION = (0.70, 0.80)
+KEPT_FRACTION_TAG = "kd/kept_fraction"
 
 
 @dataclass(frozen=True)
@@ -17,6 +41,15 @@ class Row:
 
     label: str
     folder: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """ "``better`` beats ``worse``" by test mIoU, with what it means for the pipeline."""
+
+    better: str
+    worse: str
+    meaning: str
 
 
 # The pipeline's models, in the order they are built.
@@ -28,102 +61,256 @@ DEMO_ROWS = (
     Row("step 2 + TTA", "student_ft_target_kd_tta"),
     Row("ensemble + TTA (baseline + step 2)", "ensemble_tta"),
 )
+DEMO_CLAIMS = (
+    Claim(
+        "student_ft_target_kd",
+        "student_target_only",
+        "step 1 pretraining helps: the two KD runs differ only in their initialisation",
+    ),
+    Claim(
+        "student_ft_target_kd",
+        "student_pretrain_all",
+        "KD fine-tuning on the target data helps the pretrained student",
+    ),
+    Claim("student_ft_target_kd_tta", "student_ft_target_kd", "TTA helps step 2"),
+    Claim(
+        "ensemble_tta",
+        "student_ft_target_kd",
+        "the ensemble + TTA beats the best single student without TTA",
+    ),
+    Claim(
+        "ensemble_tta",
+        "student_ft_target_kd_tta",
+        "the ensemble beats its best member under the same TTA",
+    ),
+)
+# The two members of the demo ensemble and the KD runs whose logs are read.
+ENSEMBLE_MEMBERS = ("student_target_only", "student_ft_target_kd")
+ENSEMBLE_ROW = "ensemble_tta"
+KD_RUNS = ("student_target_only", "student_ft_target_kd")
 
 
-def load_scores(predictions: Path, rows=DEMO_ROWS) -> dict[str, dict]:
-    """label -> the metrics.json of that row; every row must have been scored."""
+def seed_folder(runs: Path, seed: int) -> Path:
+    return Path(runs) / f"seed_{seed}"
+
+
+def load_seed_scores(runs: Path, seeds: Sequence[int], rows=DEMO_ROWS) -> dict[int, dict]:
+    """seed -> row folder -> that row's metrics.json; every row of every seed must be scored."""
     scores, missing = {}, []
-    for row in rows:
-        path = predictions / row.folder / METRICS_JSON
-        if path.is_file():
-            scores[row.label] = json.loads(path.read_text())
-        else:
-            missing.append(str(path))
+    for seed in seeds:
+        scores[seed] = {}
+        for row in rows:
+            path = seed_folder(runs, seed) / "predictions" / row.folder / METRICS_JSON
+            if path.is_file():
+                scores[seed][row.folder] = json.loads(path.read_text())
+            else:
+                missing.append(str(path))
     if missing:
-        raise DataError(
-            f"scores missing (run evaluation/model_metrics.py first): {', '.join(missing)}"
-        )
+        raise DataError(f"scores missing (run evaluation/model_metrics.py first): {missing}")
     return scores
 
 
-def check_claims(scores: dict[str, dict]) -> list[tuple[str, bool, str]]:
-    """The seed's claims as (claim, held, the numbers behind it), by test mIoU."""
-    miou = {label: entry["mIoU"] for label, entry in scores.items()}
-    labels = [row.label for row in DEMO_ROWS]
-    teacher, baseline, step1, step2, step2_tta, ensemble = (miou[label] for label in labels)
-    singles = {label: miou[label] for label in labels[1:4]}
-    best_single = max(singles, key=singles.get)
+@dataclass(frozen=True)
+class Spread:
+    """Summary of one number over seeds."""
 
-    def pct(value: float) -> str:
-        return f"{100 * value:.2f}"
+    values: tuple[float, ...]
 
-    return [
-        (
-            "step 2 >= baseline (KD fine-tuning after step 1 beats KD from scratch on the target "
-            "data; the two runs differ only in their initialisation, so this is also the claim "
-            "that step 1 pretraining helps step 2)",
-            step2 >= baseline,
-            f"step 2 {pct(step2)} vs baseline {pct(baseline)} mIoU ({pct(step2 - baseline)} points)",
-        ),
-        (
-            "ensemble + TTA >= the best single student",
-            ensemble >= singles[best_single],
-            f"ensemble + TTA {pct(ensemble)} vs {best_single} {pct(singles[best_single])} mIoU "
-            f"(teacher: {pct(teacher)})",
-        ),
-        (
-            "step 2 >= step 1 (KD fine-tuning on the target data helps the pretrained student)",
-            step2 >= step1,
-            f"step 2 {pct(step2)} vs step 1 {pct(step1)} mIoU",
-        ),
-        (
-            "ensemble + TTA >= step 2 + TTA (the ensemble beats its best member under the same TTA)",
-            ensemble >= step2_tta,
-            f"ensemble + TTA {pct(ensemble)} vs step 2 + TTA {pct(step2_tta)} mIoU",
-        ),
-        (
-            "TTA helps step 2",
-            step2_tta >= step2,
-            f"step 2 + TTA {pct(step2_tta)} vs step 2 {pct(step2)} mIoU",
-        ),
-    ]
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation (n - 1); 0 for a single value."""
+        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+
+    def format(self, scale: float = 100.0) -> str:
+        """``mean ± std (min-max)`` in points; a single value alone."""
+        if len(self.values) == 1:
+            return f"{scale * self.values[0]:.2f}"
+        low, high = min(self.values), max(self.values)
+        return (
+            f"{scale * self.mean:.2f} ± {scale * self.std:.2f} "
+            f"({scale * low:.2f}-{scale * high:.2f})"
+        )
+
+
+def verdict(differences: Sequence[float]) -> str:
+    """held / did not hold / inconclusive for per-seed differences (see VERDICT_RULE)."""
+    spread = Spread(tuple(differences))
+    if len(differences) < 2:
+        return INCONCLUSIVE
+    if all(d > 0 for d in differences) or spread.mean > 2 * spread.std:
+        return HELD
+    if all(d < 0 for d in differences) or spread.mean < -2 * spread.std:
+        return NOT_HELD
+    return INCONCLUSIVE
+
+
+def judge_claims(
+    scores: dict[int, dict], claims: Sequence[Claim] = DEMO_CLAIMS
+) -> list[tuple[Claim, Spread, str]]:
+    """(claim, the per-seed mIoU differences, verdict) for every claim."""
+    judged = []
+    for claim in claims:
+        differences = tuple(
+            per_seed[claim.better]["mIoU"] - per_seed[claim.worse]["mIoU"]
+            for per_seed in scores.values()
+        )
+        judged.append((claim, Spread(differences), verdict(differences)))
+    return judged
+
+
+def member_disagreement(
+    pred_a: np.ndarray, pred_b: np.ndarray, merged: np.ndarray, gt: np.ndarray, ignore_index: int
+) -> dict[str, int]:
+    """Pixel counts over the non-ignored pixels: where members a and b disagree, and at those
+    pixels how often a, b and the merged prediction are right."""
+    valid = gt != ignore_index
+    differ = valid & (pred_a != pred_b)
+    return {
+        "pixels": int(valid.sum()),
+        "disagree": int(differ.sum()),
+        "a_right": int((differ & (pred_a == gt)).sum()),
+        "b_right": int((differ & (pred_b == gt)).sum()),
+        "merged_right": int((differ & (merged == gt)).sum()),
+    }
+
+
+def disagreement_over_folders(
+    folder_a: Path, folder_b: Path, merged_folder: Path, gt_dir: Path, ignore_index: int
+) -> dict[str, int]:
+    """``member_disagreement`` summed over every ground-truth mask of ``gt_dir``."""
+    totals = dict.fromkeys(("pixels", "disagree", "a_right", "b_right", "merged_right"), 0)
+    for stem, gt_path in sorted(list_files(gt_dir).items()):
+        predictions = [read_mask(Path(folder) / f"{stem}.png") for folder in (folder_a, folder_b)]
+        merged = read_mask(Path(merged_folder) / f"{stem}.png")
+        counts = member_disagreement(*predictions, merged, read_mask(gt_path), ignore_index)
+        for key, value in counts.items():
+            totals[key] += value
+    return totals
+
+
+def kept_fraction_of_run(log_dir: Path) -> float | None:
+    """Mean ``kd/kept_fraction`` over the logged KD steps of the newest run in ``log_dir``
+    (``<log_dir>/version_N``), or None when that run logged none."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    versions = sorted(
+        Path(log_dir).glob("version_*"), key=lambda p: int(p.name.removeprefix("version_"))
+    )
+    if not versions:
+        raise DataError(f"{log_dir}: no TensorBoard run (version_*) found")
+    events = EventAccumulator(str(versions[-1]), size_guidance={"scalars": 0}).Reload()
+    if KEPT_FRACTION_TAG not in events.Tags()["scalars"]:
+        return None
+    return statistics.fmean(event.value for event in events.Scalars(KEPT_FRACTION_TAG))
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}"
 
 
 def render_markdown(
-    scores: dict[str, dict], claims: list[tuple[str, bool, str]], figures: dict[str, str]
+    scores: dict[int, dict],
+    judged: list[tuple[Claim, Spread, str]],
+    disagreement: dict[int, dict[str, int]],
+    kept_fractions: dict[str, dict[int, float | None]],
+    run_info: dict[str, str],
+    figures: dict[str, str],
+    rows: Sequence[Row] = DEMO_ROWS,
 ) -> str:
-    """The report as Markdown: the table, the claims, and links to the figures."""
-    class_names = list(next(iter(scores.values()))["per_class"])
-    header = ["model", "mIoU", "OA", *class_names]
-    lines = [
-        "# Demo results (synthetic Test split)",
+    """The report as Markdown: run facts, the table, the claims, the ensemble and KD findings."""
+    seeds = list(scores)
+    labels = {row.folder: row.label for row in rows}
+    first = scores[seeds[0]][rows[0].folder]
+    class_names = list(first["per_class"])
+    lines = ["# Demo results (synthetic Test split)", ""]
+    lines += [f"- {key}: {value}" for key, value in run_info.items()]
+    lines += [
         "",
-        "All scores in %, one confusion matrix over the whole Test split; per-class columns are IoU.",
+        f"All scores in %, one confusion matrix over the whole Test split per run; each cell is "
+        f"the mean ± standard deviation (min-max) over the {len(seeds)} seed(s) {seeds}; "
+        "per-class columns are mean IoU.",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
     ]
-    for label, entry in scores.items():
-        cells = [label, f"{100 * entry['mIoU']:.2f}", f"{100 * entry['OA']:.2f}"]
-        for name in class_names:
-            iou = entry["per_class"][name]["IoU"]
-            cells.append("-" if iou is None else f"{100 * iou:.2f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## The pipeline's claims in this run", ""]
-    for claim, held, numbers in claims:
-        lines.append(f"- **{'held' if held else 'did NOT hold'}**: {claim}. {numbers}.")
-    if not (claims[1][1] and claims[3][1]):
-        members = {
-            label: scores[label]["mIoU"] for label in (DEMO_ROWS[1].label, DEMO_ROWS[3].label)
-        }
-        gap = abs(members[DEMO_ROWS[1].label] - members[DEMO_ROWS[3].label])
-        lines += [
-            "",
-            f"Why the ensemble falls short of its best member: its two members differ by {100 * gap:.2f} mIoU "
-            "points. Averaging with a much weaker member pulls the merged map towards that "
-            "member's mistakes; an ensemble pays off when its members are comparably strong and "
-            "err differently.",
+    header = ["model", "mIoU", "OA", *class_names]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        entries = [scores[seed][row.folder] for seed in seeds]
+        cells = [
+            row.label,
+            Spread(tuple(e["mIoU"] for e in entries)).format(),
+            Spread(tuple(e["OA"] for e in entries)).format(),
         ]
+        for name in class_names:
+            ious = [e["per_class"][name]["IoU"] for e in entries]
+            ious = [iou for iou in ious if iou is not None]
+            cells.append(_pct(statistics.fmean(ious)) if ious else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+
+    lines += ["", "## The pipeline's claims", "", VERDICT_RULE, ""]
+    for claim, differences, outcome in judged:
+        per_seed = ", ".join(f"{_pct(d)}" for d in differences.values)
+        lines.append(
+            f"- **{outcome}**: {labels[claim.better]} beats {labels[claim.worse]} "
+            f"({claim.meaning}). Difference in mIoU points: {differences.format()}; "
+            f"per seed: {per_seed}."
+        )
+
+    lines += ["", "## The ensemble's members", ""]
+    a, b = (labels[folder] for folder in ENSEMBLE_MEMBERS)
+    gap = Spread(
+        tuple(
+            scores[s][ENSEMBLE_MEMBERS[1]]["mIoU"] - scores[s][ENSEMBLE_MEMBERS[0]]["mIoU"]
+            for s in seeds
+        )
+    )
+    share = Spread(tuple(d["disagree"] / d["pixels"] for d in disagreement.values()))
+
+    def at_disagreement(key: str) -> Spread:
+        return Spread(tuple(d[key] / max(d["disagree"], 1) for d in disagreement.values()))
+
+    lines.append(
+        f"{b} minus {a}: {gap.format()} mIoU points. The two members predict different classes "
+        f"on {share.format()}% of the labelled test pixels. Where they differ, {a} is right on "
+        f"{at_disagreement('a_right').format()}%, {b} on {at_disagreement('b_right').format()}%, "
+        f"and the {labels[ENSEMBLE_ROW]} on {at_disagreement('merged_right').format()}%."
+    )
+
+    lines += ["", "## Knowledge distillation: share of pixels the confidence mask keeps", ""]
+    low, high = EXPECTED_KEPT_FRACTION
+    for run, per_seed in kept_fractions.items():
+        values = tuple(v for v in per_seed.values() if v is not None)
+        if not values:
+            lines.append(f"- {labels.get(run, run)}: no `{KEPT_FRACTION_TAG}` logged")
+            continue
+        spread = Spread(values)
+        where = "below" if spread.mean < low else "above" if spread.mean > high else "within"
+        lines.append(
+            f"- {labels.get(run, run)}: {spread.format()}% (mean over the logged KD steps), "
+            f"{where} the recipe's expected {_pct(low)}-{_pct(high)}%"
+        )
+
     lines += ["", "## Figures", ""]
     lines += [f"- {caption}: `{name}`" for caption, name in figures.items()]
     return "\n".join(lines) + "\n"
+
+
+def describe_machine() -> str:
+    """The CPU model and core count, the GPU if there is one, and the torch version."""
+    import os
+    import platform
+    import re
+
+    import torch
+
+    cpu = platform.processor() or "CPU"
+    try:
+        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu = found.group(1).strip() if found else cpu
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, {gpu}; torch {torch.__version__}"

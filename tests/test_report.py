@@ -1,0 +1,105 @@
+"""The demo report over seeds: verdicts from hand-made per-seed scores, spreads, disagreement."""
+
+import numpy as np
+import pytest
+
+from geoseg.utils.report import (
+    DEMO_ROWS,
+    HELD,
+    INCONCLUSIVE,
+    NOT_HELD,
+    Claim,
+    Spread,
+    judge_claims,
+    member_disagreement,
+    render_markdown,
+    verdict,
+)
+
+
+def scores_for(miou_by_seed: dict[int, dict[str, float]]) -> dict[int, dict]:
+    """Per-seed metrics.json-like entries with the given mIoU per row folder."""
+    return {
+        seed: {
+            folder: {
+                "mIoU": miou,
+                "OA": miou,
+                "per_class": {"a": {"IoU": miou}, "b": {"IoU": None}},
+            }
+            for folder, miou in rows.items()
+        }
+        for seed, rows in miou_by_seed.items()
+    }
+
+
+CLAIM = Claim("new", "old", "the new model helps")
+
+
+@pytest.mark.parametrize(
+    ("new", "old", "expected"),
+    [
+        ((0.60, 0.62, 0.61), (0.50, 0.61, 0.60), HELD),  # every seed agrees, however small
+        ((0.60, 0.55, 0.61), (0.58, 0.57, 0.60), INCONCLUSIVE),  # mixed signs, small mean
+        ((0.50, 0.51, 0.52), (0.60, 0.52, 0.53), NOT_HELD),  # every seed disagrees
+        ((0.70,), (0.50,), INCONCLUSIVE),  # one seed cannot tell a difference from noise
+    ],
+)
+def test_verdict_from_per_seed_scores(new, old, expected):
+    scores = scores_for(
+        {seed: {"new": n, "old": o} for seed, (n, o) in enumerate(zip(new, old, strict=True))}
+    )
+    ((claim, differences, outcome),) = judge_claims(scores, [CLAIM])
+    assert outcome == expected
+    assert differences.values == pytest.approx(tuple(n - o for n, o in zip(new, old, strict=True)))
+
+
+def test_verdict_mean_beyond_twice_the_spread_holds_despite_one_seed():
+    # one seed slightly below zero, the mean far beyond two standard deviations
+    differences = [0.10, 0.10, 0.10, 0.10, 0.10, 0.10, 0.10, 0.10, -0.001]
+    assert np.mean(differences) > 2 * np.std(differences, ddof=1)
+    assert verdict(differences) == HELD
+    assert verdict([-d for d in differences]) == NOT_HELD
+    assert verdict([0.0, 0.0]) == INCONCLUSIVE
+
+
+def test_spread_formats_mean_std_min_max():
+    spread = Spread((0.50, 0.60, 0.70))
+    assert spread.mean == pytest.approx(0.60)
+    assert spread.std == pytest.approx(0.10)  # sample standard deviation
+    assert spread.format() == "60.00 ± 10.00 (50.00-70.00)"
+    assert Spread((0.5,)).format() == "50.00"
+
+
+def test_member_disagreement_counts_by_hand():
+    gt = np.array([[0, 1, 2], [1, 1, 255]])
+    a = np.array([[0, 1, 1], [2, 1, 0]])
+    b = np.array([[0, 2, 2], [0, 1, 1]])
+    merged = np.array([[0, 1, 1], [0, 1, 1]])
+    counts = member_disagreement(a, b, merged, gt, ignore_index=255)
+    # valid: 5 pixels; a != b at (0,1), (0,2), (1,0) [the ignored (1,2) does not count]
+    assert counts == {"pixels": 5, "disagree": 3, "a_right": 1, "b_right": 1, "merged_right": 1}
+
+
+def test_report_states_rows_claims_and_findings():
+    rows = {row.folder: 0.5 for row in DEMO_ROWS}
+    scores = scores_for(
+        {
+            1: {**rows, "student_ft_target_kd": 0.70, "student_target_only": 0.50},
+            2: {**rows, "student_ft_target_kd": 0.80, "student_target_only": 0.60},
+        }
+    )
+    judged = judge_claims(scores)
+    disagreement = {
+        seed: {"pixels": 100, "disagree": 20, "a_right": 5, "b_right": 10, "merged_right": 8}
+        for seed in (1, 2)
+    }
+    kept = {"student_ft_target_kd": {1: 0.74, 2: 0.76}, "student_target_only": {1: 0.5, 2: 0.6}}
+    report = render_markdown(scores, judged, disagreement, kept, {"seeds": "1 2"}, {})
+    assert "| step 2 (step 1 + KD fine-tuning) | 75.00 ± 7.07 (70.00-80.00) |" in report
+    assert "**held**: step 2 (step 1 + KD fine-tuning) beats baseline (KD, target only)" in report
+    assert "per seed: 20.00, 20.00." in report
+    assert "on 20.00 ± 0.00 (20.00-20.00)% of the labelled test pixels" in report
+    assert "baseline (KD, target only) is right on 25.00 ± 0.00" in report
+    assert "step 2 (step 1 + KD fine-tuning): 75.00 ± 1.41 (74.00-76.00)%" in report
+    assert "within the recipe's expected 70.00-80.00%" in report
+    assert "below the recipe's expected" in report  # the baseline's 55%
