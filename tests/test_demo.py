@@ -75,7 +75,7 @@ def test_demo_pipeline_end_to_end(tmp_path):
         assert fact in report, fact
     table = [line for line in report.splitlines() if line.startswith("| ") and "mIoU" not in line]
     assert len(table) == len(ROWS)
-    spread = r"\d+\.\d\d ± \d+\.\d\d \(\d+\.\d\d-\d+\.\d\d\)"  # mean ± std (min-max)
+    spread = r"\d+\.\d\d ± \d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\]"  # mean ± std [min, max]
     for line in table:
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         assert len(cells) == 3 + 6

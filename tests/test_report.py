@@ -66,7 +66,7 @@ def test_spread_formats_mean_std_min_max():
     spread = Spread((0.50, 0.60, 0.70))
     assert spread.mean == pytest.approx(0.60)
     assert spread.std == pytest.approx(0.10)  # sample standard deviation
-    assert spread.format() == "60.00 ± 10.00 (50.00-70.00)"
+    assert spread.format() == "60.00 ± 10.00 [50.00, 70.00]"
     assert Spread((0.5,)).format() == "50.00"
 
 
@@ -95,11 +95,11 @@ def test_report_states_rows_claims_and_findings():
     }
     kept = {"student_ft_target_kd": {1: 0.74, 2: 0.76}, "student_target_only": {1: 0.5, 2: 0.6}}
     report = render_markdown(scores, judged, disagreement, kept, {"seeds": "1 2"}, {})
-    assert "| step 2 (step 1 + KD fine-tuning) | 75.00 ± 7.07 (70.00-80.00) |" in report
+    assert "| step 2 (step 1 + KD fine-tuning) | 75.00 ± 7.07 [70.00, 80.00] |" in report
     assert "**held**: step 2 (step 1 + KD fine-tuning) beats baseline (KD, target only)" in report
     assert "per seed: 20.00, 20.00." in report
-    assert "on 20.00 ± 0.00 (20.00-20.00)% of the labelled test pixels" in report
+    assert "on 20.00 ± 0.00 [20.00, 20.00]% of the labelled test pixels" in report
     assert "baseline (KD, target only) is right on 25.00 ± 0.00" in report
-    assert "step 2 (step 1 + KD fine-tuning): 75.00 ± 1.41 (74.00-76.00)%" in report
+    assert "step 2 (step 1 + KD fine-tuning): 75.00 ± 1.41 [74.00, 76.00]%" in report
     assert "within the recipe's expected 70.00-80.00%" in report
     assert "below the recipe's expected" in report  # the baseline's 55%

@@ -126,13 +126,13 @@ class Spread:
         return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
 
     def format(self, scale: float = 100.0) -> str:
-        """``mean ± std (min-max)`` in points; a single value alone."""
+        """``mean ± std [min, max]`` in points; a single value alone."""
         if len(self.values) == 1:
             return f"{scale * self.values[0]:.2f}"
         low, high = min(self.values), max(self.values)
         return (
             f"{scale * self.mean:.2f} ± {scale * self.std:.2f} "
-            f"({scale * low:.2f}-{scale * high:.2f})"
+            f"[{scale * low:.2f}, {scale * high:.2f}]"
         )
 
 
@@ -231,7 +231,7 @@ def render_markdown(
     lines += [
         "",
         f"All scores in %, one confusion matrix over the whole Test split per run; each cell is "
-        f"the mean ± standard deviation (min-max) over the {len(seeds)} seed(s) {seeds}; "
+        f"the mean ± standard deviation [min, max] over the {len(seeds)} seed(s) {seeds}; "
         "per-class columns are mean IoU.",
         "",
     ]
