@@ -13,6 +13,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -r requirements.txt
+	$(PYTHON) -m pip install --quiet --no-deps --editable .
 	touch $@
 
 test: install
@@ -74,7 +75,7 @@ demo-pipeline:
 # $(DEMO_OUT)/seed_<s>/predictions/<row>. demo-pipeline removes them first: every run is fresh.
 # The stage's outputs for seed $*: $(call seed_run,<stage>)
 .SECONDARY:
-seed_run = --seed $* --set weights_path=$(DEMO_WEIGHTS)/seed_$*/$(1) log_name=demo/seed_$*/$(1)
+seed_run = --seed $* --set run_name=demo/seed_$*/$(1)
 teacher_of_seed = teacher_ckpt_path=$(DEMO_WEIGHTS)/seed_$*/teacher/last.ckpt
 
 $(DEMO_OUT)/seed_%/teacher.trained:

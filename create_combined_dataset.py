@@ -4,7 +4,7 @@
         --oem-root data/OpenEarthMap --output-root data/biodiversity_combined
 
 Reads the OpenEarthMap release as published (region folders of .tif images and labels, train.txt
-and val.txt), remaps its labels to the target classes (geoseg/datasets/classes.py: OEM_TO_TARGET,
+and val.txt), remaps its labels to the target classes (geoseg/classes.py: OEM_TO_TARGET,
 or --remap) and writes the combined layout: target Train tiles as links ``target_*``, OpenEarthMap
 tiles as ``oem_*.png``, Val from the OpenEarthMap val list. The sources are only read; a re-run
 replaces the previous build as a whole; --dry-run only prints the plan.
@@ -14,7 +14,8 @@ import argparse
 import os
 from pathlib import Path
 
-from geoseg.datasets.classes import OEM_TO_TARGET
+from geoseg.classes import OEM_TO_TARGET
+from geoseg.cli import run_script
 from geoseg.datasets.combine import (
     CombineSettings,
     build_combined_dataset,
@@ -22,7 +23,6 @@ from geoseg.datasets.combine import (
     describe_summary,
     plan_combined_dataset,
 )
-from geoseg.utils.cli import run_script
 
 
 def parse_args() -> argparse.Namespace:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from geoseg.cli import run_script
 from geoseg.errors import DataError
 from geoseg.inference import (
     EnsemblePredictor,
@@ -28,10 +29,18 @@ from geoseg.inference import (
     pending_inputs,
     predict_folder,
 )
-from geoseg.models import load_model
-from geoseg.utils.cli import run_script
+from geoseg.models import load_model_and_spec
 
-DEFAULT_CHECKPOINTS = Path("model_weights/biodiversity/ensemble_checkpoints")
+# The recipe's ensemble: the baseline and the step 2 student, where their stages write them. The
+# folder ensemble_checkpoints/ (copies under the stage names) is used instead where it exists.
+WEIGHTS = Path("model_weights/biodiversity")
+LEGACY_FOLDER = WEIGHTS / "ensemble_checkpoints"
+MEMBERS = ("student_target_only", "student_ft_target_kd")
+
+
+def default_checkpoint(member: str) -> Path:
+    legacy = LEGACY_FOLDER / f"{member}.ckpt"
+    return legacy if legacy.is_file() else WEIGHTS / member / "last.ckpt"
 
 
 def parse_args() -> argparse.Namespace:
@@ -39,10 +48,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--input-dir", type=Path, default=Path("data/biodiversity/Test/images_png"))
     parser.add_argument("--output-dir", type=Path, default=Path("outputs/ensemble_predictions"))
     parser.add_argument(
-        "--checkpoint1", type=Path, default=DEFAULT_CHECKPOINTS / "student_target_only.ckpt"
+        "--checkpoint1",
+        type=Path,
+        help=f"first member (default {WEIGHTS / MEMBERS[0] / 'last.ckpt'}, the baseline)",
     )
     parser.add_argument(
-        "--checkpoint2", type=Path, default=DEFAULT_CHECKPOINTS / "student_ft_target_kd.ckpt"
+        "--checkpoint2",
+        type=Path,
+        help=f"second member (default {WEIGHTS / MEMBERS[1] / 'last.ckpt'}, step 2)",
     )
     parser.add_argument(
         "--checkpoints",
@@ -56,7 +69,7 @@ def parse_args() -> argparse.Namespace:
         "--merge",
         choices=("logits", "probs"),
         default="logits",
-        help="average the logits (the seed's rule) or the softmax probabilities",
+        help="average the logits (the recipe's rule) or the softmax probabilities",
     )
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
     parser.add_argument("--num-workers", type=int, default=2, help="image decoding processes")
@@ -87,12 +100,16 @@ def main() -> None:
             f"--output-dir {args.output_dir} is the input folder: predictions would mix with the "
             "images; choose another folder"
         )
-    checkpoints = args.checkpoints or [args.checkpoint1, args.checkpoint2]
+    checkpoints = args.checkpoints or [
+        args.checkpoint1 or default_checkpoint(MEMBERS[0]),
+        args.checkpoint2 or default_checkpoint(MEMBERS[1]),
+    ]
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     )
-    models = [load_model(path) for path in checkpoints]  # loaded once, before any input is read
-    check_same_classes(models, [str(path) for path in checkpoints])
+    # loaded once, before any input is read
+    models, specs = zip(*(load_model_and_spec(path) for path in checkpoints), strict=True)
+    check_same_classes(specs, [str(path) for path in checkpoints])
     predictor = EnsemblePredictor(
         models, scales=args.scales, flips=args.flips, merge=args.merge, device=device
     )
@@ -114,6 +131,7 @@ def main() -> None:
         overlap=args.overlap,
         save_rgb=args.save_rgb,
         save_confidence=args.save_probs,
+        palette=specs[0].palette,
     )
     print(f"wrote {len(inputs)} predictions to {args.output_dir}")
 

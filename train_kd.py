@@ -3,22 +3,13 @@
 Trains the config's ``net`` (initialised from ``pretrained_ckpt_path`` when given) with its supervised
 ``loss`` plus confidence-masked distillation from the frozen teacher at ``teacher_ckpt_path``, and
 writes ``<weights_path>/last.ckpt`` plus the best checkpoint by ``monitor``; TensorBoard logs go to
-``lightning_logs/<log_name>``.
+``lightning_logs/<log_name>``. Takes the arguments of train_supervision.py.
 """
 
-import pytorch_lightning as pl
-
-from geoseg.training import KDModule, train
-from geoseg.utils.cli import run_script, stage_argument_parser
-from geoseg.utils.config import KD_DEFAULTS, KD_REQUIRED, load_config, parse_overrides
-
-
-def main() -> None:
-    args = stage_argument_parser(__doc__.splitlines()[0]).parse_args()
-    pl.seed_everything(args.seed, workers=True)
-    overrides = parse_overrides(args.set)
-    train(load_config(args.config, KD_REQUIRED, KD_DEFAULTS, overrides), KDModule)
-
+from geoseg.cli import run_script
+from geoseg.training import KDModule
+from geoseg.training.kd import KD_DEFAULTS, KD_REQUIRED
+from train_supervision import run_stage
 
 if __name__ == "__main__":
-    run_script(main)
+    run_script(lambda: run_stage(__doc__.splitlines()[0], KDModule, KD_REQUIRED, KD_DEFAULTS))

@@ -4,18 +4,43 @@ Trains the config's ``net`` with its ``loss`` and writes ``<weights_path>/last.c
 checkpoint by ``monitor``; TensorBoard logs go to ``lightning_logs/<log_name>``.
 """
 
+import argparse
+
 import pytorch_lightning as pl
 
-from geoseg.training import train
-from geoseg.utils.cli import run_script, stage_argument_parser
-from geoseg.utils.config import load_config, parse_overrides
+from geoseg.cli import run_script
+from geoseg.config import SUPERVISED_DEFAULTS, SUPERVISED_REQUIRED, load_config, parse_overrides
+from geoseg.training import SupervisedModule, train
+
+DEFAULT_SEED = 42
 
 
-def main() -> None:
-    args = stage_argument_parser(__doc__.splitlines()[0]).parse_args()
+def run_stage(description: str, module_class=SupervisedModule, required=None, defaults=None):
+    """Parse the stage's arguments, seed everything, load the config and train."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("-c", "--config", required=True, help="path to a config module")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help="seed set before the config builds its objects (weights, shuffling, augmentation); "
+        f"default {DEFAULT_SEED}",
+    )
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a config name the stage reads, e.g. weights_path=runs/seed_1/teacher "
+        "log_name=seed_1/teacher (paths, log name, hardware, deterministic)",
+    )
+    args = parser.parse_args()
     pl.seed_everything(args.seed, workers=True)
-    train(load_config(args.config, overrides=parse_overrides(args.set)))
+    required = SUPERVISED_REQUIRED if required is None else required
+    defaults = SUPERVISED_DEFAULTS if defaults is None else defaults
+    config = load_config(args.config, required, defaults, parse_overrides(args.set))
+    train(config, module_class)
 
 
 if __name__ == "__main__":
-    run_script(main)
+    run_script(lambda: run_stage(__doc__.splitlines()[0]))

@@ -25,15 +25,14 @@ from pathlib import Path
 
 import torch
 
-from geoseg.datasets import CLASSES, IMAGENET_NORMALIZATION
+from geoseg.datasets import CLASSES
 from geoseg.models import FTUNetFormer
-from geoseg.models.loading import ModelSpec
 from geoseg.training import default_precision
 
-# The seed's student (config/biodiversity/*.py, step 1 and 2) and the demo's student
+# The recipe's student (config/biodiversity/*.py, step 1 and 2) and the demo's student
 # (config/demo/step1_pretrain_combined.py), with the image size and batch of their configs.
 MODELS = {
-    "seed": dict(backbone="swin_base_patch4_window12_384", decode_channels=256),
+    "recipe": dict(backbone="swin_base_patch4_window12_384", decode_channels=256),
     "demo": dict(
         backbone="swin_tiny_patch4_window7_224",
         backbone_kwargs={"embed_dim": 32, "depths": [1, 1, 2, 1], "num_heads": [1, 2, 4, 8]},
@@ -41,17 +40,17 @@ MODELS = {
         window_size=4,
     ),
 }
-CONFIG_SIZES = {"seed": (512, 2), "demo": (64, 8)}  # (img_size, batch_size) of their configs
+# Names of earlier versions of this suite, still accepted on the command line.
+MODEL_ALIASES = {"seed": "recipe"}
+CONFIG_SIZES = {"recipe": (512, 2), "demo": (64, 8)}  # (img_size, batch_size) of their configs
 MIB = 2**20
 
 
 def build(kind: str, seed: int) -> FTUNetFormer:
-    """A randomly initialised FT-UNetFormer of ``kind`` in eval mode, with a model record (no
-    download: timm's random init)."""
+    """A randomly initialised FT-UNetFormer of ``kind`` in eval mode (no download: timm's random
+    init)."""
     torch.manual_seed(seed)
-    net = FTUNetFormer(num_classes=len(CLASSES), **MODELS[kind]).eval()
-    net.spec = ModelSpec("FTUNetFormer", net.init_args, CLASSES, 255, IMAGENET_NORMALIZATION)
-    return net
+    return FTUNetFormer(num_classes=len(CLASSES), **MODELS[kind]).eval()
 
 
 def default_device() -> str:

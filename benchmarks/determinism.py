@@ -1,7 +1,7 @@
 """What deterministic mode costs: a training step with and without deterministic algorithms.
 
     python benchmarks/determinism.py --model demo            # the demo student, 64x64, batch 8
-    python benchmarks/determinism.py --model seed --rounds 3 # FT-UNetFormer Swin-Base, 512x512
+    python benchmarks/determinism.py --model recipe --rounds 3 # FT-UNetFormer Swin-Base, 512x512
 
 The two settings (``torch.use_deterministic_algorithms(True, warn_only=True)``, which a config's
 ``deterministic = True`` selects, and the default) run interleaved, one forward + backward + AdamW

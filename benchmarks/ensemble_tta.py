@@ -1,10 +1,10 @@
 """Ensemble TTA throughput: the batched EnsemblePredictor against a naive one-pass-at-a-time loop.
 
-    python benchmarks/ensemble_tta.py --model seed --images 2      # 2 x FT-UNetFormer Swin-Base
+    python benchmarks/ensemble_tta.py --model recipe --images 2      # 2 x FT-UNetFormer Swin-Base
     python benchmarks/ensemble_tta.py --model demo --images 8      # 2 x the demo student
 
 Both paths compute the same merged map (checked); the naive loop runs every (model, scale, flip)
-as its own batch-1 forward pass, as a straightforward implementation of the seed's rule would.
+as its own batch-1 forward pass, as a straightforward implementation of the recipe's rule would.
 The suite (``python -m benchmarks``) runs ``measure`` as one of its parts.
 """
 
@@ -29,16 +29,14 @@ ALL_FLIPS = ("none", "h", "v")
 
 @torch.inference_mode()
 def naive_merged(predictor: EnsemblePredictor, image: torch.Tensor) -> torch.Tensor:
-    """The seed's rule, one (model, scale, flip) forward pass at a time."""
+    """The recipe's rule, one (model, scale, flip) forward pass at a time."""
     height, width = image.shape[-2:]
     total = 0
-    for model, (mean, std) in zip(predictor.models, predictor.statistics, strict=True):
+    for model in predictor.models:
         for scale in predictor.scales:
             size = (round(height * scale), round(width * scale))
             for flip in predictor.flips:
-                x = F.interpolate(
-                    (image - mean) / std, size=size, mode="bilinear", align_corners=False
-                )
+                x = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
                 dim = FLIPS[flip]
                 with predictor._autocast():
                     logits = model(x if dim is None else x.flip(dim)).float()
@@ -115,7 +113,7 @@ def summary(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=MODELS, default="seed")
+    parser.add_argument("--model", choices=MODELS, default="recipe")
     parser.add_argument("--images", type=int, default=2)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--device", default=default_device())

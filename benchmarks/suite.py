@@ -1,13 +1,13 @@
 """The benchmark suite: what a training stage costs, measured side by side in one run.
 
-    python -m benchmarks            # the issue's sizes: seed student 512x512 batch 2, TTA, loading
-    python -m benchmarks --quick    # a few minutes on a 2-core CPU (seed student at 256x256)
+    python -m benchmarks            # the recipe's sizes: its student 512x512 batch 2, TTA, loading
+    python -m benchmarks --quick    # a few minutes on a 2-core CPU (the recipe's student at 256x256)
     python -m benchmarks --device cuda:1 --rounds 20 --parts train,data
 
 On the device it finds (or ``--device``), in the stages' default precision (bf16-mixed on GPUs that
 support it, 32-true otherwise; ``--precision``):
 
-- train: for the seed's student (FT-UNetFormer, Swin-Base, decode 256) and the demo's student
+- train: for the recipe's student (FT-UNetFormer, Swin-Base, decode 256) and the demo's student
   (config/demo/step1_pretrain_combined.py), random init: the supervised step (forward, CE + Dice,
   backward, AdamW) and the KD step with a teacher of the same size, and the forward + backward of
   the Swin backbone alone (the network's own ``net.backbone``, features_only), so that the
@@ -15,7 +15,7 @@ support it, 32-true otherwise; ``--precision``):
   timed inside the supervised step.
 - tta: ``benchmarks/ensemble_tta.py``: 2 models x 3 scales x 3 flips, the predictor against the
   naive one-pass-at-a-time loop.
-- data: images/s of the training dataset (TargetDataset + train_transform at the seed's size, on
+- data: images/s of the training dataset (TargetDataset + train_transform at the recipe's size, on
   synthetic tiles written to a temporary folder) through a DataLoader with 1 worker and with the
   configured workers, against the rate at which the supervised step consumes images.
 
@@ -41,6 +41,7 @@ from benchmarks import ensemble_tta
 from benchmarks.common import (
     CONFIG_SIZES,
     MIB,
+    MODEL_ALIASES,
     MODELS,
     PeakMemory,
     autocast_for,
@@ -54,7 +55,6 @@ from benchmarks.common import (
 from geoseg.datasets import (
     CLASSES,
     IGNORE_INDEX,
-    IMAGENET_NORMALIZATION,
     TargetDataset,
     train_transform,
 )
@@ -66,7 +66,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PARTS = ("train", "tta", "data")
 CONFIGURED_WORKERS = 4  # num_workers of config/biodiversity/*.py
 
-# The issue's targets: what is compared, and the bound on the ratio.
+# The targets: what is compared, and the bound on the ratio.
 TARGETS = {
     "decoder_overhead": "FT-UNetFormer fwd+bwd / Swin backbone fwd+bwd",
     "kd_overhead": "KD step / supervised step (same-size teacher)",
@@ -104,7 +104,7 @@ def measure_training(
     optimizer = torch.optim.AdamW(
         param_groups(student, lr=1e-4, backbone_lr=1e-5, weight_decay=0.01)
     )
-    common = dict(classes=CLASSES, ignore_index=IGNORE_INDEX, normalization=IMAGENET_NORMALIZATION)
+    common = dict(classes=CLASSES, ignore_index=IGNORE_INDEX)
     supervised = SupervisedModule(student, loss, optimizer, None, **common)
     distilling = KDModule(
         student, loss, optimizer, None, teacher=teacher, kd_warmup_epochs=0, **common
@@ -113,7 +113,7 @@ def measure_training(
     target = torch.randint(0, len(CLASSES), (batch_size, size, size), generator=generator)
     target[:, :, : size // 16] = IGNORE_INDEX  # a no-data strip, as real tiles have
     batch = {
-        "img": torch.randn(batch_size, 3, size, size, generator=generator).to(device),
+        "img": (255 * torch.rand(batch_size, 3, size, size, generator=generator)).to(device),
         "gt_semantic_seg": target.to(device),
     }
     autocast = autocast_for(device, precision)
@@ -224,12 +224,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default=default_device(), help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--precision", help="e.g. 32-true, bf16-mixed (default: the stages')")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"subset of {','.join(PARTS)}")
-    parser.add_argument("--models", default="seed,demo", help="training steps of these models")
-    parser.add_argument("--size", type=int, help="seed student's image side (default 512)")
-    parser.add_argument("--batch", type=int, help="seed student's batch (default 2)")
-    parser.add_argument("--rounds", type=int, help="timed rounds of the seed's steps (demo: 10x)")
+    parser.add_argument("--models", default="recipe,demo", help="training steps of these models")
+    parser.add_argument("--size", type=int, help="recipe student's image side (default 512)")
+    parser.add_argument("--batch", type=int, help="recipe student's batch (default 2)")
+    parser.add_argument(
+        "--rounds", type=int, help="timed rounds of the recipe student's steps (demo: 10x)"
+    )
     parser.add_argument("--warmup", type=int, help="untimed rounds before them")
-    parser.add_argument("--tta-model", choices=MODELS, help="default: seed on GPU, demo on CPU")
+    parser.add_argument("--tta-model", choices=MODELS, help="default: recipe on GPU, demo on CPU")
     parser.add_argument("--tta-images", type=int, help="images timed (after one check image)")
     parser.add_argument("--tta-size", type=int, default=512)
     parser.add_argument("--workers", type=int, default=CONFIGURED_WORKERS)
@@ -241,6 +243,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     parts = [part.strip() for part in args.parts.split(",") if part.strip()]
     models = [model.strip() for model in args.models.split(",") if model.strip()]
+    models = [MODEL_ALIASES.get(model, model) for model in models]
     if set(parts) - set(PARTS) or set(models) - set(MODELS):
         parser.error(f"--parts from {','.join(PARTS)}; --models from {','.join(MODELS)}")
     args.parts, args.models = parts, models
@@ -249,7 +252,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.batch = args.batch or 2
     args.rounds = args.rounds or (2 if args.quick else 10 if cuda else 3)
     args.warmup = args.warmup if args.warmup is not None else (3 if cuda else 1)
-    args.tta_model = args.tta_model or ("seed" if cuda else "demo")
+    args.tta_model = args.tta_model or ("recipe" if cuda else "demo")
     args.tta_images = args.tta_images or (2 if args.quick else 8)
     args.loader_items = args.loader_items or (48 if args.quick else 96)
     return args
@@ -282,7 +285,7 @@ def run(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     if "train" in args.parts:
         for kind in args.models:
-            size, batch = (args.size, args.batch) if kind == "seed" else CONFIG_SIZES[kind]
+            size, batch = (args.size, args.batch) if kind == "recipe" else CONFIG_SIZES[kind]
             report["train"][kind] = measure_training(
                 kind,
                 size,
@@ -306,16 +309,16 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def targets(report: dict) -> list[dict]:
-    """The issue's targets from the measurements in ``report``: ratio, bound, met or not.
+    """The targets from the measurements in ``report``: ratio, bound, met or not.
 
-    Decoder and KD overheads are targets for the seed's student; the demo's ratios are listed for
+    Decoder and KD overheads are targets for the recipe's student; the demo's ratios are listed for
     information (met None). The TTA target is the predictor as it runs on this device (one pass
     per flip on a CPU, flips batched on a GPU); the other variant is listed for information.
     """
     rows = []
     for kind, result in report["train"].items():
         for key in ("decoder_overhead", "kd_overhead"):
-            rows.append(_target(key, kind, result[key], applies=kind == "seed"))
+            rows.append(_target(key, kind, result[key], applies=kind == "recipe"))
     tta = report.get("tta")
     if tta:
         default = tta["predictor_default_on_this_device"]
@@ -324,11 +327,11 @@ def targets(report: dict) -> list[dict]:
         rows.append(
             _target("tta_other_speedup", tta["model"], tta["speedup_vs_naive"][other], False)
         )
-    loading, seed = report.get("data_loading"), report["train"].get("seed")
-    if loading and seed:
-        consumed = seed["supervised_step"]["images_per_s"]
+    loading, recipe = report.get("data_loading"), report["train"].get("recipe")
+    if loading and recipe:
+        consumed = recipe["supervised_step"]["images_per_s"]
         margin = loading["images_per_s_configured"] / consumed
-        rows.append(_target("loading_margin", "seed", margin))
+        rows.append(_target("loading_margin", "recipe", margin))
     return rows
 
 

@@ -12,24 +12,20 @@ seed: image | ground truth | baseline | step 2 | ensemble) to --output, and prin
 
 import argparse
 import datetime
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from geoseg.datasets.classes import IGNORE_INDEX, colorize_mask  # noqa: E402
-from geoseg.datasets.io import list_files, read_image, read_mask, write_png_atomic  # noqa: E402
-from geoseg.utils.cli import run_script  # noqa: E402
-from geoseg.utils.metrics import CONFUSION_MATRIX_PNG  # noqa: E402
-from geoseg.utils.plots import (  # noqa: E402
+from geoseg.classes import IGNORE_INDEX, colorize_mask
+from geoseg.cli import run_script
+from geoseg.datasets.io import list_files, read_image, read_mask, write_png_atomic
+from geoseg.evaluation.plots import (
     render_confusion_matrix,
     render_grouped_bars,
     render_montage,
 )
-from geoseg.utils.report import (  # noqa: E402
+from geoseg.evaluation.report import (
     DEMO_ROWS,
     ENSEMBLE_MEMBERS,
     ENSEMBLE_ROW,
@@ -42,6 +38,8 @@ from geoseg.utils.report import (  # noqa: E402
     render_markdown,
     seed_folder,
 )
+from geoseg.evaluation.scoring import CONFUSION_MATRIX_PNG
+from geoseg.files import write_text_atomic
 
 MONTAGE_COLUMNS = {
     "baseline": "student_target_only",
@@ -131,7 +129,7 @@ def main() -> None:
     )
     write_png_atomic(args.output / "montage.png", montage)
     report = render_markdown(scores, judged, disagreement, kept, run_info, figures)
-    (args.output / "results.md").write_text(report)
+    write_text_atomic(args.output / "results.md", report)
     print(report)
     print(f"wrote {args.output / 'results.md'} and its figures")
 

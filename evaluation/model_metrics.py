@@ -13,20 +13,17 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from geoseg.datasets.classes import CLASSES, IGNORE_INDEX, NUM_CLASSES  # noqa: E402
-from geoseg.datasets.io import write_png_atomic  # noqa: E402
-from geoseg.errors import GeoSegError  # noqa: E402
-from geoseg.utils.metrics import (  # noqa: E402
+from geoseg.classes import CLASSES, IGNORE_INDEX, NUM_CLASSES
+from geoseg.datasets.io import write_png_atomic
+from geoseg.errors import GeoSegError
+from geoseg.evaluation.plots import render_confusion_matrix
+from geoseg.evaluation.scoring import (
     CONFUSION_MATRIX_PNG,
     METRICS_JSON,
     evaluate_folders,
-    format_scores_table,
     save_metrics_json,
-    segmentation_scores,
 )
-from geoseg.utils.plots import render_confusion_matrix  # noqa: E402
+from geoseg.metrics import format_scores_table, segmentation_scores
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -3,6 +3,8 @@
 A user with other target classes edits ``CLASSES``/``PALETTE`` here and ``OEM_TO_TARGET`` below.
 """
 
+import colorsys
+
 import numpy as np
 
 CLASSES: tuple[str, ...] = ("other", "forest", "grassland", "cropland", "settlement", "water")
@@ -41,10 +43,19 @@ IMAGENET_NORMALIZATION: dict[str, tuple[float, float, float]] = {
 }
 
 
-def colorize_mask(
-    mask: np.ndarray, palette=PALETTE, ignore_index: int = IGNORE_INDEX
-) -> np.ndarray:
-    """mask: (H, W) class ids -> (H, W, 3) uint8 RGB in the palette; ignore and unknown ids black."""
+def default_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:
+    """``PALETTE`` for a scheme of its size; for another size, distinct colours spread over hues
+    (a checkpoint of another class scheme written without its palette)."""
+    if num_classes == len(PALETTE):
+        return PALETTE
+    hues = (index / max(num_classes, 1) for index in range(num_classes))
+    return tuple(tuple(round(255 * c) for c in colorsys.hsv_to_rgb(hue, 0.85, 0.9)) for hue in hues)
+
+
+def colorize_mask(mask: np.ndarray, palette=None, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """mask: (H, W) class ids -> (H, W, 3) uint8 RGB in ``palette`` (default ``PALETTE``); ignore
+    and unknown ids black."""
+    palette = PALETTE if palette is None else palette
     lut = np.zeros((256, 3), dtype=np.uint8)
     lut[: len(palette)] = np.asarray(palette, dtype=np.uint8)
     lut[ignore_index] = IGNORE_COLOR

@@ -1,36 +1,11 @@
 """What every stage script shares: logging set-up and turning input errors into one clear line."""
 
-import argparse
 import logging
 import os
 import sys
 from collections.abc import Callable
 
 from geoseg.errors import GeoSegError
-
-DEFAULT_SEED = 42
-
-
-def stage_argument_parser(description: str) -> argparse.ArgumentParser:
-    """The arguments every training stage takes: the config, the seed and overrides."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("-c", "--config", required=True, help="path to a config module")
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=DEFAULT_SEED,
-        help="seed set before the config builds its objects (weights, shuffling, augmentation); "
-        f"default {DEFAULT_SEED}",
-    )
-    parser.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override a config name the stage reads, e.g. weights_path=runs/seed_1/teacher "
-        "log_name=seed_1/teacher (paths, log name, hardware, deterministic)",
-    )
-    return parser
 
 
 def run_script(main: Callable[[], None]) -> None:

@@ -7,20 +7,19 @@ defaults, so the stages read one flat namespace.
 
 import ast
 import difflib
+import hashlib
 import importlib.util
 import inspect
 import os
 import sys
+import types
 from pathlib import Path
 from types import SimpleNamespace
 
-from geoseg.datasets.classes import IMAGENET_NORMALIZATION
+from geoseg.classes import CLASSES, IGNORE_INDEX
 from geoseg.errors import ConfigError
 
 SUPERVISED_REQUIRED = (
-    "num_classes",
-    "classes",
-    "ignore_index",
     "net",
     "loss",
     "train_loader",
@@ -28,16 +27,24 @@ SUPERVISED_REQUIRED = (
     "optimizer",
     "lr_scheduler",
     "max_epoch",
-    "weights_path",
-    "weights_name",
-    "log_name",
-    "monitor",
-    "monitor_mode",
 )
+# Where a run writes: `run_name = "biodiversity/teacher"` gives weights_path
+# "model_weights/biodiversity/teacher", weights_name "teacher-best" and log_name
+# "biodiversity/teacher"; a config may set any of the three itself instead.
+OUTPUT_NAMES = ("weights_path", "weights_name", "log_name")
+WEIGHTS_ROOT = "model_weights"
 
 # Optional names and their defaults. ``precision=None`` means: bf16-mixed where the GPU supports it,
 # 32-true otherwise (see geoseg.training.run.default_precision).
 SUPERVISED_DEFAULTS = {
+    # The class scheme (geoseg.classes); num_classes defaults to len(classes)
+    "classes": CLASSES,
+    "num_classes": None,
+    "ignore_index": IGNORE_INDEX,
+    "run_name": None,
+    **dict.fromkeys(OUTPUT_NAMES),
+    "monitor": "val_mIoU",
+    "monitor_mode": "max",
     "check_val_every_n_epoch": 1,
     "pretrained_ckpt_path": None,
     "resume_ckpt_path": None,
@@ -57,27 +64,20 @@ SUPERVISED_DEFAULTS = {
     "compile": False,
     "accumulate_grad_batches": 1,
     "gradient_clip_val": None,
-    "normalization": IMAGENET_NORMALIZATION,
+    # Colours of the classes in logged pictures and saved in checkpoints (default: PALETTE for
+    # the six target classes, distinct hues for another scheme)
+    "palette": None,
+    # Set on the network now (its `normalization` argument); accepted here when it agrees
+    "normalization": None,
     "log_every_n_steps": 10,
     "num_logged_images": 4,
 }
 
-# The knowledge-distillation stage (train_kd.py): the supervised names plus the teacher and the KD
-# knobs (see DESIGN.md, "Knowledge distillation"). kd_alpha weights the supervised term.
-KD_REQUIRED = (*SUPERVISED_REQUIRED, "teacher_ckpt_path")
-KD_DEFAULTS = {
-    **SUPERVISED_DEFAULTS,
-    "kd_temperature": 3.0,
-    "kd_alpha": 0.7,
-    "kd_confidence_threshold": 0.5,
-    "kd_warmup_epochs": 5,
-}
-
-
 # Names that only the stage reads, never an object the config builds from them, so they can be
-# overridden on the command line (``--set weights_path=...``) without leaving a built object
+# overridden on the command line without leaving a built object
 # (an optimizer, a scheduler, a data loader) out of step. Everything else is changed in the file.
 OVERRIDABLE = (
+    "run_name",
     "weights_path",
     "weights_name",
     "log_name",
@@ -103,7 +103,7 @@ def parse_overrides(items: list[str] | None) -> dict:
     for item in items or []:
         name, sep, text = item.partition("=")
         if not sep or not name.isidentifier():
-            raise ConfigError(f"--set {item!r}: expected NAME=VALUE, e.g. weights_path=runs/seed_1")
+            raise ConfigError(f"{item!r}: expected NAME=VALUE, e.g. weights_path=runs/seed_1")
         try:
             overrides[name] = ast.literal_eval(text)
         except (ValueError, SyntaxError):
@@ -126,12 +126,7 @@ def load_config(
     defaults = SUPERVISED_DEFAULTS if defaults is None else defaults
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    module_name = f"geoseg_config_{path.stem}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    # Registered while it runs so that dataclasses/pickling inside the config can find the module.
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    module = _execute(path)
     names = {key: value for key, value in vars(module).items() if not key.startswith("_")}
 
     missing = [name for name in required if name not in names]
@@ -158,9 +153,64 @@ def load_config(
             f"have built objects from them (loaders, optimizer, scheduler); edit the file instead. "
             f"Overridable: {', '.join(OVERRIDABLE)}"
         )
-    config = SimpleNamespace(**{**defaults, **names, **(overrides or {})})
+    settings = {**names, **(overrides or {})}
+    config = SimpleNamespace(**{**defaults, **settings})
     config.config_path = str(path)
+    _derive_outputs(config, settings)
+    _check_class_scheme(config)
     return config
+
+
+def run_outputs(run_name: str) -> dict[str, str]:
+    """weights_path, weights_name and log_name of a run name such as "biodiversity/teacher"."""
+    return {
+        "weights_path": f"{WEIGHTS_ROOT}/{run_name}",
+        "weights_name": f"{Path(run_name).name}-best",
+        "log_name": run_name,
+    }
+
+
+def _derive_outputs(config: SimpleNamespace, settings: dict) -> None:
+    """Fill the output names the config did not set from its run_name."""
+    if config.run_name:
+        for name, value in run_outputs(config.run_name).items():
+            if name not in settings or settings[name] is None:
+                setattr(config, name, value)
+    missing = [name for name in OUTPUT_NAMES if not getattr(config, name)]
+    if missing:
+        raise ConfigError(
+            f"{config.config_path}: missing required names: {', '.join(missing)} (or set "
+            'run_name, e.g. run_name = "biodiversity/teacher", from which they follow)'
+        )
+
+
+def _check_class_scheme(config: SimpleNamespace) -> None:
+    config.classes = tuple(config.classes)
+    if config.num_classes is None:
+        config.num_classes = len(config.classes)
+    elif config.num_classes != len(config.classes):
+        raise ConfigError(
+            f"{config.config_path}: num_classes = {config.num_classes} but classes names "
+            f"{len(config.classes)}: {', '.join(config.classes)}"
+        )
+
+
+def _execute(path: Path) -> types.ModuleType:
+    """Run the config file as a module of a package made for its folder, so that a config can
+    import the shared blocks beside it (``from .kd_student import *``) wherever it is run from."""
+    folder = path.resolve().parent
+    package = "geoseg_configs_" + hashlib.sha1(str(folder).encode()).hexdigest()[:12]
+    if package not in sys.modules:
+        namespace = types.ModuleType(package)
+        namespace.__path__ = [str(folder)]
+        sys.modules[package] = namespace
+    module_name = f"{package}.{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    # Registered while it runs so that dataclasses/pickling inside the config can find the module.
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def _is_definition(value) -> bool:

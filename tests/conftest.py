@@ -1,15 +1,13 @@
 """Shared fixtures: tiny synthetic datasets in the real layouts and tiny training configs."""
 
-import sys
 from pathlib import Path
 
 import pytest
 
+from geoseg.datasets.synthetic import write_target_dataset
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REALDATA = REPO_ROOT.parent / "shared" / "realdata"
-sys.path.insert(0, str(REPO_ROOT))
-
-from geoseg.datasets.synthetic import write_target_dataset  # noqa: E402
 
 # A config module for the tests: the demo teacher's shape at the smallest size. Placeholders are
 # filled by `write_config`; everything else is what a user's config looks like.
@@ -17,15 +15,13 @@ TINY_CONFIG = """
 import torch
 from torch.utils.data import DataLoader
 
-from geoseg.datasets import CLASSES, IGNORE_INDEX, IMAGENET_NORMALIZATION, TargetDataset
-from geoseg.datasets import train_transform
+from geoseg.datasets import CLASSES, IGNORE_INDEX, TargetDataset, train_transform
 from geoseg.losses import CEDiceLoss
 from geoseg.models import FTUNetFormer
 
 classes = CLASSES
 num_classes = len(classes)
 ignore_index = IGNORE_INDEX
-normalization = IMAGENET_NORMALIZATION
 train_loader = DataLoader(
     TargetDataset("{data_root}", "Train", transform=train_transform(32)),
     batch_size=4, shuffle=True, drop_last=True, num_workers={num_workers},

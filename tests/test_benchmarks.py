@@ -42,7 +42,9 @@ def test_suite_runs_every_part_and_writes_the_json(tmp_path):
     assert all(rate > 0 for rate in report["tta"]["images_per_s"].values())
     assert report["data_loading"]["images_per_s_1_worker"] > 0
     targets = {(t["target"], t["model"]): t for t in report["targets"]}
-    assert targets[("decoder_overhead", "demo")]["met"] is None  # the targets are the seed's
+    assert (
+        targets[("decoder_overhead", "demo")]["met"] is None
+    )  # the targets are the recipe student's
     tta = report["tta"]
     assert tta["predictor_default_on_this_device"] == "per_flip"  # on a CPU
     assert targets[("tta_speedup", "demo")]["met"] in (True, False)

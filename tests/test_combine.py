@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from geoseg.config import load_config
 from geoseg.datasets import OEM_TO_TARGET, BiodiversityCombinedDataset
 from geoseg.datasets import combine as combine_module
 from geoseg.datasets.combine import (
@@ -29,7 +30,6 @@ from geoseg.datasets.synthetic import (
 )
 from geoseg.errors import DataError
 from geoseg.training import train
-from geoseg.utils.config import load_config
 
 from conftest import REALDATA, REPO_ROOT
 

@@ -5,17 +5,17 @@ import sys
 
 import pytest
 
-from geoseg.datasets.combine import CombineSettings, build_combined_dataset, plan_combined_dataset
-from geoseg.datasets.synthetic import write_openearthmap_release, write_target_dataset
-from geoseg.errors import ConfigError, DataError
-from geoseg.utils.config import (
-    KD_DEFAULTS,
-    KD_REQUIRED,
+from geoseg.classes import CLASSES
+from geoseg.config import (
     SUPERVISED_DEFAULTS,
     SUPERVISED_REQUIRED,
     load_config,
     parse_overrides,
 )
+from geoseg.datasets.combine import CombineSettings, build_combined_dataset, plan_combined_dataset
+from geoseg.datasets.synthetic import write_openearthmap_release, write_target_dataset
+from geoseg.errors import ConfigError, DataError
+from geoseg.training.kd import KD_DEFAULTS, KD_REQUIRED
 
 from conftest import REPO_ROOT
 
@@ -28,6 +28,7 @@ def write(tmp_path, text, name="cfg.py"):
 
 def complete_config(**overrides) -> str:
     values = {name: "None" for name in SUPERVISED_REQUIRED}
+    values["run_name"] = "'tests/run'"
     values.update(overrides)
     return "\n".join(f"{name} = {value}" for name, value in values.items())
 
@@ -57,6 +58,22 @@ def test_defaults_are_filled_and_helpers_pass(tmp_path):
     assert config.max_epoch == 7 and config.batch_size == 4
     assert config.precision is None and config.devices == SUPERVISED_DEFAULTS["devices"]
     assert config.config_path.endswith("cfg.py")
+    # the class scheme and the monitored metric are defaults; the outputs follow from run_name
+    assert config.classes == CLASSES and config.num_classes == 6 and config.ignore_index == 255
+    assert (config.monitor, config.monitor_mode) == ("val_mIoU", "max")
+    assert config.weights_path == "model_weights/tests/run"
+    assert (config.weights_name, config.log_name) == ("run-best", "tests/run")
+
+
+def test_outputs_set_in_the_config_win_over_run_name(tmp_path):
+    config = load_config(write(tmp_path, complete_config(weights_path="'elsewhere'")))
+    assert config.weights_path == "elsewhere" and config.log_name == "tests/run"
+    overridden = load_config(write(tmp_path, complete_config()), overrides={"run_name": "a/b"})
+    assert (overridden.weights_path, overridden.log_name) == ("model_weights/a/b", "a/b")
+    with pytest.raises(ConfigError, match="missing required names: weights_path, weights_name"):
+        load_config(write(tmp_path, complete_config(run_name="None")))
+    with pytest.raises(ConfigError, match="num_classes = 5 but classes names 6"):
+        load_config(write(tmp_path, complete_config(num_classes="5")))
 
 
 def test_missing_config_file(tmp_path):

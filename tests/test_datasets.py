@@ -8,11 +8,10 @@ import torch
 from geoseg.datasets import (
     CLASSES,
     IGNORE_INDEX,
-    IMAGENET_NORMALIZATION,
     PALETTE,
     TargetDataset,
     colorize_mask,
-    normalize_image,
+    image_to_tensor,
     train_transform,
 )
 from geoseg.datasets.io import read_image, read_mask
@@ -35,7 +34,7 @@ def rgb(height=8, width=8, value=100):
     return np.full((height, width, 3), value, dtype=np.uint8)
 
 
-def test_item_keys_values_and_normalisation(tmp_path):
+def test_item_keys_and_values_on_the_native_scale(tmp_path):
     image = rgb()
     image[0, 0] = (10, 20, 30)  # stored BGR: R=30, G=20, B=10
     mask = np.zeros((8, 8), np.uint8)
@@ -48,9 +47,8 @@ def test_item_keys_values_and_normalisation(tmp_path):
     assert item["img"].shape == (3, 8, 8) and item["img"].dtype == torch.float32
     assert item["gt_semantic_seg"].dtype == torch.int64
     assert item["gt_semantic_seg"][1, 2] == 5 and item["gt_semantic_seg"][3, 3] == IGNORE_INDEX
-    # (R - 123.675) / 58.395 with R = 30, by hand: -1.60416...
-    assert item["img"][0, 0, 0].item() == pytest.approx((30 - 123.675) / 58.395, abs=1e-6)
-    assert item["img"][2, 0, 0].item() == pytest.approx((10 - 103.53) / 57.375, abs=1e-6)
+    # RGB on the 0-255 scale: the network normalises its input itself
+    assert item["img"][:, 0, 0].tolist() == [30.0, 20.0, 10.0]
 
 
 def test_unmatched_pairs_are_listed(tmp_path):
@@ -117,11 +115,12 @@ def test_train_transform_crops_and_pads_with_ignore():
     assert (out["mask"] == IGNORE_INDEX).sum() == 64 * 64 - 20 * 24
 
 
-def test_normalize_image_matches_imagenet_statistics():
-    image = np.array([[[124, 116, 104]]], dtype=np.uint8)
-    tensor = normalize_image(image, IMAGENET_NORMALIZATION)
-    expected = [(124 - 123.675) / 58.395, (116 - 116.28) / 57.12, (104 - 103.53) / 57.375]
-    assert tensor[:, 0, 0].tolist() == pytest.approx(expected, abs=1e-6)
+def test_items_are_on_the_native_scale_channels_first():
+    image = np.array([[[124, 116, 104], [0, 255, 7]]], dtype=np.uint8)
+    tensor = image_to_tensor(image)
+    assert tensor.dtype == torch.float32 and tensor.shape == (3, 1, 2)
+    assert tensor[:, 0, 0].tolist() == [124.0, 116.0, 104.0]
+    assert tensor[:, 0, 1].tolist() == [0.0, 255.0, 7.0]
 
 
 def test_colorize_mask_uses_the_palette():

@@ -1,6 +1,5 @@
 """The end-to-end demo (`make demo`), run smaller: every stage, every hand-off file, every report row."""
 
-import os
 import re
 import shutil
 import subprocess
@@ -49,7 +48,6 @@ def test_demo_pipeline_end_to_end(tmp_path):
             f"SEEDS={' '.join(map(str, seeds))}",
         ],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         capture_output=True,
         text=True,
         timeout=1200,

@@ -22,10 +22,11 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader
 
+from geoseg.cli import run_script
+from geoseg.config import load_config
 from geoseg.datasets import (
     CLASSES,
     IGNORE_INDEX,
-    IMAGENET_NORMALIZATION,
     TargetDataset,
     colorize_mask,
 )
@@ -35,12 +36,10 @@ from geoseg.datasets.synthetic import write_openearthmap_release, write_target_d
 from geoseg.errors import CheckpointError, ConfigError, DataError, TrainingError
 from geoseg.inference import find_inputs
 from geoseg.models import FTUNetFormer, UNetFormer, load_model, save_model
+from geoseg.models.checkpoint import load_pretrained_weights, read_checkpoint
 from geoseg.training import build_trainer, train
 from geoseg.training.callbacks import AtomicCheckpointIO, NonFiniteGuard
 from geoseg.training.kd import load_teacher
-from geoseg.utils.checkpoint import load_pretrained_weights, read_checkpoint
-from geoseg.utils.cli import run_script
-from geoseg.utils.config import load_config
 
 from conftest import REPO_ROOT, write_config
 
@@ -59,9 +58,7 @@ def tiny_net(num_classes: int = len(CLASSES), decode_channels: int = 16) -> FTUN
 
 
 def save(net, path, classes=CLASSES) -> Path:
-    save_model(
-        net, path, classes=classes, ignore_index=IGNORE_INDEX, normalization=IMAGENET_NORMALIZATION
-    )
+    save_model(net, path, classes=classes, ignore_index=IGNORE_INDEX)
     return path
 
 
@@ -300,7 +297,7 @@ BAD_PAIRS = {
     "empty image file": (b"", ".png", png_bytes(IDS), r"empty file \(0 bytes\)"),
     "16-bit image": (png_bytes(rgb().astype(np.uint16) * 256), ".png", png_bytes(IDS), "dtype is uint16; expected 8-bit"),
     "16-bit mask": (png_bytes(rgb()), ".png", png_bytes(IDS.astype(np.uint16)), "mask dtype is uint16; expected uint8"),
-    "rgb colour mask": (png_bytes(rgb()), ".png", png_bytes(colorize_mask(IDS)), "colour-coded.*palette in geoseg/datasets/classes.py"),
+    "rgb colour mask": (png_bytes(rgb()), ".png", png_bytes(colorize_mask(IDS)), "colour-coded.*palette in geoseg/classes.py"),
     "ids out of range": (png_bytes(rgb()), ".png", png_bytes(np.full((8, 8), 9, np.uint8)), r"mask values \[9\] are not class ids; expected 0..5 or 255"),
     "size mismatch": (png_bytes(rgb(8, 8)), ".png", png_bytes(np.zeros((8, 10), np.uint8)), "mask size 10x8 differs from its image"),
 }  # fmt: skip
@@ -449,7 +446,7 @@ def test_teacher_with_other_classes_is_a_clear_error(tmp_path):
 
 
 def test_output_dir_equal_to_input_dir_is_refused(tmp_path, monkeypatch, capsys):
-    sys.path.insert(0, str(REPO_ROOT))
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
     import ensemble_inference
 
     (tmp_path / "in").mkdir()

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from geoseg.datasets import CLASSES, IGNORE_INDEX, IMAGENET_NORMALIZATION
+from geoseg.datasets import CLASSES, IGNORE_INDEX
 from geoseg.datasets.io import read_mask
 from geoseg.inference import EnsemblePredictor
 from geoseg.models import MODEL_REGISTRY, FTUNetFormer, UNetFormer, load_model, save_model
@@ -23,7 +23,8 @@ SCRIPT = str(REPO_ROOT / "ensemble_inference.py")
 
 
 class PointwiseNet(nn.Module):
-    """A 1x1 convolution: exactly translation- and flip-equivariant."""
+    """A 1x1 convolution of the image scaled to [0, 1] (networks normalise their own input):
+    exactly translation- and flip-equivariant."""
 
     def __init__(self, num_classes: int = 6, seed: int = 0):
         super().__init__()
@@ -34,7 +35,7 @@ class PointwiseNet(nn.Module):
             self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=generator))
 
     def forward(self, x):
-        return self.conv(x)
+        return self.conv(x / 255)
 
 
 class RampNet(PointwiseNet):
@@ -42,9 +43,9 @@ class RampNet(PointwiseNet):
 
     def forward(self, x):
         ramp = torch.linspace(0, 3, x.shape[-1], device=x.device)
-        return self.conv(x) + ramp * torch.arange(self.conv.out_channels, device=x.device).view(
-            -1, 1, 1
-        )
+        return self.conv(x / 255) + ramp * torch.arange(
+            self.conv.out_channels, device=x.device
+        ).view(-1, 1, 1)
 
 
 class ConstantNet(nn.Module):
@@ -66,9 +67,7 @@ def test_models(monkeypatch):
 
 
 def save(net, path, classes=CLASSES):
-    save_model(
-        net, path, classes=classes, ignore_index=IGNORE_INDEX, normalization=IMAGENET_NORMALIZATION
-    )
+    save_model(net, path, classes=classes, ignore_index=IGNORE_INDEX)
     return path
 
 
@@ -102,9 +101,10 @@ def write_inputs(folder, sizes):
     return folder
 
 
-def run_cli(*args, check=True):
+def run_cli(*args, check=True, cwd=None):
     result = subprocess.run(
         [sys.executable, SCRIPT, "--num-workers", "0", *map(str, args)],
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=300,
@@ -115,12 +115,9 @@ def run_cli(*args, check=True):
 
 
 def plain_logits(net, image: np.ndarray) -> torch.Tensor:
-    """The model's own logits for an RGB uint8 image, normalised by hand."""
-    mean = torch.tensor(IMAGENET_NORMALIZATION["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_NORMALIZATION["std"]).view(1, 3, 1, 1)
-    x = (torch.from_numpy(image).permute(2, 0, 1)[None].float() - mean) / std
+    """The model's own logits for an RGB uint8 image (the model normalises its input)."""
     with torch.no_grad():
-        return net(x)
+        return net(torch.from_numpy(image).permute(2, 0, 1)[None].float())
 
 
 def as_batch(image: np.ndarray) -> torch.Tensor:
@@ -130,6 +127,8 @@ def as_batch(image: np.ndarray) -> torch.Tensor:
 def test_single_model_without_tta_equals_the_plain_argmax_at_odd_sizes(tmp_path):
     checkpoint = save(tiny_ftunetformer().eval(), tmp_path / "m.ckpt")
     inputs = write_inputs(tmp_path / "in", [(333, 517), (100, 150)])
+    outside = tmp_path / "elsewhere"  # run from a folder outside the repository
+    outside.mkdir()
     run_cli(
         "--input-dir",
         inputs,
@@ -141,6 +140,7 @@ def test_single_model_without_tta_equals_the_plain_argmax_at_odd_sizes(tmp_path)
         "1.0",
         "--flips",
         "none",
+        cwd=outside,
     )
     net = load_model(checkpoint)
     for index, size in enumerate([(333, 517), (100, 150)]):
@@ -183,16 +183,11 @@ def test_flips_are_undone_exactly(tmp_path):
     merged = EnsemblePredictor([net], flips=("none", "h", "v"), batch_flips=False).merged(image)
     batched = EnsemblePredictor([net], flips=("none", "h", "v"), batch_flips=True).merged(image)
     torch.testing.assert_close(batched, merged, rtol=0, atol=1e-5)
-    normalized = (
-        image - torch.tensor(IMAGENET_NORMALIZATION["mean"]).view(1, 3, 1, 1)
-    ) / torch.tensor(IMAGENET_NORMALIZATION["std"]).view(1, 3, 1, 1)
     with torch.no_grad():
-        by_hand = (
-            net(normalized) + net(normalized.flip(-1)).flip(-1) + net(normalized.flip(-2)).flip(-2)
-        ) / 3
+        by_hand = (net(image) + net(image.flip(-1)).flip(-1) + net(image.flip(-2)).flip(-2)) / 3
     torch.testing.assert_close(merged, by_hand, rtol=0, atol=1e-5)
     # The ramp makes the model flip-variant: without un-flipping the result would differ.
-    assert not torch.allclose(merged, net(normalized).detach(), atol=1e-3)
+    assert not torch.allclose(merged, net(image).detach(), atol=1e-3)
 
 
 def test_symmetric_input_gives_a_symmetric_result_for_any_model(tmp_path):
@@ -389,3 +384,12 @@ def test_killed_run_resumes_with_skip_existing(tmp_path):
     for name, mtime in done_before.items():
         assert (output / name).stat().st_mtime_ns == mtime  # finished outputs were not redone
     assert os.path.getsize(output / "tile_039.png") > 0
+
+
+def test_the_installed_package_imports_from_any_folder(tmp_path):
+    code = "import geoseg.inference, geoseg.models; print(geoseg.__file__)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == str(REPO_ROOT / "geoseg" / "__init__.py")

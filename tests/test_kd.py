@@ -9,15 +9,19 @@ import torch
 import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from geoseg.datasets import CLASSES, IGNORE_INDEX, IMAGENET_NORMALIZATION
+from geoseg.config import load_config
+from geoseg.datasets import CLASSES, IGNORE_INDEX
 from geoseg.errors import CheckpointError, ConfigError
 from geoseg.losses import CEDiceLoss
 from geoseg.models import FTUNetFormer, load_model
-from geoseg.models.loading import CHECKPOINT_KEY, describe_model
+from geoseg.models.checkpoint import (
+    CHECKPOINT_KEY,
+    describe_model,
+    extract_state_dict,
+    read_checkpoint,
+)
 from geoseg.training import train
-from geoseg.training.kd import KDModule
-from geoseg.utils.checkpoint import extract_state_dict, read_checkpoint
-from geoseg.utils.config import KD_DEFAULTS, KD_REQUIRED, load_config
+from geoseg.training.kd import KD_DEFAULTS, KD_REQUIRED, KDModule
 from geoseg.utils.kd_utils import compute_kd_loss
 
 from conftest import REPO_ROOT, write_config
@@ -44,8 +48,9 @@ def write_kd_config(path, *, teacher, init=None, **values):
     return path
 
 
-def tiny_net(num_classes: int = len(CLASSES)) -> FTUNetFormer:
+def tiny_net(num_classes: int = len(CLASSES), **kwargs) -> FTUNetFormer:
     return FTUNetFormer(
+        **kwargs,
         num_classes=num_classes,
         backbone="swin_tiny_patch4_window7_224",
         backbone_kwargs=dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
@@ -54,9 +59,9 @@ def tiny_net(num_classes: int = len(CLASSES)) -> FTUNetFormer:
     )
 
 
-def save_checkpoint(path, net, classes=CLASSES, normalization=IMAGENET_NORMALIZATION):
+def save_checkpoint(path, net, classes=CLASSES):
     """A checkpoint as the training stages write it (weights under net., the model record)."""
-    spec = describe_model(net, classes, IGNORE_INDEX, normalization)
+    spec = describe_model(net, classes, IGNORE_INDEX)
     state = {f"net.{key}": value for key, value in net.state_dict().items()}
     torch.save({"state_dict": state, CHECKPOINT_KEY: spec.to_dict()}, path)
     return path
@@ -74,7 +79,6 @@ def kd_module(teacher_path, **settings) -> KDModule:
         teacher=load_teacher(teacher_path, CLASSES),
         classes=CLASSES,
         ignore_index=IGNORE_INDEX,
-        normalization=IMAGENET_NORMALIZATION,
         **settings,
     )
 
@@ -285,17 +289,17 @@ def test_teacher_is_frozen_in_eval_and_outside_the_module(teacher_path):
     assert not teacher_params & {id(p) for p in module.parameters()}
 
 
-def test_teacher_gets_the_batch_in_its_own_normalisation(tmp_path):
+def test_teacher_normalises_the_raw_batch_with_its_own_statistics(tmp_path):
     normalization = {"mean": (0.0, 0.0, 0.0), "std": (255.0, 255.0, 255.0)}
-    path = save_checkpoint(tmp_path / "teacher.ckpt", tiny_net(), normalization=normalization)
-    module = kd_module(path)
+    teacher = tiny_net(normalization=normalization)
+    path = save_checkpoint(tmp_path / "teacher.ckpt", teacher)
+    module = kd_module(path)  # the student keeps ImageNet's statistics
     seen = []
-    module.teacher.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
-    rgb = torch.randint(0, 256, (1, 3, 8, 8)).float()
-    mean = torch.tensor(IMAGENET_NORMALIZATION["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_NORMALIZATION["std"]).view(1, 3, 1, 1)
-    module.teacher_logits((rgb - mean) / std)
-    torch.testing.assert_close(seen[0], rgb / 255.0, atol=1e-5, rtol=0)
+    backbone = module.teacher.backbone
+    backbone.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    rgb = torch.randint(0, 256, (1, 3, 32, 32)).float()
+    module.teacher_logits(rgb)
+    torch.testing.assert_close(seen[0], rgb / 255.0, atol=1e-6, rtol=0)
 
 
 def test_teacher_with_other_classes_is_a_clear_error(tmp_path):
@@ -419,4 +423,4 @@ def test_cli_without_teacher_names_the_file_and_the_stage(kd_run, synthetic_root
     assert result.returncode == 2, result.stderr[-3000:]
     last_line = result.stderr.strip().splitlines()[-1]
     assert "missing/last.ckpt: teacher checkpoint not found" in last_line
-    assert "train_supervision.py" in last_line
+    assert "train the teacher with the supervised stage first" in last_line

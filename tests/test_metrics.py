@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from geoseg.utils.metrics import confusion_matrix, format_scores_table, segmentation_scores
-from geoseg.utils.plots import render_confusion_matrix
+from geoseg.evaluation.plots import render_confusion_matrix
+from geoseg.metrics import confusion_matrix, format_scores_table, segmentation_scores
 
 IGNORE = 255
 NAMES = ["a", "b", "c"]

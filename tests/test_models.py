@@ -52,9 +52,10 @@ def test_output_shapes(build, size: tuple[int, int]) -> None:
     x = torch.randn(2, 3, *size)
 
     net.train()
-    logits, aux = net(x)
+    logits, aux = net.forward_with_aux(x)
     assert logits.shape == aux.shape == (2, NUM_CLASSES, *size)
     assert torch.isfinite(logits).all() and torch.isfinite(aux).all()
+    assert isinstance(net(x), torch.Tensor)  # forward returns the logits alone, also in training
 
     net.eval()
     with torch.no_grad():
@@ -64,12 +65,29 @@ def test_output_shapes(build, size: tuple[int, int]) -> None:
 
 
 @pytest.mark.parametrize("build", BUILDERS)
-def test_no_aux_head_returns_tensor_in_training(build) -> None:
+def test_no_aux_head_gives_no_aux_logits(build) -> None:
     net = build(aux_head=False).train()
-    assert net.decoder.aux_head is None
-    logits = net(torch.randn(2, 3, 64, 96))
-    assert isinstance(logits, torch.Tensor)
+    assert net.decoder.aux_head is None and not net.has_aux_head
+    logits, aux = net.forward_with_aux(torch.randn(2, 3, 64, 96))
+    assert aux is None
     assert logits.shape == (2, NUM_CLASSES, 64, 96)
+
+
+@pytest.mark.parametrize("build", BUILDERS)
+def test_network_applies_its_own_normalization(build) -> None:
+    normalization = {"mean": [10.0, 20.0, 30.0], "std": [2.0, 4.0, 8.0]}
+    net = build(normalization=normalization).eval()
+    plain = build(normalization=None)
+    plain.load_state_dict(net.state_dict())  # the statistics are arguments, not weights
+    plain.eval()
+    x = torch.rand(1, 3, 40, 56) * 255
+    mean = torch.tensor(normalization["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(normalization["std"]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.equal(net(x), plain((x - mean) / std))
+    assert net.init_args["normalization"] == normalization
+    with pytest.raises(ValueError, match="std > 0"):
+        build(normalization={"mean": [0, 0, 0], "std": [1, 0, 1]})
 
 
 @pytest.mark.parametrize("build", BUILDERS)
@@ -152,6 +170,7 @@ def test_init_args_are_plain_values() -> None:
         "window_size": 4,
         "dropout": 0.1,
         "aux_head": True,
+        "normalization": {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]},
     }
 
 
@@ -193,7 +212,7 @@ def test_missing_weights_file_names_path(tmp_path) -> None:
 )
 def test_gradients_reach_backbone_and_fusion_weights(build, first_layer: str) -> None:
     net = build().train()
-    logits, aux = net(torch.randn(2, 3, 64, 64))
+    logits, aux = net.forward_with_aux(torch.randn(2, 3, 64, 64))
     (logits.square().mean() + aux.square().mean()).backward()
 
     grad = net.backbone.get_parameter(first_layer).grad

@@ -6,13 +6,13 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from geoseg.datasets import CLASSES, IGNORE_INDEX, IMAGENET_NORMALIZATION, TargetDataset
+from geoseg.config import SUPERVISED_DEFAULTS, load_config
+from geoseg.datasets import CLASSES, IGNORE_INDEX, TargetDataset
 from geoseg.losses import CEDiceLoss
 from geoseg.models import FTUNetFormer, load_model, save_model
+from geoseg.models.checkpoint import read_checkpoint
 from geoseg.training import KDModule, SupervisedModule, train
-from geoseg.training.kd import load_teacher
-from geoseg.utils.checkpoint import read_checkpoint
-from geoseg.utils.config import KD_DEFAULTS, SUPERVISED_DEFAULTS, load_config
+from geoseg.training.kd import KD_DEFAULTS, load_teacher
 
 from conftest import write_config
 
@@ -35,7 +35,6 @@ def module_for(net, module_class=SupervisedModule, **kwargs):
         None,
         classes=CLASSES,
         ignore_index=IGNORE_INDEX,
-        normalization=IMAGENET_NORMALIZATION,
         **kwargs,
     )
 
@@ -74,7 +73,6 @@ def test_kd_loss_terms_stay_float32_under_bf16_autocast(tmp_path):
         teacher_path,
         classes=CLASSES,
         ignore_index=IGNORE_INDEX,
-        normalization=IMAGENET_NORMALIZATION,
     )
     module = module_for(
         tiny_net(),

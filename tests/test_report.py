@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from geoseg.utils.report import (
+from geoseg.evaluation.report import (
     DEMO_ROWS,
     HELD,
     INCONCLUSIVE,

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from geoseg.utils.checkpoint import read_checkpoint
+from geoseg.models.checkpoint import read_checkpoint
 
 from conftest import REPO_ROOT, write_config
 

@@ -7,10 +7,12 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from geoseg.models import load_model
+from geoseg.config import load_config
+from geoseg.datasets import PALETTE
+from geoseg.losses import DiceLoss
+from geoseg.models import load_model_and_spec
+from geoseg.models.checkpoint import read_checkpoint
 from geoseg.training import train
-from geoseg.utils.checkpoint import read_checkpoint
-from geoseg.utils.config import load_config
 
 from conftest import REPO_ROOT, write_config
 
@@ -58,9 +60,9 @@ def test_tensorboard_has_losses_metrics_and_pictures(trained):
 
 def test_load_model_predicts_like_the_trained_module(trained, synthetic_root):
     workdir, _, _, module = trained
-    net = load_model(workdir / "weights" / "last.ckpt")
-    assert not net.training and net.spec.num_classes == 6
-    batch = torch.randn(2, 3, 40, 56)
+    net, spec = load_model_and_spec(workdir / "weights" / "last.ckpt")
+    assert not net.training and spec.num_classes == 6 and spec.palette == PALETTE
+    batch = torch.rand(2, 3, 40, 56) * 255
     module.net.eval()
     with torch.no_grad():
         assert torch.equal(net(batch), module.net(batch))
@@ -92,3 +94,20 @@ def test_cli_resumes_from_last_checkpoint_at_the_next_epoch(trained, synthetic_r
     optimizer_steps = after["optimizer_states"][0]["state"][0]["step"]
     assert optimizer_steps.item() == 3 * STEPS_PER_EPOCH  # the optimizer state was restored too
     assert before["optimizer_states"][0]["state"][0]["step"].item() == 2 * STEPS_PER_EPOCH
+
+
+def test_a_plain_loss_in_a_config_trains(synthetic_root, tmp_path, monkeypatch):
+    """Any (logits, target) -> scalar loss works: the network's forward returns logits alone."""
+    config_path = write_config(
+        tmp_path / "dice.py", data_root=synthetic_root, weights_path=tmp_path / "w"
+    )
+    text = config_path.read_text().replace(
+        "loss = CEDiceLoss(ignore_index=ignore_index)", "loss = DiceLoss(ignore_index=255)"
+    )
+    config_path.write_text(text.replace("import CEDiceLoss", "import CEDiceLoss, DiceLoss"))
+    monkeypatch.chdir(tmp_path)
+    config = load_config(config_path, overrides={"log_name": "dice"})
+    trainer, module = train(config)
+    assert trainer.current_epoch == 2 and trainer.global_step == 2 * STEPS_PER_EPOCH
+    assert isinstance(module.loss, DiceLoss)
+    assert torch.isfinite(trainer.callback_metrics["train_loss_epoch"])

@@ -1,7 +1,6 @@
 """Class scheme, datasets, transforms and synthetic data."""
 
-from geoseg.datasets.biodiversity_combined_dataset import BiodiversityCombinedDataset
-from geoseg.datasets.classes import (
+from geoseg.classes import (
     CLASSES,
     IGNORE_INDEX,
     IMAGENET_NORMALIZATION,
@@ -10,8 +9,9 @@ from geoseg.datasets.classes import (
     PALETTE,
     colorize_mask,
 )
+from geoseg.datasets.biodiversity_combined_dataset import BiodiversityCombinedDataset
 from geoseg.datasets.target_dataset import TargetDataset
-from geoseg.datasets.transforms import denormalize_image, normalize_image, train_transform
+from geoseg.datasets.transforms import augment, image_to_tensor, train_transform
 
 __all__ = [
     "BiodiversityCombinedDataset",
@@ -23,7 +23,7 @@ __all__ = [
     "PALETTE",
     "TargetDataset",
     "colorize_mask",
-    "denormalize_image",
-    "normalize_image",
+    "augment",
+    "image_to_tensor",
     "train_transform",
 ]

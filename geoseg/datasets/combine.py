@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from geoseg.datasets.classes import CLASSES, IGNORE_INDEX, OEM_CLASSES, OEM_TO_TARGET
+from geoseg.classes import CLASSES, IGNORE_INDEX, OEM_CLASSES, OEM_TO_TARGET
 from geoseg.datasets.io import read_image, read_mask, write_png_atomic
 from geoseg.datasets.openearthmap import OEMPair, locate_pairs, read_split_list, remap_lookup_table
 from geoseg.datasets.target_dataset import TargetDataset
@@ -45,7 +45,7 @@ SPLITS = {"train": "Train", "val": "Val"}  # OpenEarthMap split list -> combined
 
 @dataclass(frozen=True)
 class CombineSettings:
-    """What to combine and how; the defaults are the seed's."""
+    """What to combine and how; the defaults are the recipe's."""
 
     target_root: Path = Path("data/biodiversity")
     oem_root: Path = Path("data/OpenEarthMap")

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 
 from geoseg.errors import DataError
+from geoseg.files import write_atomic
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
@@ -74,7 +75,7 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
             raise DataError(
                 f"{path}: mask has {array.shape[2]} channels; expected one channel of class ids. "
                 "It looks like a colour-coded (RGB) mask: convert it to ids with the palette in "
-                "geoseg/datasets/classes.py."
+                "geoseg/classes.py."
             )
     if array.dtype != np.uint8:
         raise DataError(f"{path}: mask dtype is {array.dtype}; expected uint8 class ids")
@@ -99,16 +100,10 @@ def list_files(folder: str | os.PathLike, extensions=IMAGE_EXTENSIONS) -> dict[s
 
 
 def write_png_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write a PNG through a temporary name and a rename, so a crash never leaves a truncated file.
-
-    The temporary name (``.<name>.tmp``) is hidden and has no image extension, so no reader here
-    takes it for an image.
-    """
+    """Write a PNG through a temporary name and a rename, so a crash never leaves a truncated file."""
     path = Path(path)
     bgr = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
     ok, encoded = cv2.imencode(".png", bgr)
     if not ok:
         raise OSError(f"{path}: could not encode the PNG")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(encoded.tobytes())
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: tmp.write_bytes(encoded.tobytes()))

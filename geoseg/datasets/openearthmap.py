@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geoseg.datasets.classes import IGNORE_INDEX, OEM_CLASSES, OEM_TO_TARGET
+from geoseg.classes import IGNORE_INDEX, OEM_CLASSES, OEM_TO_TARGET
 from geoseg.errors import DataError
 
 RELEASE_LAYOUT = (

@@ -24,10 +24,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from geoseg.datasets.classes import IGNORE_INDEX, NUM_CLASSES
+from geoseg.classes import CLASSES, IGNORE_INDEX, NUM_CLASSES
 from geoseg.datasets.io import write_png_atomic
 
-OTHER, FOREST, GRASSLAND, CROPLAND, SETTLEMENT, WATER = range(6)
+# The synthetic world is drawn for the default scheme's six classes; their ids come from it.
+OTHER, FOREST, GRASSLAND, CROPLAND, SETTLEMENT, WATER = (
+    CLASSES.index(name)
+    for name in ("other", "forest", "grassland", "cropland", "settlement", "water")
+)
 # OpenEarthMap ids for the same surfaces (the inverse of classes.OEM_TO_TARGET, settlement split).
 OEM_VOID, OEM_BARELAND, OEM_RANGELAND, OEM_DEVELOPED, OEM_ROAD = 0, 1, 2, 3, 4
 OEM_TREE, OEM_WATER, OEM_AGRICULTURE, OEM_BUILDING = 5, 6, 7, 8

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from geoseg.datasets.classes import IGNORE_INDEX, IMAGENET_NORMALIZATION, NUM_CLASSES
+from geoseg.classes import IGNORE_INDEX, NUM_CLASSES
 from geoseg.datasets.io import list_files, read_image, read_mask
-from geoseg.datasets.transforms import augment, normalize_image
+from geoseg.datasets.transforms import augment, image_to_tensor
 from geoseg.errors import DataError, preview
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,8 @@ class TargetDataset(Dataset):
     uint8). Mask values are class ids ``0..num_classes-1`` or ``ignore_index`` (no data), which the
     losses and metrics leave out; any other value is an error naming the file.
 
-    Items: ``{"img": (3, H, W) float32 normalised, "gt_semantic_seg": (H, W) int64, "img_id": stem}``.
+    Items: ``{"img": (3, H, W) float32 on the 0-255 scale, "gt_semantic_seg": (H, W) int64,
+    "img_id": stem}``. The network normalises its input itself.
 
     A bad pair (unreadable, 16-bit, colour-coded mask, unknown ids, sizes that differ) is an error
     when it is read. With ``skip_invalid=True`` every pair is checked once here instead and the bad
@@ -45,7 +46,7 @@ class TargetDataset(Dataset):
         transform: A.BasicTransform | None = None,
         num_classes: int = NUM_CLASSES,
         ignore_index: int = IGNORE_INDEX,
-        normalization: dict = IMAGENET_NORMALIZATION,
+        normalization: dict | None = None,
         img_dir: str = "images_png",
         mask_dir: str = "masks_png",
         skip_invalid: bool = False,
@@ -55,7 +56,11 @@ class TargetDataset(Dataset):
         self.transform = transform
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        self.normalization = normalization
+        if normalization is not None:
+            log.warning(
+                "TargetDataset(normalization=...) is ignored: items are on the 0-255 scale and the "
+                "network normalises its input (its `normalization` argument)"
+            )
         self.image_dir = self.data_root / split / img_dir
         self.mask_dir = self.data_root / split / mask_dir
         for folder in (self.image_dir, self.mask_dir):
@@ -79,7 +84,7 @@ class TargetDataset(Dataset):
         if self.transform is not None:
             image, mask = augment(self.transform, image, mask)
         return {
-            "img": normalize_image(image, self.normalization),
+            "img": image_to_tensor(image),
             "gt_semantic_seg": torch.from_numpy(mask.astype(np.int64)),
             "img_id": img_id,
         }

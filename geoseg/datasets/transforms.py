@@ -1,11 +1,11 @@
-"""Augmentations (albumentations, on uint8 arrays) and the normalisation every model input gets."""
+"""Augmentations (albumentations, on uint8 arrays), applied reproducibly, and images as tensors."""
 
 import albumentations as A
 import cv2
 import numpy as np
 import torch
 
-from geoseg.datasets.classes import IGNORE_INDEX, IMAGENET_NORMALIZATION
+from geoseg.classes import IGNORE_INDEX
 
 
 def train_transform(
@@ -53,21 +53,9 @@ def augment(transform, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray,
     return augmented["image"], augmented["mask"]
 
 
-def normalize_image(
-    image: np.ndarray, normalization: dict = IMAGENET_NORMALIZATION
-) -> torch.Tensor:
-    """image: (H, W, 3) uint8 RGB -> (3, H, W) float32, ``(image - mean) / std`` on the 0-255 scale."""
-    mean = np.asarray(normalization["mean"], dtype=np.float32)
-    std = np.asarray(normalization["std"], dtype=np.float32)
-    normalized = (image.astype(np.float32) - mean) / std
-    return torch.from_numpy(np.ascontiguousarray(normalized.transpose(2, 0, 1)))
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """image: (H, W, C) array -> (C, H, W) float32 on its own scale (0-255 for 8-bit RGB).
 
-
-def denormalize_image(
-    image: torch.Tensor, normalization: dict = IMAGENET_NORMALIZATION
-) -> np.ndarray:
-    """image: (3, H, W) normalised tensor -> (H, W, 3) uint8 RGB (for logging pictures)."""
-    mean = torch.tensor(normalization["mean"], dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(normalization["std"], dtype=torch.float32).view(3, 1, 1)
-    rgb = image.detach().float().cpu() * std + mean
-    return rgb.clamp(0, 255).round().byte().permute(1, 2, 0).numpy()
+    Datasets hand images to the network on their native scale: the network normalises its input.
+    """
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))

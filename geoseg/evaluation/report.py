@@ -20,7 +20,7 @@ import numpy as np
 
 from geoseg.datasets.io import list_files, read_mask
 from geoseg.errors import DataError
-from geoseg.utils.metrics import METRICS_JSON
+from geoseg.evaluation.scoring import METRICS_JSON
 
 HELD, NOT_HELD, INCONCLUSIVE = "held", "did not hold", "inconclusive"
 VERDICT_RULE = (

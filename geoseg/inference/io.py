@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from geoseg.datasets.classes import colorize_mask
+from geoseg.classes import colorize_mask
 from geoseg.datasets.io import list_files, read_image, write_png_atomic
 from geoseg.errors import DataError
 
@@ -68,11 +68,12 @@ def write_prediction(
     stem: str,
     pred: np.ndarray,
     confidence: np.ndarray | None,
-    save_rgb: bool,
+    palette: tuple | None,
 ) -> None:
-    """Write ``<stem>.png`` (uint8 class ids) and optionally rgb/ and confidence/ beside it."""
-    if save_rgb:
-        write_png_atomic(output_dir / RGB_DIR / f"{stem}.png", colorize_mask(pred))
+    """Write ``<stem>.png`` (uint8 class ids) and optionally rgb/ (in ``palette``) and confidence/
+    beside it."""
+    if palette is not None:
+        write_png_atomic(output_dir / RGB_DIR / f"{stem}.png", colorize_mask(pred, palette))
     if confidence is not None:
         write_png_atomic(output_dir / CONFIDENCE_DIR / f"{stem}.png", confidence)
     write_png_atomic(output_dir / f"{stem}.png", pred)

@@ -6,6 +6,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from geoseg.classes import PALETTE
 from geoseg.errors import DataError
 from geoseg.inference.io import (
     BackgroundWriter,
@@ -28,8 +29,9 @@ def predict_folder(
     overlap: int = 0,
     save_rgb: bool = False,
     save_confidence: bool = False,
+    palette: tuple | None = None,
 ) -> None:
-    """Write ``<output_dir>/<stem>.png`` (and rgb/, confidence/) for every input image.
+    """Write ``<output_dir>/<stem>.png`` (and rgb/ in ``palette``, confidence/) for every input.
 
     Images are decoded in ``num_workers`` processes and written in a background thread while the
     next batch is predicted; ``batch_size`` images of the same size share a forward pass.
@@ -59,6 +61,6 @@ def predict_folder(
                         item["stem"],
                         pred[index],
                         confidence[index] if save_confidence else None,
-                        save_rgb,
+                        (palette or PALETTE) if save_rgb else None,
                     )
                 progress.update(len(group))

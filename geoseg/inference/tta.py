@@ -1,7 +1,7 @@
 """Test-time augmentation and ensembles: every model x scale x flip, merged into one map.
 
-For every model m, scale s and flip f: resize the image by s (bilinear), normalise it with m's own
-statistics, run m, undo f, resize the logits back to the input size (bilinear) and accumulate. The
+For every model m, scale s and flip f: resize the image by s (bilinear), run m (which normalises
+its input itself), undo f, resize the logits back to the input size (bilinear) and accumulate. The
 merged map is the mean of the logits (default) or of the softmax probabilities; the prediction is
 its argmax. The flips of one scale go through the model as one batch.
 """
@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geoseg.errors import CheckpointError
+from geoseg.models.checkpoint import ModelSpec
 
 FLIPS = {"none": None, "h": -1, "v": -2}  # flip name -> the tensor dimension it reverses
 MERGES = ("logits", "probs")
@@ -39,13 +40,13 @@ def parse_scales(text: str) -> tuple[float, ...]:
     return scales
 
 
-def check_same_classes(models: Sequence[nn.Module], names: Sequence[str]) -> tuple[str, ...]:
+def check_same_classes(specs: Sequence[ModelSpec], names: Sequence[str]) -> tuple[str, ...]:
     """The ensemble's class names; models trained on different class schemes cannot be averaged."""
-    first = models[0].spec.classes
-    for model, name in zip(models[1:], names[1:], strict=True):
-        if model.spec.classes != first:
+    first = specs[0].classes
+    for spec, name in zip(specs[1:], names[1:], strict=True):
+        if spec.classes != first:
             raise CheckpointError(
-                f"{name} predicts {model.spec.num_classes} classes {list(model.spec.classes)}, but "
+                f"{name} predicts {spec.num_classes} classes {list(spec.classes)}, but "
                 f"{names[0]} predicts {len(first)} classes {list(first)}: an ensemble needs one scheme"
             )
     return first
@@ -54,7 +55,7 @@ def check_same_classes(models: Sequence[nn.Module], names: Sequence[str]) -> tup
 class EnsemblePredictor:
     """Merged TTA maps of several models (each from ``geoseg.models.load_model``).
 
-    images: (B, 3, H, W) float RGB on the 0-255 scale; each model applies its own normalisation.
+    images: (B, C, H, W) float on their native scale (0-255 RGB); each model normalises its input.
     """
 
     def __init__(
@@ -75,13 +76,6 @@ class EnsemblePredictor:
         # One pass for all flips of a scale fills a GPU; a CPU is already busy with one image, and
         # the larger batch only costs cache (measured in benchmarks/ensemble_tta.py).
         self.batch_flips = self.device.type == "cuda" if batch_flips is None else batch_flips
-        self.statistics = [
-            (
-                torch.tensor(m.spec.normalization["mean"], device=self.device).view(1, 3, 1, 1),
-                torch.tensor(m.spec.normalization["std"], device=self.device).view(1, 3, 1, 1),
-            )
-            for m in self.models
-        ]
 
     @property
     def passes(self) -> int:
@@ -100,15 +94,12 @@ class EnsemblePredictor:
         images = images.to(self.device, torch.float32)
         height, width = images.shape[-2:]
         total = None
-        for model, (mean, std) in zip(self.models, self.statistics, strict=True):
-            normalized = (images - mean) / std
+        for model in self.models:
             for scale in self.scales:
                 size = (max(round(height * scale), 1), max(round(width * scale), 1))
-                scaled = normalized
+                scaled = images
                 if size != (height, width):
-                    scaled = F.interpolate(
-                        normalized, size=size, mode="bilinear", align_corners=False
-                    )
+                    scaled = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
                 for logits in self._unflipped_logits(model, scaled):
                     if logits.shape[-2:] != (height, width):
                         logits = F.interpolate(

@@ -1,4 +1,4 @@
-"""The confidence-masked knowledge-distillation loss (see DESIGN.md, "Knowledge distillation").
+"""The confidence-masked knowledge-distillation loss.
 
 KD = T^2 * (1 / |Omega|) * sum_{p in Omega} sum_c q_c(p) * (log q_c(p) - log r_c(p)),
 q = softmax(teacher / T), r = softmax(student / T), Omega = the pixels whose teacher confidence

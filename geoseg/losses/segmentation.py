@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from geoseg.datasets.classes import IGNORE_INDEX
+from geoseg.classes import IGNORE_INDEX
 
 
 def _check_shapes(logits: Tensor, target: Tensor) -> None:

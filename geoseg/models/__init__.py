@@ -1,10 +1,27 @@
-"""Segmentation networks: UNetFormer (CNN backbone) and FTUNetFormer (Swin backbone)."""
+"""Segmentation networks and their checkpoint record.
 
+UNetFormer (CNN backbone) and FTUNetFormer (Swin backbone); ``load_model`` rebuilds any registered
+network from a checkpoint alone.
+"""
+
+from geoseg.models.checkpoint import (
+    MODEL_REGISTRY,
+    ModelSpec,
+    load_model,
+    load_model_and_spec,
+    register_model,
+    save_model,
+)
 from geoseg.models.ftunetformer import FTUNetFormer
-from geoseg.models.loading import ModelSpec, load_model, save_model
 from geoseg.models.unetformer import UNetFormer
 
-# class name -> class, as recorded in checkpoints
-MODEL_REGISTRY = {cls.__name__: cls for cls in (FTUNetFormer, UNetFormer)}
-
-__all__ = ["FTUNetFormer", "MODEL_REGISTRY", "ModelSpec", "UNetFormer", "load_model", "save_model"]
+__all__ = [
+    "FTUNetFormer",
+    "MODEL_REGISTRY",
+    "ModelSpec",
+    "UNetFormer",
+    "load_model",
+    "load_model_and_spec",
+    "register_model",
+    "save_model",
+]

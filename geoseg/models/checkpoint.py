@@ -1,28 +1,68 @@
-"""Rebuilding a network from its checkpoint alone: architecture, class scheme and normalisation.
+"""The checkpoint record: what a checkpoint holds besides the weights, and reading and writing it.
 
 Every checkpoint the training stages write carries, next to the weights, a plain-Python record under
-``checkpoint["geoseg"]``: the model class name and its constructor arguments (``net.init_args``),
-the class names, the ignore id and the input normalisation. ``load_model`` needs nothing else.
+``checkpoint["geoseg"]``: the model class and its constructor arguments (``net.init_args``, which
+include the network's input contract), the class names, their palette and the ignore id.
+``load_model`` needs nothing else. Files are read with ``weights_only=True`` (no pickled code runs)
+and written atomically (a temporary file renamed over the old one).
 """
 
 import logging
 import os
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from geoseg.errors import CheckpointError
-from geoseg.utils.checkpoint import (
-    CHECKPOINT_KEY,
-    NET_PREFIX,
-    as_plain,
-    extract_state_dict,
-    read_checkpoint,
-    save_checkpoint_atomic,
-)
+from geoseg.classes import default_palette
+from geoseg.errors import CheckpointError, preview
+from geoseg.files import write_atomic
 
 log = logging.getLogger(__name__)
+
+# Where the LightningModules keep the trained network: its keys in state_dict start with this.
+NET_PREFIX = "net."
+# The plain-Python model record written next to the weights.
+CHECKPOINT_KEY = "geoseg"
+# Version 2: the network applies its own input normalisation (``model_kwargs["normalization"]``)
+# and the record carries the palette. Version 1 records (no "version") kept the normalisation
+# beside the model arguments; they load as version 2.
+RECORD_VERSION = 2
+
+# class name -> class of every network a checkpoint can name (filled by ``register_model``)
+MODEL_REGISTRY: dict[str, type[nn.Module]] = {}
+
+
+def register_model(cls: type[nn.Module]) -> type[nn.Module]:
+    """Class decorator: make ``cls`` rebuildable from checkpoints (it must set ``init_args``)."""
+    MODEL_REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def as_plain(value, key: str = "value"):
+    """``value`` as plain JSON-able Python (tuples -> lists), as checkpoints store it; anything else
+    is a TypeError naming ``key``."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [as_plain(v, key) for v in value]
+    if isinstance(value, dict):
+        return {str(k): as_plain(v, f"{key}.{k}") for k, v in value.items()}
+    raise TypeError(
+        f"{key} must be plain Python (int, float, str, bool, lists or dicts of them) so "
+        f"checkpoints can rebuild the model; got {type(value).__name__}"
+    )
+
+
+def differing_arguments(built: dict, recorded: dict, skip: tuple[str, ...] = ()) -> list[str]:
+    """The constructor arguments whose values differ between two ``init_args`` dicts."""
+    return sorted(
+        key
+        for key in set(built) | set(recorded)
+        if key not in skip and as_plain(built.get(key)) != as_plain(recorded.get(key))
+    )
 
 
 @dataclass(frozen=True)
@@ -33,49 +73,104 @@ class ModelSpec:
     model_kwargs: dict
     classes: tuple[str, ...]
     ignore_index: int
-    normalization: dict
+    palette: tuple[tuple[int, int, int], ...] = field(default=())
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def normalization(self) -> dict | None:
+        """The input normalisation the network applies (mean/std on the input's scale)."""
+        return self.model_kwargs.get("normalization")
+
     def to_dict(self) -> dict:
-        spec = asdict(self)
-        spec["classes"] = list(self.classes)
-        spec["normalization"] = {k: [float(x) for x in v] for k, v in self.normalization.items()}
-        return spec
+        record = as_plain(asdict(self), "model record")
+        record["version"] = RECORD_VERSION
+        return record
 
     @classmethod
-    def from_dict(cls, spec: dict) -> "ModelSpec":
+    def from_dict(cls, record: dict) -> "ModelSpec":
+        version = int(record.get("version", 1))
+        if version > RECORD_VERSION:
+            raise CheckpointError(
+                f"model record version {version} is newer than this code reads ({RECORD_VERSION}); "
+                "update geoseg"
+            )
+        kwargs = dict(record["model_kwargs"])
+        if version == 1 and "normalization" in record:
+            kwargs["normalization"] = record["normalization"]
+        classes = tuple(record["classes"])
+        palette = record.get("palette") or default_palette(len(classes))
         return cls(
-            model_class=spec["model_class"],
-            model_kwargs=dict(spec["model_kwargs"]),
-            classes=tuple(spec["classes"]),
-            ignore_index=int(spec["ignore_index"]),
-            normalization={k: tuple(v) for k, v in spec["normalization"].items()},
+            model_class=record["model_class"],
+            model_kwargs=kwargs,
+            classes=classes,
+            ignore_index=int(record["ignore_index"]),
+            palette=tuple(tuple(int(c) for c in colour) for colour in palette),
         )
 
 
-def describe_model(net: nn.Module, classes, ignore_index: int, normalization: dict) -> ModelSpec:
+def describe_model(net: nn.Module, classes, ignore_index: int, palette=None) -> ModelSpec:
     """The spec of ``net`` as the training stages store it in their checkpoints."""
-    from geoseg.models import MODEL_REGISTRY
-
     name = type(net).__name__
     if MODEL_REGISTRY.get(name) is not type(net) or not hasattr(net, "init_args"):
         raise CheckpointError(
-            f"{name} cannot be rebuilt from a checkpoint: register it in geoseg.models.MODEL_REGISTRY "
-            "and give it an `init_args` dict of its constructor arguments"
+            f"{name} cannot be rebuilt from a checkpoint: decorate it with "
+            "geoseg.models.register_model and give it an `init_args` dict of its constructor "
+            "arguments"
         )
-    return ModelSpec(
-        name, dict(net.init_args), tuple(classes), int(ignore_index), dict(normalization)
-    )
+    classes = tuple(classes)
+    palette = tuple(palette) if palette is not None else default_palette(len(classes))
+    return ModelSpec(name, dict(net.init_args), classes, int(ignore_index), palette)
 
 
-def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the network saved in ``path`` in eval mode; its ``spec`` attribute holds the ModelSpec."""
-    from geoseg.models import MODEL_REGISTRY
+# --- reading and writing -------------------------------------------------------------------------
 
-    checkpoint = read_checkpoint(path)
+
+def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict:
+    """Load a checkpoint file with ``weights_only=True`` (no pickled code runs).
+
+    ``mmap=True`` maps the tensors instead of reading them, for a cheap look at a large file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as error:  # torch raises several types for corrupt or unsafe files
+        raise CheckpointError(
+            f"{path}: not a readable weights-only checkpoint ({error})"
+        ) from error
+
+
+def save_checkpoint_atomic(checkpoint: dict, path: str | os.PathLike) -> None:
+    """``torch.save`` through a temporary file that is flushed to disk and renamed over ``path``.
+
+    A kill, crash or full disk during the write leaves the previous file at ``path`` intact.
+    """
+    try:
+        write_atomic(path, lambda tmp: torch.save(checkpoint, tmp), durable=True)
+    except OSError as error:
+        raise CheckpointError(
+            f"{path}: could not write the checkpoint ({error}); the previous one is intact"
+        ) from error
+
+
+def extract_state_dict(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """The network's weights from a Lightning checkpoint or a plain (possibly wrapped) state dict."""
+    state = checkpoint
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if any(key.startswith(NET_PREFIX) for key in state):
+        state = {k[len(NET_PREFIX) :]: v for k, v in state.items() if k.startswith(NET_PREFIX)}
+    return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def read_model_spec(checkpoint: dict, path: str | os.PathLike) -> ModelSpec:
+    """The ModelSpec recorded in ``checkpoint`` (read from ``path``), or a CheckpointError."""
     if CHECKPOINT_KEY not in checkpoint:
         raise CheckpointError(
             f"{path}: no '{CHECKPOINT_KEY}' model record; only checkpoints written by this project's "
@@ -86,100 +181,140 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         raise CheckpointError(
             f"{path}: unknown model class '{spec.model_class}'; known: {', '.join(MODEL_REGISTRY)}"
         )
+    return spec
+
+
+def load_model_and_spec(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> tuple[nn.Module, ModelSpec]:
+    """Rebuild the network saved in ``path`` in eval mode, with the ModelSpec it was saved with."""
+    checkpoint = read_checkpoint(path)
+    spec = read_model_spec(checkpoint, path)
     net = MODEL_REGISTRY[spec.model_class](**spec.model_kwargs)
     try:
         net.load_state_dict(extract_state_dict(checkpoint), strict=True)
     except RuntimeError as error:
         raise CheckpointError(f"{path}: weights do not fit {spec.model_class}: {error}") from error
-    net.spec = spec
-    return net.to(map_location).eval()
+    return net.to(map_location).eval(), spec
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the network saved in ``path`` (any registered architecture) in eval mode.
+
+    It takes images on their native scale (e.g. 0-255 RGB) and applies its own normalisation.
+    """
+    return load_model_and_spec(path, map_location)[0]
 
 
 def save_model(
-    net: nn.Module,
-    path: str | os.PathLike,
-    *,
-    classes,
-    ignore_index: int,
-    normalization: dict,
+    net: nn.Module, path: str | os.PathLike, *, classes, ignore_index: int, palette=None
 ) -> None:
     """Write ``net`` as a minimal checkpoint that ``load_model`` rebuilds (weights + ModelSpec)."""
-    spec = describe_model(net, classes, ignore_index, normalization)
+    spec = describe_model(net, classes, ignore_index, palette)
     state = {f"{NET_PREFIX}{key}": value for key, value in net.state_dict().items()}
     save_checkpoint_atomic({"state_dict": state, CHECKPOINT_KEY: spec.to_dict()}, path)
 
 
-def check_resume_checkpoint(
-    path: str | os.PathLike,
-    net: nn.Module,
-    classes,
-    optimizer: torch.optim.Optimizer | None = None,
-) -> None:
-    """Check that the training state in ``path`` fits ``net`` (and ``optimizer``) before resuming.
+# --- initialising a network from a file (weights only) -------------------------------------------
 
-    Resuming continues the very run that wrote the checkpoint: the model class, the class scheme,
-    every weight's name and shape and the optimizer's parameter groups must be the same. Otherwise
-    a CheckpointError says what differs (Lightning's own error would be a long key listing). Other
-    constructor arguments that leave the weights' shapes alone (e.g. dropout) only warn.
+
+def load_pretrained_weights(net: nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
+    """Initialise ``net`` from the weights in ``path``, loading every key that fits.
+
+    Returns and logs what did not load: ``missing`` (in the network, not in the file),
+    ``unexpected`` (in the file, not in the network) and ``mismatched`` (shape differs). A file that
+    shares no weight with the network is an error rather than a silent no-op, and so is a
+    checkpoint of this project recorded as another model class. Another class count (a head of
+    another shape) is reported: fine-tuning to new classes is legitimate. A file of backbone
+    weights alone (a timm state dict, keys without ``backbone.``) is mapped onto ``net.backbone``.
     """
-    checkpoint = read_checkpoint(path, mmap=True)
-    problems = []
-    record = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+    checkpoint = read_checkpoint(path)
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: holds a {type(checkpoint).__name__}, not a state dict")
+    if isinstance(checkpoint.get(CHECKPOINT_KEY), dict):
+        _check_same_architecture(net, ModelSpec.from_dict(checkpoint[CHECKPOINT_KEY]), path)
+    state = extract_state_dict(checkpoint)
+    own = net.state_dict()
+    state, backbone_only = _map_backbone_only(net, state, own)
+    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    loadable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not loadable:
         raise CheckpointError(
-            f"resume_ckpt_path {path}: not a training checkpoint (no 'state_dict' with the "
-            "optimizer and loop state); use pretrained_ckpt_path to initialise from weights alone"
+            f"{path}: none of its {len(state)} weights match the network "
+            f"({type(net).__name__}, {len(own)} weights); is it a checkpoint of this architecture?"
         )
+    net.load_state_dict(loadable, strict=False)
+    report = {
+        "missing": sorted(set(own) - set(state)),
+        "unexpected": sorted(set(state) - set(own)),
+        "mismatched": sorted(mismatched),
+    }
+    complete = not any(report.values())
+    log.log(
+        logging.INFO if complete else logging.WARNING,
+        "initialised %s from %s%s: %d of %d weights loaded; %d missing, %d unexpected, "
+        "%d shape-mismatched%s",
+        type(net).__name__,
+        path,
+        " (backbone weights only, mapped onto net.backbone)" if backbone_only else "",
+        len(loadable),
+        len(own),
+        len(report["missing"]),
+        len(report["unexpected"]),
+        len(report["mismatched"]),
+        "".join(f"\n  {kind}: {preview(keys, limit=8)}" for kind, keys in report.items() if keys),
+    )
+    return report
+
+
+def _check_same_architecture(net: nn.Module, spec: ModelSpec, path) -> None:
+    """A checkpoint of another model class is an error; other constructor arguments a warning."""
     name = type(net).__name__
-    if isinstance(record, dict):
-        spec = ModelSpec.from_dict(record)
-        if spec.model_class != name:
-            problems.append(f"it holds a {spec.model_class}, the config's net is a {name}")
-        if tuple(spec.classes) != tuple(classes):
-            problems.append(
-                f"its {spec.num_classes} classes ({', '.join(spec.classes)}) differ from the "
-                f"config's {len(classes)} ({', '.join(classes)})"
-            )
-        init_args = getattr(net, "init_args", None)
-        if not problems and isinstance(init_args, dict):
-            differing = sorted(
-                key
-                for key in set(init_args) | set(spec.model_kwargs)
-                if key != "pretrained"
-                and as_plain(init_args.get(key)) != as_plain(spec.model_kwargs.get(key))
-            )
-            if differing:
-                log.warning(
-                    "resume_ckpt_path %s: the net was built with %s, the config's with %s",
-                    path,
-                    ", ".join(f"{k}={spec.model_kwargs.get(k)!r}" for k in differing),
-                    ", ".join(f"{k}={init_args.get(k)!r}" for k in differing),
-                )
-    if not problems:
-        state, own = extract_state_dict(checkpoint), net.state_dict()
-        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-        if missing or unexpected or mismatched:
-            problems.append(
-                f"its weights do not fit the config's {name}: {len(missing)} missing, "
-                f"{len(unexpected)} unexpected, {len(mismatched)} of another shape "
-                f"(first: {(mismatched + missing + unexpected)[0]})"
-            )
-    saved_groups = [len(group["params"]) for group in _param_groups(checkpoint)]
-    if not problems and optimizer is not None and saved_groups:
-        groups = [len(group["params"]) for group in optimizer.param_groups]
-        if groups != saved_groups:
-            problems.append(
-                f"its optimizer has parameter groups of {saved_groups} tensors, the config's "
-                f"optimizer {groups}"
-            )
-    if problems:
+    if spec.model_class != name:
         raise CheckpointError(
-            f"resume_ckpt_path {path}: {'; '.join(problems)}. Resume only the run that wrote it; "
-            "to start a new run from its weights, set pretrained_ckpt_path instead"
+            f"{path}: holds a {spec.model_class} but the config's net is a {name}; "
+            "pretrained_ckpt_path initialises the same architecture (another class count is "
+            "fine). To start from backbone weights alone, give a file of the backbone's state dict"
+        )
+    init_args = getattr(net, "init_args", None)
+    if not isinstance(init_args, dict):
+        return
+    differing = differing_arguments(
+        init_args, spec.model_kwargs, skip=("num_classes", "pretrained")
+    )
+    if differing:
+        log.warning(
+            "%s: recorded as %s with %s; the config's net has %s: weights of other shapes are not "
+            "loaded",
+            path,
+            name,
+            ", ".join(f"{key}={spec.model_kwargs.get(key)!r}" for key in differing),
+            ", ".join(f"{key}={init_args.get(key)!r}" for key in differing),
+        )
+    if "num_classes" in init_args and spec.num_classes != init_args["num_classes"]:
+        log.warning(
+            "%s: trained for %d classes, the net has %d: its class head is not loaded "
+            "(fine-tuning to new classes)",
+            path,
+            spec.num_classes,
+            init_args["num_classes"],
         )
 
 
-def _param_groups(checkpoint: dict) -> list[dict]:
-    states = checkpoint.get("optimizer_states") or []
-    return list(states[0].get("param_groups", [])) if len(states) == 1 else []
+def _map_backbone_only(
+    net: nn.Module, state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], bool]:
+    """Keys of a bare backbone state dict renamed to ``backbone.<key>`` when that fits better.
+
+    timm's feature wrappers flatten ``layers.0`` to ``layers_0``; both spellings are tried.
+    """
+    direct = sum(key in own for key in state)
+    if not isinstance(getattr(net, "backbone", None), nn.Module) or 2 * direct >= len(state):
+        return state, False
+    mapped = {}
+    for key, value in state.items():
+        candidates = (f"backbone.{key}", "backbone." + re.sub(r"^(\w+)\.(\d+)\.", r"\1_\2.", key))
+        mapped[next((c for c in candidates if c in own), key)] = value
+    if sum(key in own for key in mapped) <= direct:
+        return state, False
+    return mapped, True

@@ -18,6 +18,10 @@ import torch.nn.functional as F
 from timm.layers import Format
 from torch import nn
 
+from geoseg.classes import IMAGENET_NORMALIZATION, NUM_CLASSES
+from geoseg.models.checkpoint import as_plain
+from geoseg.models.input import InputNormalization, check_normalization
+
 __all__ = [
     "ConvBN",
     "ConvBNReLU",
@@ -347,47 +351,46 @@ def create_backbone(
     return timm.create_model(name, features_only=True, pretrained=bool(pretrained), **kwargs)
 
 
-def _plain(value: Any, key: str) -> Any:
-    """`value` as plain JSON-able Python (tuples -> lists); anything else is a TypeError."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, key) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v, f"{key}.{k}") for k, v in value.items()}
-    raise TypeError(
-        f"constructor argument {key!r} must be plain Python (int, float, str, bool, lists or "
-        f"dicts of them) so checkpoints can rebuild the model; got {type(value).__name__}"
-    )
-
-
 class EncoderDecoder(nn.Module):
     """timm backbone -> UNetFormer decoder, any input size: (B, 3, H, W) -> (B, K, H, W).
 
-    Subclasses choose the backbone: `out_indices` picks its stride 4, 8, 16, 32 stages and
-    `backbone_defaults` are extra timm kwargs (the user's `backbone_kwargs` override them).
-    `init_args` holds the constructor arguments as plain values, `pretrained` recorded as False,
-    so `type(net)(**net.init_args)` rebuilds the architecture for a checkpoint's weights.
+    The input is on its native scale (0-255 RGB): the network applies its own ``normalization``
+    (mean/std per band, ImageNet's by default; None for inputs normalised beforehand).
+    ``forward_with_aux`` also returns the auxiliary head's logits (``aux_head``). ``pretrained`` is
+    False, True (timm's ImageNet weights) or a local weights file of the backbone.
+
+    Subclasses choose the backbone: ``default_backbone`` and ``default_decode_channels`` fill
+    those arguments when they are left out, ``out_indices`` picks the backbone's stride 4, 8, 16,
+    32 stages and ``backbone_defaults`` are extra timm kwargs (the user's ``backbone_kwargs``
+    override them). ``init_args`` holds the constructor arguments as plain values, ``pretrained``
+    recorded as False, so ``type(net)(**net.init_args)`` rebuilds the architecture for a
+    checkpoint's weights.
     """
 
+    default_backbone: str
+    default_decode_channels: int
     out_indices: tuple[int, ...] | None = None
     backbone_defaults: dict[str, Any] = {}
 
     def __init__(
         self,
         *,
-        num_classes: int,
-        backbone: str,
-        pretrained: bool | str,
-        backbone_kwargs: dict | None,
-        decode_channels: int,
-        window_size: int,
-        dropout: float,
-        aux_head: bool,
+        num_classes: int = NUM_CLASSES,
+        backbone: str | None = None,
+        pretrained: bool | str = False,
+        backbone_kwargs: dict | None = None,
+        decode_channels: int | None = None,
+        window_size: int = 8,
+        dropout: float = 0.1,
+        aux_head: bool = True,
+        normalization: dict | None = IMAGENET_NORMALIZATION,
     ) -> None:
         super().__init__()
+        backbone = backbone or self.default_backbone
+        decode_channels = decode_channels or self.default_decode_channels
         backbone_kwargs = dict(backbone_kwargs or {})
-        self.init_args: dict[str, Any] = _plain(
+        normalization = check_normalization(normalization)
+        self.init_args: dict[str, Any] = as_plain(
             dict(
                 num_classes=num_classes,
                 backbone=backbone,
@@ -397,9 +400,11 @@ class EncoderDecoder(nn.Module):
                 window_size=window_size,
                 dropout=dropout,
                 aux_head=aux_head,
+                normalization=normalization,
             ),
             "init_args",
         )
+        self.input_normalization = InputNormalization(normalization)
         self.backbone = create_backbone(
             backbone,
             pretrained=pretrained,
@@ -426,19 +431,32 @@ class EncoderDecoder(nn.Module):
             aux_head=aux_head,
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """x: (B, 3, H, W) -> logits (B, K, H, W); training with aux_head: (logits, aux_logits)."""
+    @property
+    def has_aux_head(self) -> bool:
+        return self.decoder.aux_head is not None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, 3, H, W) on the native scale -> logits (B, K, H, W)."""
+        return self._forward(x, with_aux=False)[0]
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(logits, aux_logits), both (B, K, H, W); aux_logits is None without an aux head.
+
+        The training module calls this when its loss also supervises the auxiliary head.
+        """
+        return self._forward(x, with_aux=self.has_aux_head)
+
+    def _forward(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         h, w = x.shape[-2:]
-        x = pad_to_multiple(x, self.size_divisor)
+        x = pad_to_multiple(self.input_normalization(x), self.size_divisor)
         features = self.backbone(x)
         if self.features_nhwc:
             features = [f.permute(0, 3, 1, 2) for f in features]
-        with_aux = self.training and self.decoder.aux_head is not None
         outputs = self.decoder(features, with_aux=with_aux)
         outputs = outputs if with_aux else (outputs,)
         # upsample to the padded size first so pixels stay aligned, then crop the padding off
-        outputs = tuple(
+        logits, *aux = (
             F.interpolate(o, size=x.shape[-2:], mode="bilinear", align_corners=False)[..., :h, :w]
             for o in outputs
         )
-        return outputs if with_aux else outputs[0]
+        return logits, (aux[0] if aux else None)

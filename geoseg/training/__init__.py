@@ -1,5 +1,6 @@
 """LightningModules and the stage runner."""
 
+from geoseg.training.data import data_loaders
 from geoseg.training.kd import KDModule
 from geoseg.training.optim import param_groups
 from geoseg.training.run import build_trainer, default_precision, train
@@ -9,6 +10,7 @@ __all__ = [
     "KDModule",
     "SupervisedModule",
     "build_trainer",
+    "data_loaders",
     "default_precision",
     "param_groups",
     "train",

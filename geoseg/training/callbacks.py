@@ -24,7 +24,7 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from geoseg.errors import ConfigError, TrainingError
-from geoseg.utils.checkpoint import save_checkpoint_atomic
+from geoseg.models.checkpoint import save_checkpoint_atomic
 
 log = logging.getLogger(__name__)
 

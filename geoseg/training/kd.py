@@ -1,7 +1,7 @@
 """The knowledge-distillation LightningModule: the supervised module plus a frozen teacher.
 
 Training loss: the supervised loss alone in epochs ``< kd_warmup_epochs`` (the teacher is not run),
-then ``kd_alpha * supervised + (1 - kd_alpha) * KD`` with KD from ``geoseg.utils.kd_utils``.
+then ``kd_alpha * supervised + (1 - kd_alpha) * KD`` with KD from ``geoseg.losses.kd``.
 Validation, metrics, pictures and checkpoints are the supervised module's, unchanged.
 """
 
@@ -11,17 +11,23 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from geoseg.config import SUPERVISED_DEFAULTS, SUPERVISED_REQUIRED
 from geoseg.errors import CheckpointError, ConfigError
-from geoseg.models.loading import load_model
+from geoseg.losses.kd import compute_kd_loss
+from geoseg.models.checkpoint import load_model_and_spec
 from geoseg.training.supervised import SupervisedModule, compile_in_place
-from geoseg.utils.kd_utils import compute_kd_loss
 
-# Where a user who has no teacher yet is sent.
-TEACHER_STAGE = (
-    "the teacher is trained by the supervised stage first, e.g. "
-    "`python train_supervision.py -c config/biodiversity/teacher.py` writes "
-    "model_weights/biodiversity/teacher/last.ckpt"
-)
+# The KD knobs and their defaults (the recipe's). kd_alpha weights the supervised term:
+# loss = kd_alpha * supervised + (1 - kd_alpha) * KD.
+KD_SETTINGS = {
+    "kd_temperature": 3.0,
+    "kd_alpha": 0.7,
+    "kd_confidence_threshold": 0.5,
+    "kd_warmup_epochs": 5,
+}
+# The KD stage's config names: the supervised ones, the teacher and the knobs.
+KD_REQUIRED = (*SUPERVISED_REQUIRED, "teacher_ckpt_path")
+KD_DEFAULTS = {**SUPERVISED_DEFAULTS, **KD_SETTINGS}
 
 
 def load_teacher(path: str | os.PathLike, classes: tuple[str, ...]) -> nn.Module:
@@ -31,12 +37,15 @@ def load_teacher(path: str | os.PathLike, classes: tuple[str, ...]) -> nn.Module
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: teacher checkpoint not found; {TEACHER_STAGE}")
-    teacher = load_model(path)
-    if tuple(teacher.spec.classes) != tuple(classes):
         raise CheckpointError(
-            f"{path}: the teacher has {teacher.spec.num_classes} classes "
-            f"({', '.join(teacher.spec.classes)}) but the student's config has {len(classes)} "
+            f"{path}: teacher checkpoint not found; train the teacher with the supervised stage "
+            "first (the config's docstring names the stage that writes it)"
+        )
+    teacher, spec = load_model_and_spec(path)
+    if tuple(spec.classes) != tuple(classes):
+        raise CheckpointError(
+            f"{path}: the teacher has {spec.num_classes} classes "
+            f"({', '.join(spec.classes)}) but the student's config has {len(classes)} "
             f"({', '.join(classes)}); distil from a teacher trained on the student's class scheme"
         )
     return teacher.requires_grad_(False).eval()
@@ -49,8 +58,7 @@ class KDModule(SupervisedModule):
     without autograd, and kept out of the module's registered children: it is neither in the
     student's checkpoints (``load_model`` reads them strictly) nor wrapped by DDP. It follows the
     student's device lazily, so under DDP every process holds its own copy on its own device.
-    When the teacher's checkpoint records another input normalisation than the student's, the
-    batch is re-normalised for the teacher.
+    Both networks take the batch on its native scale and apply their own normalisation.
 
     Logged per step: ``train_loss`` (the total that is optimised), ``train/supervised_loss`` and,
     after the warm-up, ``train/kd_loss`` and ``kd/kept_fraction``.
@@ -58,19 +66,16 @@ class KDModule(SupervisedModule):
 
     def __init__(
         self,
-        net: nn.Module,
-        loss: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        lr_scheduler,
-        *,
+        *args,
         teacher: nn.Module,
-        kd_temperature: float = 3.0,
-        kd_alpha: float = 0.7,
-        kd_confidence_threshold: float = 0.5,
-        kd_warmup_epochs: int = 5,
+        kd_temperature: float = KD_SETTINGS["kd_temperature"],
+        kd_alpha: float = KD_SETTINGS["kd_alpha"],
+        kd_confidence_threshold: float = KD_SETTINGS["kd_confidence_threshold"],
+        kd_warmup_epochs: int = KD_SETTINGS["kd_warmup_epochs"],
         **kwargs,
     ):
-        super().__init__(net, loss, optimizer, lr_scheduler, **kwargs)
+        """The arguments of ``SupervisedModule``, the frozen ``teacher`` and the KD settings."""
+        super().__init__(*args, **kwargs)
         _check_kd_settings(kd_temperature, kd_alpha, kd_confidence_threshold, kd_warmup_epochs)
         self.kd_temperature = float(kd_temperature)
         self.kd_alpha = float(kd_alpha)
@@ -81,26 +86,14 @@ class KDModule(SupervisedModule):
         object.__setattr__(self, "_teacher", teacher.requires_grad_(False).eval())
         # Its forward pass is about a third of a KD step: compiled along with the student.
         compile_in_place(teacher, kwargs.get("compile", False))
-        teacher_normalization = getattr(getattr(teacher, "spec", None), "normalization", None)
-        scale, shift = _renormalization(self.normalization, teacher_normalization)
-        # Buffers so that they follow the module's device; not persistent: not a weight.
-        self.register_buffer("_teacher_input_scale", scale, persistent=False)
-        self.register_buffer("_teacher_input_shift", shift, persistent=False)
 
     @classmethod
     def from_config(cls, config, **kwargs) -> "KDModule":
         """Build the module and load the teacher from a config loaded with KD_REQUIRED/KD_DEFAULTS."""
         teacher = load_teacher(config.teacher_ckpt_path, tuple(config.classes))
+        settings = {name: getattr(config, name) for name in KD_SETTINGS}
         try:
-            return super().from_config(
-                config,
-                teacher=teacher,
-                kd_temperature=config.kd_temperature,
-                kd_alpha=config.kd_alpha,
-                kd_confidence_threshold=config.kd_confidence_threshold,
-                kd_warmup_epochs=config.kd_warmup_epochs,
-                **kwargs,
-            )
+            return super().from_config(config, teacher=teacher, **settings, **kwargs)
         except ConfigError as error:
             raise ConfigError(f"{config.config_path}: {error}") from error
 
@@ -122,17 +115,14 @@ class KDModule(SupervisedModule):
     # student's backward pass, which inference tensors may not be.
     @torch.no_grad()
     def teacher_logits(self, img: Tensor) -> Tensor:
-        """img: (B, 3, H, W) normalised as for the student -> teacher logits (B, C, h, w)."""
+        """img: (B, 3, H, W) on its native scale -> teacher logits (B, C, h, w)."""
         param = next(self._teacher.parameters(), None)
         if param is not None and param.device != img.device:
             self._teacher.to(img.device)
             param = next(self._teacher.parameters())
-        if self._teacher_input_scale is not None:
-            img = img * self._teacher_input_scale + self._teacher_input_shift
         if param is not None:
             img = img.to(param.dtype)  # "true" half precisions cast the batch, not the teacher
-        output = self._teacher(img)
-        return output[0] if isinstance(output, (tuple, list)) else output
+        return self._teacher(img)
 
     def distillation_step(self, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
         """The training loss of this epoch for ``batch`` and its terms, keyed by their log names."""
@@ -171,20 +161,3 @@ def _check_kd_settings(temperature, alpha, threshold, warmup_epochs) -> None:
         problems.append(f"kd_warmup_epochs={warmup_epochs!r}: expected a whole number >= 0")
     if problems:
         raise ConfigError("; ".join(problems))
-
-
-def _renormalization(student: dict, teacher: dict | None) -> tuple[Tensor | None, Tensor | None]:
-    """(scale, shift), each (1, 3, 1, 1), taking student-normalised images to the teacher's
-    normalisation, or (None, None) when the two are the same."""
-    if teacher is None:
-        return None, None
-    student_mean, student_std, teacher_mean, teacher_std = (
-        torch.tensor(values, dtype=torch.float64).view(1, 3, 1, 1)
-        for values in (student["mean"], student["std"], teacher["mean"], teacher["std"])
-    )
-    if torch.equal(student_mean, teacher_mean) and torch.equal(student_std, teacher_std):
-        return None, None
-    # (img * std_s + mean_s - mean_t) / std_t, with img = (rgb - mean_s) / std_s
-    scale = student_std / teacher_std
-    shift = (student_mean - teacher_mean) / teacher_std
-    return scale.float(), shift.float()

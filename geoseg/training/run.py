@@ -10,11 +10,11 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from geoseg.errors import CheckpointError, ConfigError
-from geoseg.models.loading import check_resume_checkpoint
+from geoseg.models.checkpoint import load_pretrained_weights
 from geoseg.training.callbacks import AtomicCheckpointIO, reliability_callbacks
 from geoseg.training.distributed import unpadded_eval_loaders
+from geoseg.training.resume import check_resume_checkpoint
 from geoseg.training.supervised import SupervisedModule
-from geoseg.utils.checkpoint import load_pretrained_weights
 
 log = logging.getLogger(__name__)
 

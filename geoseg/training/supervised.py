@@ -7,10 +7,10 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
-from geoseg.datasets.classes import colorize_mask
-from geoseg.datasets.transforms import denormalize_image
-from geoseg.models.loading import CHECKPOINT_KEY, describe_model
-from geoseg.utils.metrics import confusion_matrix, format_scores_table, segmentation_scores
+from geoseg.classes import colorize_mask, default_palette
+from geoseg.errors import ConfigError
+from geoseg.metrics import confusion_matrix, format_scores_table, segmentation_scores
+from geoseg.models.checkpoint import CHECKPOINT_KEY, as_plain, describe_model
 
 # Checkpoint key of the last validation's confusion matrices (plain lists: weights_only loads).
 VALIDATION_KEY = "geoseg_validation"
@@ -18,6 +18,10 @@ VALIDATION_KEY = "geoseg_validation"
 
 class SupervisedModule(pl.LightningModule):
     """Trains ``net`` with ``loss`` and validates on one or several named validation sets.
+
+    ``loss`` is any ``(logits, target) -> scalar``. A loss with an ``aux_weight`` above 0 (such as
+    ``CEDiceLoss``) also supervises the network's auxiliary head, when it has one: it then gets
+    ``((logits, aux_logits), target)`` from ``net.forward_with_aux``.
 
     The first validation set is the primary one: its scores are logged as ``val_mIoU``,
     ``val_IoU/<class>``, ...; further sets as ``val_<name>_mIoU``, ``val_<name>_IoU/<class>``.
@@ -36,7 +40,7 @@ class SupervisedModule(pl.LightningModule):
         *,
         classes: tuple[str, ...],
         ignore_index: int,
-        normalization: dict,
+        palette: tuple | None = None,
         val_set_names: tuple[str, ...] = ("val",),
         num_logged_images: int = 4,
         compile: bool | dict = False,
@@ -53,7 +57,7 @@ class SupervisedModule(pl.LightningModule):
         self.lr_scheduler = lr_scheduler
         self.classes = tuple(classes)
         self.ignore_index = ignore_index
-        self.normalization = normalization
+        self.palette = tuple(palette) if palette else default_palette(len(self.classes))
         self.val_set_names = tuple(val_set_names)
         self.num_logged_images = num_logged_images
         self.last_val_confusion: dict[str, torch.Tensor] = {}
@@ -69,7 +73,8 @@ class SupervisedModule(pl.LightningModule):
 
     @classmethod
     def from_config(cls, config, **kwargs) -> "SupervisedModule":
-        """Build the module from a loaded config namespace (see geoseg.utils.config)."""
+        """Build the module from a loaded config namespace (see geoseg.config)."""
+        _check_config_normalization(config)
         val_loaders = config.val_loader
         names = tuple(val_loaders) if isinstance(val_loaders, dict) else ("val",)
         return cls(
@@ -79,7 +84,7 @@ class SupervisedModule(pl.LightningModule):
             config.lr_scheduler,
             classes=config.classes,
             ignore_index=config.ignore_index,
-            normalization=config.normalization,
+            palette=config.palette,
             val_set_names=names,
             num_logged_images=config.num_logged_images,
             compile=config.compile,
@@ -87,7 +92,7 @@ class SupervisedModule(pl.LightningModule):
         )
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
-        """img: (B, 3, H, W) normalised -> logits (B, C, H, W) (a tuple with aux logits in training)."""
+        """img: (B, 3, H, W) on its native scale -> logits (B, C, H, W)."""
         return self.net(img)
 
     def configure_optimizers(self):
@@ -102,10 +107,12 @@ class SupervisedModule(pl.LightningModule):
 
     def supervised_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward the batch; return (supervised loss, main logits (B, C, H, W))."""
-        output = self.net(batch["img"])
-        loss = self.loss(output, batch["gt_semantic_seg"])
-        logits = output[0] if isinstance(output, (tuple, list)) else output
-        return loss, logits
+        target = batch["gt_semantic_seg"]
+        if getattr(self.loss, "aux_weight", 0) and getattr(self.net, "has_aux_head", False):
+            logits, aux_logits = self.net.forward_with_aux(batch["img"])
+            return self.loss((logits, aux_logits), target), logits
+        logits = self.net(batch["img"])
+        return self.loss(logits, target), logits
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, _ = self.supervised_step(batch)
@@ -180,10 +187,14 @@ class SupervisedModule(pl.LightningModule):
             return
         rows = []
         for index in range(min(self.num_logged_images, len(pred))):
-            image = denormalize_image(batch["img"][index], self.normalization)
+            image = batch["img"][index, :3].detach().float().clamp(0, 255).round().byte()
+            image = image.permute(1, 2, 0).cpu().numpy()
             mask = batch["gt_semantic_seg"][index].cpu().numpy().astype(np.uint8)
             prediction = pred[index].cpu().numpy().astype(np.uint8)
-            rows.append(np.concatenate([image, colorize_mask(mask), colorize_mask(prediction)], 1))
+            colours = [
+                colorize_mask(m, self.palette, self.ignore_index) for m in (mask, prediction)
+            ]
+            rows.append(np.concatenate([image, *colours], 1))
         self.logger.experiment.add_image(
             "val_predictions", np.concatenate(rows, 0), self.global_step, dataformats="HWC"
         )
@@ -191,13 +202,26 @@ class SupervisedModule(pl.LightningModule):
     # --- checkpoints --------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        spec = describe_model(self.net, self.classes, self.ignore_index, self.normalization)
+        spec = describe_model(self.net, self.classes, self.ignore_index, self.palette)
         checkpoint[CHECKPOINT_KEY] = spec.to_dict()
         if self.last_val_confusion:
             checkpoint[VALIDATION_KEY] = {
                 "epoch": self.last_val_epoch,
                 "confusion_matrix": {k: v.tolist() for k, v in self.last_val_confusion.items()},
             }
+
+
+def _check_config_normalization(config) -> None:
+    """A config's ``normalization`` name (now the network's own argument) must agree with it."""
+    if config.normalization is None:
+        return
+    own = getattr(config.net, "init_args", {}).get("normalization")
+    if as_plain(config.normalization) != as_plain(own):
+        raise ConfigError(
+            f"{config.config_path}: normalization={config.normalization!r} differs from the "
+            f"network's own ({own!r}). Networks apply their input normalisation themselves: pass "
+            "normalization=... to the network's constructor and drop the config's name"
+        )
 
 
 def compile_in_place(net: nn.Module, options: bool | dict) -> nn.Module:

@@ -1,0 +1,1 @@
+"""Compatibility names: ``geoseg.utils.kd_utils.compute_kd_loss``."""

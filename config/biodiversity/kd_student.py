@@ -1,0 +1,54 @@
+"""What the baseline and step 2 share: target data, student loss, KD settings and schedule.
+
+Not a stage config itself: student_target_only.py and step2_finetune_target_kd.py import it and
+add their student's initialisation, so that the two runs differ in nothing else.
+"""
+
+import torch
+
+from geoseg.datasets import TargetDataset, train_transform
+from geoseg.losses import CEDiceLoss
+from geoseg.models import FTUNetFormer
+from geoseg.training import data_loaders, param_groups
+
+# --- data: the target domain only ---------------------------------------------------------------
+data_root = "data/biodiversity"
+img_size = 512
+train_loader, val_loader = data_loaders(
+    TargetDataset(data_root, "Train", transform=train_transform(img_size)),
+    TargetDataset(data_root, "Val"),
+    batch_size=2,  # per GPU, as step 1
+    num_workers=4,
+)
+loss = CEDiceLoss()  # the supervised term: CE + Dice, plus 0.4 x CE on the auxiliary head
+
+# --- knowledge distillation ---------------------------------------------------------------------
+teacher_ckpt_path = "model_weights/biodiversity/teacher/last.ckpt"  # frozen, any architecture
+# loss = kd_alpha x supervised + (1 - kd_alpha) x KD: alpha weights the SUPERVISED term.
+# Range 0.5-0.8: lower leans on the teacher.
+kd_alpha = 0.7
+# Softens both distributions so that the teacher's ranking of the wrong classes is learnt too.
+kd_temperature = 3.0
+# KD only where the teacher's top probability reaches this; TensorBoard's kd/kept_fraction shows
+# the share kept (the recipe expects 70-80%). Range 0.3-0.7.
+kd_confidence_threshold = 0.5
+# Supervised loss alone for the first epochs (the teacher is not run). Range 7-10 if KD
+# destabilises training when it starts.
+kd_warmup_epochs = 5
+
+# --- optimisation: 5 warm-up + 20 KD epochs, cosine decay from 1e-4 to 3e-5 ---------------------
+max_epoch = 25
+lr = 1e-4  # one rate for the whole network: the student is pretrained
+
+
+def student(pretrained: bool) -> FTUNetFormer:
+    """The student: FT-UNetFormer on Swin-Base; ``pretrained``: timm's ImageNet backbone."""
+    return FTUNetFormer(backbone="swin_base_patch4_window12_384", pretrained=pretrained)
+
+
+def optimisation(net: torch.nn.Module):
+    """(optimizer, lr_scheduler) for ``net``: AdamW, cosine decay per epoch."""
+    optimizer = torch.optim.AdamW(param_groups(net, lr=lr, backbone_lr=lr, weight_decay=0.01))
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=max_epoch, eta_min=3e-5
+    )

@@ -1,0 +1,52 @@
+"""What the demo baseline and demo step 2 share (config/biodiversity/kd_student.py at CPU size):
+target data, the demo student, loss, the real KD settings and schedule. Not a stage config."""
+
+import torch
+
+from geoseg.datasets import TargetDataset, train_transform
+from geoseg.losses import CEDiceLoss
+from geoseg.models import FTUNetFormer
+from geoseg.training import data_loaders
+
+data_root = "data/demo/biodiversity"
+train_loader, val_loader = data_loaders(
+    TargetDataset(data_root, "Train", transform=train_transform(64)),
+    TargetDataset(data_root, "Val"),
+    batch_size=8,
+    num_workers=2,
+)
+loss = CEDiceLoss()
+
+# knowledge distillation: the real settings (kd_alpha weights the supervised term)
+teacher_ckpt_path = "model_weights/demo/teacher/last.ckpt"
+kd_alpha = 0.7
+kd_temperature = 3.0
+kd_confidence_threshold = 0.5
+kd_warmup_epochs = 5
+
+# 5 warm-up + 20 KD epochs (the real schedule), cosine decay
+max_epoch = 25
+lr = 1e-3  # higher than the real 1e-4: the demo's schedule is a few hundred steps
+
+accelerator = "cpu"
+devices = 1
+precision = "32-true"
+deterministic = True
+
+
+def student() -> FTUNetFormer:
+    """The demo student: a Swin with 1-2 blocks per stage and 32-channel embedding."""
+    return FTUNetFormer(
+        backbone="swin_tiny_patch4_window7_224",
+        backbone_kwargs={"embed_dim": 32, "depths": [1, 1, 2, 1], "num_heads": [1, 2, 4, 8]},
+        decode_channels=32,
+        window_size=4,
+    )
+
+
+def optimisation(net: torch.nn.Module):
+    """(optimizer, lr_scheduler) for ``net``: AdamW, cosine decay per epoch."""
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=max_epoch, eta_min=3e-4
+    )

@@ -1,0 +1,1 @@
+"""Scoring prediction folders, figures, and the demo's report over seeds."""

@@ -1,0 +1,54 @@
+"""Writing files so that a crash, a kill or a full disk never leaves half of one behind."""
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+
+def temporary_name(path: Path) -> Path:
+    """The hidden ``.<name>.tmp`` beside ``path`` that a write goes to first. It has no image or
+    checkpoint extension, so no reader here takes it for a finished file."""
+    return path.with_name(f".{path.name}.tmp")
+
+
+def write_atomic(
+    path: str | os.PathLike, write: Callable[[Path], None], durable: bool = False
+) -> None:
+    """Call ``write(temporary_path)``, then rename the temporary file over ``path``.
+
+    Readers see the previous file or the new one, never a partial one. On any failure the temporary
+    file is removed and the previous file is left as it was. ``durable`` flushes the data and the
+    rename to disk (checkpoints: surviving a power cut is worth the fsync). The temporary file is in
+    the same folder, so the rename never crosses file systems.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(path)
+    try:
+        write(tmp)
+        if durable:
+            _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        _fsync(path.parent)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """``write_atomic`` for a text file (UTF-8)."""
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _fsync(path: Path) -> None:
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. folders on Windows; the data is written, durability is best effort
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,89 @@
+"""Checking a checkpoint before a run resumes from it."""
+
+import logging
+import os
+
+import torch
+from torch import nn
+
+from geoseg.errors import CheckpointError
+from geoseg.models.checkpoint import (
+    CHECKPOINT_KEY,
+    ModelSpec,
+    differing_arguments,
+    extract_state_dict,
+    read_checkpoint,
+)
+
+log = logging.getLogger(__name__)
+
+
+def check_resume_checkpoint(
+    path: str | os.PathLike,
+    net: nn.Module,
+    classes,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> None:
+    """Check that the training state in ``path`` fits ``net`` (and ``optimizer``) before resuming.
+
+    Resuming continues the very run that wrote the checkpoint: the model class, the class scheme,
+    every weight's name and shape and the optimizer's parameter groups must be the same. Otherwise
+    a CheckpointError says what differs (Lightning's own error would be a long key listing). Other
+    constructor arguments that leave the weights' shapes alone (e.g. dropout) only warn.
+    """
+    checkpoint = read_checkpoint(path, mmap=True)
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(
+            f"resume_ckpt_path {path}: not a training checkpoint (no 'state_dict' with the "
+            "optimizer and loop state); use pretrained_ckpt_path to initialise from weights alone"
+        )
+    problems = []
+    name = type(net).__name__
+    record = checkpoint.get(CHECKPOINT_KEY)
+    if isinstance(record, dict):
+        spec = ModelSpec.from_dict(record)
+        if spec.model_class != name:
+            problems.append(f"it holds a {spec.model_class}, the config's net is a {name}")
+        if tuple(spec.classes) != tuple(classes):
+            problems.append(
+                f"its {spec.num_classes} classes ({', '.join(spec.classes)}) differ from the "
+                f"config's {len(classes)} ({', '.join(classes)})"
+            )
+        init_args = getattr(net, "init_args", None)
+        if not problems and isinstance(init_args, dict):
+            differing = differing_arguments(init_args, spec.model_kwargs, skip=("pretrained",))
+            if differing:
+                log.warning(
+                    "resume_ckpt_path %s: the net was built with %s, the config's with %s",
+                    path,
+                    ", ".join(f"{k}={spec.model_kwargs.get(k)!r}" for k in differing),
+                    ", ".join(f"{k}={init_args.get(k)!r}" for k in differing),
+                )
+    if not problems:
+        state, own = extract_state_dict(checkpoint), net.state_dict()
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+        if missing or unexpected or mismatched:
+            problems.append(
+                f"its weights do not fit the config's {name}: {len(missing)} missing, "
+                f"{len(unexpected)} unexpected, {len(mismatched)} of another shape "
+                f"(first: {(mismatched + missing + unexpected)[0]})"
+            )
+    saved_groups = [len(group["params"]) for group in _param_groups(checkpoint)]
+    if not problems and optimizer is not None and saved_groups:
+        groups = [len(group["params"]) for group in optimizer.param_groups]
+        if groups != saved_groups:
+            problems.append(
+                f"its optimizer has parameter groups of {saved_groups} tensors, the config's "
+                f"optimizer {groups}"
+            )
+    if problems:
+        raise CheckpointError(
+            f"resume_ckpt_path {path}: {'; '.join(problems)}. Resume only the run that wrote it; "
+            "to start a new run from its weights, set pretrained_ckpt_path instead"
+        )
+
+
+def _param_groups(checkpoint: dict) -> list[dict]:
+    states = checkpoint.get("optimizer_states") or []
+    return list(states[0].get("param_groups", [])) if len(states) == 1 else []
