@@ -68,3 +68,27 @@ def test_another_seed_gives_other_weights(three_runs):
         if value.is_floating_point() and not torch.equal(value, other["state_dict"][key])
     ]
     assert len(differing) > len(first["state_dict"]) // 2
+
+
+def test_validation_loader_settings_do_not_change_the_training_batches(synthetic_root):
+    """Each loader of data_loaders has its own generator: iterating the validation loader (as
+    validation does, as often as it is configured to) leaves the training order alone."""
+    from geoseg.datasets import TargetDataset
+    from geoseg.training import data_loaders
+
+    def first_epochs(validate: bool) -> list[list[str]]:
+        torch.manual_seed(5)
+        train, val = data_loaders(
+            TargetDataset(synthetic_root, "Train"),
+            TargetDataset(synthetic_root, "Val"),
+            batch_size=4,
+            num_workers=0,
+        )
+        order = []
+        for _ in range(2):
+            order += [batch["img_id"] for batch in train]
+            if validate:
+                list(val)
+        return order
+
+    assert first_epochs(validate=False) == first_epochs(validate=True)

@@ -16,6 +16,9 @@ def data_loaders(
     ``val_datasets`` is one dataset or a dict name -> dataset (several validation sets; the first
     is the primary one). ``batch_size`` and ``num_workers`` are per device (per process under
     DDP); workers stay alive between epochs, and batches go to pinned memory when a GPU is there.
+    Each loader draws its shuffling and its workers' seeds from a generator of its own, seeded
+    from the run's seed: how often validation runs, or with how many workers, does not change
+    the training batches.
     """
     options = dict(
         batch_size=batch_size,
@@ -23,7 +26,13 @@ def data_loaders(
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
     )
-    train_loader = DataLoader(train_dataset, shuffle=True, drop_last=True, **options)
+    seed = torch.initial_seed()
+
+    def loader(dataset: Dataset, **kwargs) -> DataLoader:
+        generator = torch.Generator().manual_seed(seed)
+        return DataLoader(dataset, generator=generator, **options, **kwargs)
+
+    train_loader = loader(train_dataset, shuffle=True, drop_last=True)
     if isinstance(val_datasets, dict):
-        return train_loader, {name: DataLoader(d, **options) for name, d in val_datasets.items()}
-    return train_loader, DataLoader(val_datasets, **options)
+        return train_loader, {name: loader(d) for name, d in val_datasets.items()}
+    return train_loader, loader(val_datasets)
