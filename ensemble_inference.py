@@ -50,12 +50,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--checkpoint1",
         type=Path,
-        help=f"first member (default {WEIGHTS / MEMBERS[0] / 'last.ckpt'}, the baseline)",
+        help=f"first member (default {WEIGHTS / MEMBERS[0] / 'last.ckpt'}, the baseline, or "
+        f"{LEGACY_FOLDER / (MEMBERS[0] + '.ckpt')} where it exists)",
     )
     parser.add_argument(
         "--checkpoint2",
         type=Path,
-        help=f"second member (default {WEIGHTS / MEMBERS[1] / 'last.ckpt'}, step 2)",
+        help=f"second member (default {WEIGHTS / MEMBERS[1] / 'last.ckpt'}, step 2, or "
+        f"{LEGACY_FOLDER / (MEMBERS[1] + '.ckpt')} where it exists)",
     )
     parser.add_argument(
         "--checkpoints",

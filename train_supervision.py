@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 
 from geoseg.cli import run_script
 from geoseg.config import SUPERVISED_DEFAULTS, SUPERVISED_REQUIRED, load_config, parse_overrides
+from geoseg.errors import ConfigError
 from geoseg.training import SupervisedModule, train
 
 DEFAULT_SEED = 42
@@ -31,14 +32,18 @@ def run_stage(description: str, module_class=SupervisedModule, required=None, de
         nargs="+",
         default=[],
         metavar="NAME=VALUE",
-        help="override a config name the stage reads, e.g. weights_path=runs/seed_1/teacher "
-        "log_name=seed_1/teacher (paths, log name, hardware, deterministic)",
+        help="override a config name the stage reads, e.g. run_name=biodiversity/seed_2/teacher "
+        "(run name and output paths, checkpoints to start from, hardware, deterministic)",
     )
     args = parser.parse_args()
     pl.seed_everything(args.seed, workers=True)
     required = SUPERVISED_REQUIRED if required is None else required
     defaults = SUPERVISED_DEFAULTS if defaults is None else defaults
-    config = load_config(args.config, required, defaults, parse_overrides(args.set))
+    try:
+        overrides = parse_overrides(args.set)
+    except ConfigError as error:
+        raise ConfigError(f"--set {error}") from error
+    config = load_config(args.config, required, defaults, overrides)
     train(config, module_class)
 
 

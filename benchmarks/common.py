@@ -42,6 +42,16 @@ MODELS = {
 }
 # Names of earlier versions of this suite, still accepted on the command line.
 MODEL_ALIASES = {"seed": "recipe"}
+
+
+def model_name(text: str) -> str:
+    """An argparse type: a model name of MODELS (or an old alias of one)."""
+    name = MODEL_ALIASES.get(text, text)
+    if name not in MODELS:
+        raise ValueError(f"{text!r}: expected one of {', '.join(MODELS)}")
+    return name
+
+
 CONFIG_SIZES = {"recipe": (512, 2), "demo": (64, 8)}  # (img_size, batch_size) of their configs
 MIB = 2**20
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` and `geoseg` importable
+if __package__ in (None, ""):  # run as a script: make the `benchmarks` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import CONFIG_SIZES, MODELS, build, default_device, interleaved  # noqa: E402
+from benchmarks.common import CONFIG_SIZES, MODELS, build, default_device, interleaved, model_name  # noqa: E402
 from geoseg.losses import CEDiceLoss  # noqa: E402
 
 
@@ -66,7 +66,7 @@ def measure(kind: str, rounds: int, device: torch.device) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=sorted(MODELS), default="demo")
+    parser.add_argument("--model", type=model_name, default="demo", help=f"one of {list(MODELS)}")
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--device", default=default_device())
     parser.add_argument("--output", type=Path, help="JSON path (default benchmarks/results/...)")

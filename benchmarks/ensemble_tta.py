@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` and `geoseg` importable
+if __package__ in (None, ""):  # run as a script: make the `benchmarks` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import MODELS, build, default_device, interleaved  # noqa: E402
+from benchmarks.common import MODELS, build, default_device, interleaved, model_name  # noqa: E402
 from geoseg.inference import EnsemblePredictor  # noqa: E402
 from geoseg.inference.tta import FLIPS  # noqa: E402
 
@@ -113,7 +113,7 @@ def summary(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=MODELS, default="recipe")
+    parser.add_argument("--model", type=model_name, default="recipe", help=f"one of {list(MODELS)}")
     parser.add_argument("--images", type=int, default=2)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--device", default=default_device())

@@ -49,6 +49,7 @@ from benchmarks.common import (
     default_device,
     device_name,
     interleaved,
+    model_name,
     resolve_precision,
     synchronize,
 )
@@ -231,7 +232,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--rounds", type=int, help="timed rounds of the recipe student's steps (demo: 10x)"
     )
     parser.add_argument("--warmup", type=int, help="untimed rounds before them")
-    parser.add_argument("--tta-model", choices=MODELS, help="default: recipe on GPU, demo on CPU")
+    parser.add_argument(
+        "--tta-model", type=model_name, help="recipe or demo; default: recipe on GPU, demo on CPU"
+    )
     parser.add_argument("--tta-images", type=int, help="images timed (after one check image)")
     parser.add_argument("--tta-size", type=int, default=512)
     parser.add_argument("--workers", type=int, default=CONFIGURED_WORKERS)

@@ -153,7 +153,10 @@ def load_config(
             f"have built objects from them (loaders, optimizer, scheduler); edit the file instead. "
             f"Overridable: {', '.join(OVERRIDABLE)}"
         )
-    settings = {**names, **(overrides or {})}
+    overrides = overrides or {}
+    settings = {**names, **overrides}
+    if "run_name" in overrides:  # a run name given on the command line moves every output
+        settings = {k: v for k, v in settings.items() if k not in OUTPUT_NAMES or k in overrides}
     config = SimpleNamespace(**{**defaults, **settings})
     config.config_path = str(path)
     _derive_outputs(config, settings)
@@ -193,6 +196,11 @@ def _check_class_scheme(config: SimpleNamespace) -> None:
             f"{config.config_path}: num_classes = {config.num_classes} but classes names "
             f"{len(config.classes)}: {', '.join(config.classes)}"
         )
+    if config.palette is not None and len(config.palette) != len(config.classes):
+        raise ConfigError(
+            f"{config.config_path}: palette has {len(config.palette)} colours for "
+            f"{len(config.classes)} classes; give one (R, G, B) per class"
+        )
 
 
 def _execute(path: Path) -> types.ModuleType:
@@ -204,6 +212,10 @@ def _execute(path: Path) -> types.ModuleType:
         namespace = types.ModuleType(package)
         namespace.__path__ = [str(folder)]
         sys.modules[package] = namespace
+    # Shared blocks run afresh with every config: their objects belong to this load (its working
+    # folder, its seed), and an edited block is read again.
+    for name in [name for name in sys.modules if name.startswith(f"{package}.")]:
+        del sys.modules[name]
     module_name = f"{package}.{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)

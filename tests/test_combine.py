@@ -221,13 +221,13 @@ def test_bad_sources_are_clear_errors(sources, tmp_path):
 
 def test_output_overlapping_a_source_or_foreign_folder_is_refused(sources):
     target, oem, output = sources
-    with pytest.raises(DataError, match="overlaps --target-root"):
+    with pytest.raises(DataError, match="overlaps the target root"):
         plan_combined_dataset(CombineSettings(target, oem, target / "combined"))
-    with pytest.raises(DataError, match="overlaps --oem-root"):
+    with pytest.raises(DataError, match="overlaps the OpenEarthMap root"):
         plan_combined_dataset(CombineSettings(target, oem, oem / "out"))
     output.mkdir()
     (output / "my_notes.txt").write_text("precious")
-    with pytest.raises(DataError, match="not made by create_combined_dataset.py"):
+    with pytest.raises(DataError, match="not made by a combined-dataset build"):
         plan_combined_dataset(CombineSettings(target, oem, output))
     assert (output / "my_notes.txt").read_text() == "precious"
 

@@ -167,3 +167,27 @@ def test_overrides_of_names_objects_are_built_from_are_refused(tmp_path):
         load_config(path, overrides={"max_epoch": 3})
     with pytest.raises(ConfigError, match="expected NAME=VALUE"):
         parse_overrides(["weights_path"])
+
+
+def test_run_name_from_the_command_line_moves_outputs_the_file_set(tmp_path):
+    path = write(tmp_path, complete_config(weights_path="'fixed'", log_name="'fixed'"))
+    config = load_config(path, overrides={"run_name": "seeds/seed_2/x"})
+    assert (config.weights_path, config.log_name) == (
+        "model_weights/seeds/seed_2/x",
+        "seeds/seed_2/x",
+    )
+    config = load_config(path, overrides={"run_name": "r", "log_name": "mine"})
+    assert (config.weights_path, config.log_name) == ("model_weights/r", "mine")
+
+
+def test_palette_needs_one_colour_per_class(tmp_path):
+    with pytest.raises(ConfigError, match="palette has 2 colours for 6 classes"):
+        load_config(write(tmp_path, complete_config(palette="[(0, 0, 0), (1, 1, 1)]")))
+
+
+def test_shared_blocks_are_imported_relatively_and_run_afresh_for_every_config(tmp_path):
+    (tmp_path / "block.py").write_text("token = object()\nmax_epoch = 3\n")
+    path = write(tmp_path, complete_config(max_epoch="None") + "\nfrom .block import *\n")
+    first, second = load_config(path), load_config(path)
+    assert first.max_epoch == second.max_epoch == 3
+    assert first.token is not second.token

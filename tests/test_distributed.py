@@ -39,8 +39,10 @@ val_loader = DataLoader(TargetDataset("{data_root}", "Val"), batch_size={val_bat
 
 @pytest.mark.parametrize("num_replicas", [1, 2, 3, 4])
 @pytest.mark.parametrize("size", [4, 5, 7, 9])
-def test_every_index_exactly_once_over_the_processes(size, num_replicas):
-    loader = DataLoader(list(range(size)), batch_size=1)
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_every_index_exactly_once_over_the_processes(size, num_replicas, shuffle):
+    # a shuffled loader too: every process must split the same index list
+    loader = DataLoader(list(range(size)), batch_size=1, shuffle=shuffle)
     shards = [
         [int(batch) for batch in unpadded_eval_loaders(loader, num_replicas, rank)]
         for rank in range(num_replicas)

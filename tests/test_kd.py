@@ -84,7 +84,7 @@ def kd_module(teacher_path, **settings) -> KDModule:
 
 
 def reference_kd_loss(student, teacher, temperature, threshold, ignore):
-    """DESIGN.md's formula, one pixel at a time with math.exp/log (float64)."""
+    """The KD formula, one pixel at a time with math.exp/log (float64)."""
 
     def softmax(values, t):
         top = max(v / t for v in values)

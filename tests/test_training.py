@@ -110,4 +110,6 @@ def test_a_plain_loss_in_a_config_trains(synthetic_root, tmp_path, monkeypatch):
     trainer, module = train(config)
     assert trainer.current_epoch == 2 and trainer.global_step == 2 * STEPS_PER_EPOCH
     assert isinstance(module.loss, DiceLoss)
+    # the auxiliary head that no loss term reaches is frozen (DDP would stop on unused weights)
+    assert not any(p.requires_grad for p in module.net.decoder.aux_head.parameters())
     assert torch.isfinite(trainer.callback_metrics["train_loss_epoch"])

@@ -1,14 +1,13 @@
 """What the baseline and step 2 share: target data, student loss, KD settings and schedule.
 
 Not a stage config itself: student_target_only.py and step2_finetune_target_kd.py import it and
-add their student's initialisation, so that the two runs differ in nothing else.
+add their student (student.py) and its initialisation, so that the two runs differ in nothing else.
 """
 
 import torch
 
 from geoseg.datasets import TargetDataset, train_transform
 from geoseg.losses import CEDiceLoss
-from geoseg.models import FTUNetFormer
 from geoseg.training import data_loaders, param_groups
 
 # --- data: the target domain only ---------------------------------------------------------------
@@ -41,13 +40,8 @@ max_epoch = 25
 lr = 1e-4  # one rate for the whole network: the student is pretrained
 
 
-def student(pretrained: bool) -> FTUNetFormer:
-    """The student: FT-UNetFormer on Swin-Base; ``pretrained``: timm's ImageNet backbone."""
-    return FTUNetFormer(backbone="swin_base_patch4_window12_384", pretrained=pretrained)
-
-
-def optimisation(net: torch.nn.Module):
-    """(optimizer, lr_scheduler) for ``net``: AdamW, cosine decay per epoch."""
+def optimisation(net: torch.nn.Module, lr: float, max_epoch: int):
+    """(optimizer, lr_scheduler) for ``net``: AdamW, cosine decay per epoch to 3e-5."""
     optimizer = torch.optim.AdamW(param_groups(net, lr=lr, backbone_lr=lr, weight_decay=0.01))
     return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=max_epoch, eta_min=3e-5

@@ -14,7 +14,7 @@ from geoseg.datasets import BiodiversityCombinedDataset, TargetDataset, train_tr
 from geoseg.losses import CEDiceLoss
 from geoseg.training import data_loaders, param_groups
 
-from .kd_student import student
+from .student import student
 
 run_name = "biodiversity/student_pretrain_all"
 

@@ -9,10 +9,11 @@ in the initialisation, so comparing them measures step 1.
 """
 
 from .kd_student import *  # noqa: F403
-from .kd_student import optimisation, student
+from .kd_student import lr, max_epoch, optimisation
+from .student import student
 
 run_name = "biodiversity/student_ft_target_kd"
 
 net = student(pretrained=False)  # every weight comes from step 1:
 pretrained_ckpt_path = "model_weights/biodiversity/student_pretrain_all/last.ckpt"
-optimizer, lr_scheduler = optimisation(net)
+optimizer, lr_scheduler = optimisation(net, lr, max_epoch)

@@ -8,10 +8,11 @@ those of step 2 (kd_student.py); only the initialisation differs.
 """
 
 from .kd_student import *  # noqa: F403
-from .kd_student import optimisation, student
+from .kd_student import lr, max_epoch, optimisation
+from .student import student
 
 run_name = "biodiversity/student_target_only"
 
 # timm's ImageNet Swin-Base (downloaded once; offline: a local weights file path) and a new decoder
 net = student(pretrained=True)
-optimizer, lr_scheduler = optimisation(net)
+optimizer, lr_scheduler = optimisation(net, lr, max_epoch)

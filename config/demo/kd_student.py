@@ -1,11 +1,10 @@
 """What the demo baseline and demo step 2 share (config/biodiversity/kd_student.py at CPU size):
-target data, the demo student, loss, the real KD settings and schedule. Not a stage config."""
+target data, loss, the real KD settings and schedule. Not a stage config."""
 
 import torch
 
 from geoseg.datasets import TargetDataset, train_transform
 from geoseg.losses import CEDiceLoss
-from geoseg.models import FTUNetFormer
 from geoseg.training import data_loaders
 
 data_root = "data/demo/biodiversity"
@@ -34,18 +33,8 @@ precision = "32-true"
 deterministic = True
 
 
-def student() -> FTUNetFormer:
-    """The demo student: a Swin with 1-2 blocks per stage and 32-channel embedding."""
-    return FTUNetFormer(
-        backbone="swin_tiny_patch4_window7_224",
-        backbone_kwargs={"embed_dim": 32, "depths": [1, 1, 2, 1], "num_heads": [1, 2, 4, 8]},
-        decode_channels=32,
-        window_size=4,
-    )
-
-
-def optimisation(net: torch.nn.Module):
-    """(optimizer, lr_scheduler) for ``net``: AdamW, cosine decay per epoch."""
+def optimisation(net: torch.nn.Module, lr: float, max_epoch: int):
+    """(optimizer, lr_scheduler) for ``net``: AdamW, cosine decay per epoch to 3e-4."""
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
     return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=max_epoch, eta_min=3e-4

@@ -6,10 +6,11 @@ Needs: model_weights/demo/student_pretrain_all/last.ckpt (config/demo/step1_pret
 """
 
 from .kd_student import *  # noqa: F403
-from .kd_student import optimisation, student
+from .kd_student import lr, max_epoch, optimisation
+from .student import student
 
 run_name = "demo/student_ft_target_kd"
 
 net = student()  # every weight comes from step 1:
 pretrained_ckpt_path = "model_weights/demo/student_pretrain_all/last.ckpt"
-optimizer, lr_scheduler = optimisation(net)
+optimizer, lr_scheduler = optimisation(net, lr, max_epoch)

@@ -1,4 +1,4 @@
-"""The combined layout written by ``create_combined_dataset.py``, read with the target dataset's code."""
+"""The combined layout (target links + remapped OpenEarthMap tiles), read with the target dataset's code."""
 
 import os
 
@@ -36,5 +36,5 @@ class BiodiversityCombinedDataset(TargetDataset):
         if not self.img_ids:
             raise DataError(
                 f"{self.image_dir}: no tiles from {list(sources)} (names starting with {list(prefixes)}); "
-                "was it written by create_combined_dataset.py?"
+                "was it written by the combined-dataset build?"
             )

@@ -1,6 +1,6 @@
 """Building the combined layout: target tiles (linked) + OpenEarthMap tiles (converted, remapped).
 
-Output (``create_combined_dataset.py``)::
+Output::
 
     <output>/Train/images_png/target_<stem>.png -> link to <target>/Train/images_png/<stem>.png
     <output>/Train/masks_png/target_<stem>.png  -> link to <target>/Train/masks_png/<stem>.png
@@ -13,7 +13,7 @@ The build goes to a temporary sibling folder that replaces the output only once 
 interrupted run leaves the previous output intact, and a re-run leaves no stale files. Sources are
 only read.
 
-Links: every ``target_*`` link is relative and lands on the file as listed under ``--target-root``
+Links: every ``target_*`` link is relative and lands on the file as listed under the target root
 (folders resolved, the file itself not); a link that would land outside the target root is an
 error. A target file that is itself a link (data kept on other storage) is linked as it is and
 followed when read, as it would be in the target folder. Cleaning a previous build deletes links,
@@ -88,7 +88,7 @@ def plan_combined_dataset(settings: CombineSettings) -> CombinePlan:
     """Check the sources and the output folder, and select the tiles; writes nothing."""
     remap_lookup_table(settings.remap, settings.ignore_index)  # validates the table
     if settings.oem_scale <= 0:
-        raise DataError(f"--oem-scale must be positive, got {settings.oem_scale}")
+        raise DataError(f"oem_scale must be positive, got {settings.oem_scale}")
     _check_output_is_separate(settings)
     target = TargetDataset(settings.target_root, "Train")  # checks the folders and the pairing
     target_pairs = [(target.image_paths[s], target.mask_paths[s]) for s in target.img_ids]
@@ -116,7 +116,7 @@ def plan_combined_dataset(settings: CombineSettings) -> CombinePlan:
 
 
 def describe_plan(plan: CombinePlan) -> str:
-    """What a build would do, for ``--dry-run`` and the log."""
+    """What a build would do, for a dry run and the log."""
     s = plan.settings
     lines = [
         f"output: {s.output_root}"
@@ -280,7 +280,7 @@ def _link(source: Path, staging_dir: Path, final_dir: Path, root: Path) -> None:
     real_source = os.path.join(os.path.realpath(source.parent), source.name)
     real_root = os.path.realpath(root)
     if os.path.commonpath([real_source, real_root]) != real_root:
-        raise DataError(f"{source}: lies outside --target-root {root}; refusing to link to it")
+        raise DataError(f"{source}: lies outside the target root {root}; refusing to link to it")
     relative = os.path.relpath(real_source, os.path.realpath(final_dir))
     (staging_dir / f"{TARGET_PREFIX}{source.name}").symlink_to(relative)
 
@@ -316,8 +316,8 @@ def _check_output_is_separate(settings: CombineSettings) -> None:
     """The output must not overlap a source, and an existing output must be a previous build."""
     output = Path(os.path.abspath(settings.output_root))
     for name, source in (
-        ("--target-root", settings.target_root),
-        ("--oem-root", settings.oem_root),
+        ("the target root", settings.target_root),
+        ("the OpenEarthMap root", settings.oem_root),
     ):
         source = Path(os.path.abspath(source))
         if any(
@@ -325,14 +325,14 @@ def _check_output_is_separate(settings: CombineSettings) -> None:
             for a, b in ((output, source), (_real_folder(output), _real_folder(source)))
         ):
             raise DataError(
-                f"--output-root {settings.output_root} overlaps {name} {source}: the sources are "
+                f"output root {settings.output_root} overlaps {name} {source}: the sources are "
                 "never written to, so the output must be a separate folder"
             )
     if output.exists() and not (output / MANIFEST_NAME).is_file() and any(output.iterdir()):
         raise DataError(
             f"{settings.output_root}: exists, is not empty and was not made by "
-            f"create_combined_dataset.py (no {MANIFEST_NAME}); refusing to replace it. "
-            "Choose another --output-root or remove that folder yourself."
+            f"a combined-dataset build (no {MANIFEST_NAME}); refusing to replace it. "
+            "Choose another output root or remove that folder yourself."
         )
 
 

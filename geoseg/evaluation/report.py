@@ -1,7 +1,7 @@
 """The demo's results report over several seeds: rows as mean ± std, claims as paired differences.
 
 Layout read (one folder per seed, as ``make demo`` writes it):
-``<runs>/seed_<s>/predictions/<row>/metrics.json`` (``evaluation/model_metrics.py``) and the
+``<runs>/seed_<s>/predictions/<row>/metrics.json`` (folder scoring) and the
 prediction PNGs beside it; the KD runs' TensorBoard logs under ``<logs>/seed_<s>/<stage>/``.
 
 Verdict rule for a claim "A beats B", on the per-seed differences d_s = mIoU(A) - mIoU(B):
@@ -106,7 +106,7 @@ def load_seed_scores(runs: Path, seeds: Sequence[int], rows=DEMO_ROWS) -> dict[i
             else:
                 missing.append(str(path))
     if missing:
-        raise DataError(f"scores missing (run evaluation/model_metrics.py first): {missing}")
+        raise DataError(f"scores missing (score the prediction folders first): {missing}")
     return scores
 
 

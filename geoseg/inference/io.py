@@ -107,7 +107,7 @@ class BackgroundWriter:
 def pending_inputs(
     inputs: list[Path], output_dir: Path, save_rgb: bool, save_confidence: bool
 ) -> list[Path]:
-    """The inputs whose outputs are not all written yet (for --skip-existing)."""
+    """The inputs whose outputs are not all written yet (resuming an interrupted run)."""
     return [
         path
         for path in inputs

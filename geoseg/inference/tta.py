@@ -25,7 +25,7 @@ def parse_flips(text: str) -> tuple[str, ...]:
     flips = tuple(name.strip() for name in text.split(",") if name.strip())
     unknown = [name for name in flips if name not in FLIPS]
     if unknown or not flips:
-        raise ValueError(f"--flips {text!r}: expected a comma-separated subset of {list(FLIPS)}")
+        raise ValueError(f"flips {text!r}: expected a comma-separated subset of {list(FLIPS)}")
     return flips
 
 
@@ -34,9 +34,9 @@ def parse_scales(text: str) -> tuple[float, ...]:
     try:
         scales = tuple(float(value) for value in text.split(",") if value.strip())
     except ValueError as error:
-        raise ValueError(f"--scales {text!r}: expected comma-separated numbers") from error
+        raise ValueError(f"scales {text!r}: expected comma-separated numbers") from error
     if not scales or any(scale <= 0 for scale in scales):
-        raise ValueError(f"--scales {text!r}: expected positive numbers")
+        raise ValueError(f"scales {text!r}: expected positive numbers")
     return scales
 
 
@@ -129,7 +129,7 @@ class EnsemblePredictor:
         are blended with weights that fall linearly towards the tile borders, so no seam shows.
         """
         if not 0 <= overlap < tile_size:
-            raise ValueError(f"--overlap must be in [0, tile size {tile_size}), got {overlap}")
+            raise ValueError(f"overlap must be in [0, tile size {tile_size}), got {overlap}")
         batch, _, height, width = images.shape
         if height <= tile_size and width <= tile_size:
             return self.merged(images)

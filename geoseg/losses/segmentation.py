@@ -136,8 +136,9 @@ class DiceLoss(nn.Module):
 class CEDiceLoss(nn.Module):
     """ce_weight * CE + dice_weight * Dice on the main logits + aux_weight * CE on the aux logits.
 
-    ``output`` is the logits tensor, or ``(logits, aux_logits)`` as the models return in training
-    mode; the auxiliary head is supervised with cross-entropy only, as in UNetFormer.
+    ``output`` is the logits tensor, or ``(logits, aux_logits)`` from the network's
+    ``forward_with_aux``, which the training module calls because ``aux_weight`` is above 0; the
+    auxiliary head is supervised with cross-entropy only, as in UNetFormer.
     """
 
     def __init__(

@@ -435,16 +435,20 @@ class EncoderDecoder(nn.Module):
     def has_aux_head(self) -> bool:
         return self.decoder.aux_head is not None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, 3, H, W) on the native scale -> logits (B, K, H, W)."""
-        return self._forward(x, with_aux=False)[0]
+    def forward(
+        self, x: torch.Tensor, with_aux: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        """x: (B, 3, H, W) on the native scale -> logits (B, K, H, W); ``with_aux``: the pair
+        (logits, aux_logits), aux_logits None without an aux head."""
+        logits, aux = self._forward(x, with_aux=with_aux and self.has_aux_head)
+        return (logits, aux) if with_aux else logits
 
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(logits, aux_logits), both (B, K, H, W); aux_logits is None without an aux head.
+        """(logits, aux_logits) through ``__call__`` (so hooks and ``compile`` apply).
 
         The training module calls this when its loss also supervises the auxiliary head.
         """
-        return self._forward(x, with_aux=self.has_aux_head)
+        return self(x, with_aux=True)
 
     def _forward(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         h, w = x.shape[-2:]

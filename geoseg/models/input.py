@@ -8,6 +8,8 @@ for 8-bit RGB), and a checkpoint carries everything inference needs to feed the 
 import torch
 from torch import nn
 
+from geoseg.errors import ConfigError
+
 
 def check_normalization(normalization: dict | None) -> dict | None:
     """``{"mean": [...], "std": [...]}`` as plain lists of floats, or None (no normalisation)."""
@@ -17,12 +19,12 @@ def check_normalization(normalization: dict | None) -> dict | None:
         mean = [float(v) for v in normalization["mean"]]
         std = [float(v) for v in normalization["std"]]
     except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(
+        raise ConfigError(
             f"normalization={normalization!r}: expected dict(mean=[...], std=[...]), one number "
             "per band, on the images' own scale (0-255 for 8-bit RGB)"
         ) from error
     if len(mean) != len(std) or not mean or min(std) <= 0:
-        raise ValueError(
+        raise ConfigError(
             f"normalization={normalization!r}: mean and std need one value per band, std > 0"
         )
     return {"mean": mean, "std": std}

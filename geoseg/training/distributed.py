@@ -12,7 +12,13 @@ DDP's buffer broadcast happens at the first forward pass only, which every proce
 """
 
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSamplerWrapper
-from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
+from torch.utils.data import (
+    DataLoader,
+    DistributedSampler,
+    IterableDataset,
+    RandomSampler,
+    SequentialSampler,
+)
 
 from geoseg.errors import ConfigError
 
@@ -28,15 +34,25 @@ def unpadded_eval_loader(loader: DataLoader, num_replicas: int, rank: int) -> Da
         loader.dataset, IterableDataset
     ):
         return loader
+    if loader.batch_size is None:
+        raise ConfigError(
+            "a validation loader with its own batch_sampler cannot be split over processes "
+            "without repeats; give it batch_size= and a plain sampler"
+        )
     if len(loader.sampler) < num_replicas:
         raise ConfigError(
             f"a validation set of {len(loader.sampler)} samples cannot be split over "
             f"{num_replicas} processes: give it at least one sample per process"
         )
+    # Sequential and random samplers are read in dataset order: every process must split the same
+    # index list, and the order does not change a confusion matrix.
+    sampler = loader.sampler
+    if isinstance(sampler, (SequentialSampler, RandomSampler)):
+        sampler = SequentialSampler(loader.dataset)
     sampler = UnrepeatedDistributedSamplerWrapper(
-        loader.sampler, num_replicas=num_replicas, rank=rank, shuffle=False
+        sampler, num_replicas=num_replicas, rank=rank, shuffle=False
     )
-    return DataLoader(
+    return type(loader)(
         loader.dataset,
         batch_size=loader.batch_size,
         sampler=sampler,
@@ -50,6 +66,9 @@ def unpadded_eval_loader(loader: DataLoader, num_replicas: int, rank: int) -> Da
         generator=loader.generator,
         prefetch_factor=loader.prefetch_factor,
         persistent_workers=loader.persistent_workers,
+        pin_memory_device=loader.pin_memory_device,
+        # in_order: torch >= 2.6
+        **({"in_order": loader.in_order} if hasattr(loader, "in_order") else {}),
     )
 
 

@@ -30,16 +30,21 @@ KD_REQUIRED = (*SUPERVISED_REQUIRED, "teacher_ckpt_path")
 KD_DEFAULTS = {**SUPERVISED_DEFAULTS, **KD_SETTINGS}
 
 
-def load_teacher(path: str | os.PathLike, classes: tuple[str, ...]) -> nn.Module:
+def load_teacher(
+    path: str | os.PathLike, classes: tuple[str, ...], config_path: str | None = None
+) -> nn.Module:
     """Rebuild the teacher saved in ``path`` (any registered architecture), frozen and in eval mode.
 
     Its class scheme must be the student's: the KD loss compares the two class by class.
     """
     path = Path(path)
     if not path.is_file():
+        where = (
+            f" ({config_path}'s docstring names the stage that writes it)" if config_path else ""
+        )
         raise CheckpointError(
             f"{path}: teacher checkpoint not found; train the teacher with the supervised stage "
-            "first (the config's docstring names the stage that writes it)"
+            f"first{where}"
         )
     teacher, spec = load_model_and_spec(path)
     if tuple(spec.classes) != tuple(classes):
@@ -90,11 +95,13 @@ class KDModule(SupervisedModule):
     @classmethod
     def from_config(cls, config, **kwargs) -> "KDModule":
         """Build the module and load the teacher from a config loaded with KD_REQUIRED/KD_DEFAULTS."""
-        teacher = load_teacher(config.teacher_ckpt_path, tuple(config.classes))
+        teacher = load_teacher(config.teacher_ckpt_path, tuple(config.classes), config.config_path)
         settings = {name: getattr(config, name) for name in KD_SETTINGS}
         try:
             return super().from_config(config, teacher=teacher, **settings, **kwargs)
         except ConfigError as error:
+            if str(error).startswith(config.config_path):
+                raise
             raise ConfigError(f"{config.config_path}: {error}") from error
 
     @property

@@ -53,6 +53,12 @@ class SupervisedModule(pl.LightningModule):
             net, compile = original, compile or True
         self.net = compile_in_place(net, compile)
         self.loss = loss
+        self.uses_aux_head = bool(getattr(loss, "aux_weight", 0)) and getattr(
+            net, "has_aux_head", False
+        )
+        if getattr(net, "has_aux_head", False) and not self.uses_aux_head:
+            # Unused parameters would stop DDP at its second step: freeze the head the loss ignores.
+            net.decoder.aux_head.requires_grad_(False)
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.classes = tuple(classes)
@@ -108,7 +114,7 @@ class SupervisedModule(pl.LightningModule):
     def supervised_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward the batch; return (supervised loss, main logits (B, C, H, W))."""
         target = batch["gt_semantic_seg"]
-        if getattr(self.loss, "aux_weight", 0) and getattr(self.net, "has_aux_head", False):
+        if self.uses_aux_head:
             logits, aux_logits = self.net.forward_with_aux(batch["img"])
             return self.loss((logits, aux_logits), target), logits
         logits = self.net(batch["img"])
