@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from geoseg.datasets import CLASSES
+from geoseg.evaluation.report import cpu_model
 from geoseg.models import FTUNetFormer
 from geoseg.training import default_precision
 
@@ -71,14 +72,7 @@ def device_name(device: torch.device) -> str:
     """A readable name of the device: the GPU model, or the CPU model and its core count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = "CPU"
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        found = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
-        model = found.group(1).strip() if found else model
-    except OSError:
-        pass
-    return f"{model}, {torch.get_num_threads()} threads"
+    return f"{cpu_model()}, {torch.get_num_threads()} threads"
 
 
 def autocast_for(device: torch.device, precision: str):

@@ -35,6 +35,7 @@ from geoseg.evaluation.report import (
     judge_claims,
     kept_fraction_of_run,
     load_seed_scores,
+    mean_class_iou,
     render_markdown,
     seed_folder,
 )
@@ -95,14 +96,13 @@ def main() -> None:
 
     first = scores[args.seeds[0]]
     class_names = list(first[DEMO_ROWS[0].folder]["per_class"])
-    mean_iou = {}
-    for row in DEMO_ROWS:
-        per_class = []
-        for name in class_names:
-            ious = [scores[s][row.folder]["per_class"][name]["IoU"] for s in args.seeds]
-            ious = [iou for iou in ious if iou is not None]
-            per_class.append(float(np.mean(ious)) if ious else None)
-        mean_iou[row.label] = per_class
+    mean_iou = {
+        row.label: [
+            mean_class_iou([scores[s][row.folder] for s in args.seeds], name)
+            for name in class_names
+        ]
+        for row in DEMO_ROWS
+    }
     bars = render_grouped_bars(mean_iou, class_names, title="per-class IoU (%), mean over seeds")
     confusion = sum(np.asarray(scores[s][ENSEMBLE_ROW]["confusion_matrix"]) for s in args.seeds)
     images = list_files(args.data_root / args.split / "images_png")

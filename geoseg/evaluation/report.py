@@ -11,12 +11,16 @@ single seed, which cannot tell a difference from seed-to-seed noise.
 """
 
 import json
+import os
+import platform
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from geoseg.datasets.io import list_files, read_mask
 from geoseg.errors import DataError
@@ -208,6 +212,14 @@ def kept_fraction_of_run(log_dir: Path) -> float | None:
     return statistics.fmean(event.value for event in events.Scalars(KEPT_FRACTION_TAG))
 
 
+def mean_class_iou(entries: Sequence[dict], class_name: str) -> float | None:
+    """The mean IoU of ``class_name`` over metrics.json entries (one per seed), None where no
+    entry scored it."""
+    ious = [entry["per_class"][class_name]["IoU"] for entry in entries]
+    ious = [iou for iou in ious if iou is not None]
+    return statistics.fmean(ious) if ious else None
+
+
 def _pct(value: float) -> str:
     return f"{100 * value:.2f}"
 
@@ -245,9 +257,8 @@ def render_markdown(
             Spread(tuple(e["OA"] for e in entries)).format(),
         ]
         for name in class_names:
-            ious = [e["per_class"][name]["IoU"] for e in entries]
-            ious = [iou for iou in ious if iou is not None]
-            cells.append(_pct(statistics.fmean(ious)) if ious else "-")
+            iou = mean_class_iou(entries, name)
+            cells.append("-" if iou is None else _pct(iou))
         lines.append("| " + " | ".join(cells) + " |")
 
     lines += ["", "## The pipeline's claims", "", VERDICT_RULE, ""]
@@ -298,19 +309,16 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
-def describe_machine() -> str:
-    """The CPU model and core count, the GPU if there is one, and the torch version."""
-    import os
-    import platform
-    import re
-
-    import torch
-
-    cpu = platform.processor() or "CPU"
+def cpu_model() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what the platform reports."""
     try:
         found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
-        cpu = found.group(1).strip() if found else cpu
     except OSError:
-        pass
+        found = None
+    return found.group(1).strip() if found else platform.processor() or "CPU"
+
+
+def describe_machine() -> str:
+    """The CPU model and core count, the GPU if there is one, and the torch version."""
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} cores, {gpu}; torch {torch.__version__}"
+    return f"{cpu_model()}, {os.cpu_count()} cores, {gpu}; torch {torch.__version__}"
