@@ -113,3 +113,18 @@ def test_a_plain_loss_in_a_config_trains(synthetic_root, tmp_path, monkeypatch):
     # the auxiliary head that no loss term reaches is frozen (DDP would stop on unused weights)
     assert not any(p.requires_grad for p in module.net.decoder.aux_head.parameters())
     assert torch.isfinite(trainer.callback_metrics["train_loss_epoch"])
+
+
+def test_the_old_normalization_name_is_accepted_when_it_agrees_with_the_network(
+    synthetic_root, tmp_path
+):
+    from geoseg.errors import ConfigError
+    from geoseg.training import SupervisedModule
+
+    config_path = write_config(tmp_path / "old.py", data_root=synthetic_root, weights_path=tmp_path)
+    base = config_path.read_text() + "\nfrom geoseg.datasets import IMAGENET_NORMALIZATION\n"
+    config_path.write_text(base + "normalization = IMAGENET_NORMALIZATION\n")
+    SupervisedModule.from_config(load_config(config_path))
+    config_path.write_text(base + "normalization = {'mean': (0, 0, 0), 'std': (1, 1, 1)}\n")
+    with pytest.raises(ConfigError, match="old.py: normalization=.*differs from the network's own"):
+        SupervisedModule.from_config(load_config(config_path))

@@ -53,10 +53,9 @@ class SupervisedModule(pl.LightningModule):
             net, compile = original, compile or True
         self.net = compile_in_place(net, compile)
         self.loss = loss
-        self.uses_aux_head = bool(getattr(loss, "aux_weight", 0)) and getattr(
-            net, "has_aux_head", False
-        )
-        if getattr(net, "has_aux_head", False) and not self.uses_aux_head:
+        has_aux_head = getattr(net, "has_aux_head", False)
+        self.uses_aux_head = has_aux_head and bool(getattr(loss, "aux_weight", 0))
+        if has_aux_head and not self.uses_aux_head:
             # Unused parameters would stop DDP at its second step: freeze the head the loss ignores.
             net.decoder.aux_head.requires_grad_(False)
         self.optimizer = optimizer
