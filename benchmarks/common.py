@@ -33,7 +33,7 @@ from geoseg.training import default_precision
 # The recipe's student (config/biodiversity/*.py, step 1 and 2) and the demo's student
 # (config/demo/step1_pretrain_combined.py), with the image size and batch of their configs.
 MODELS = {
-    "recipe": dict(backbone="swin_base_patch4_window12_384", decode_channels=256),
+    "recipe": dict(),  # the published FT-UNetFormer: Swin-Base window 7, decoder 256
     "demo": dict(
         backbone="swin_tiny_patch4_window7_224",
         backbone_kwargs={"embed_dim": 32, "depths": [1, 1, 2, 1], "num_heads": [1, 2, 4, 8]},

@@ -7,7 +7,7 @@
 On the device it finds (or ``--device``), in the stages' default precision (bf16-mixed on GPUs that
 support it, 32-true otherwise; ``--precision``):
 
-- train: for the recipe's student (FT-UNetFormer, Swin-Base, decode 256) and the demo's student
+- train: for the recipe's student (the published FT-UNetFormer: Swin-Base, decoder 256) and the demo's student
   (config/demo/step1_pretrain_combined.py), random init: the supervised step (forward, CE + Dice,
   backward, AdamW) and the KD step with a teacher of the same size, and the forward + backward of
   the Swin backbone alone (the network's own ``net.backbone``, features_only), so that the
@@ -372,7 +372,7 @@ def format_table(report: dict) -> str:
     ]
     labels = {
         "backbone_fwd_bwd": "Swin backbone alone, fwd+bwd",
-        "model_fwd_bwd": "FT-UNetFormer fwd+bwd (CE+Dice, aux head)",
+        "model_fwd_bwd": "FT-UNetFormer fwd+bwd (CE+Dice)",
         "supervised_step": "supervised step (fwd+bwd+AdamW)",
         "kd_step": "KD step, same-size teacher",
     }

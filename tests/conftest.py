@@ -33,6 +33,7 @@ net = FTUNetFormer(
     backbone_kwargs=dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
     decode_channels=16,
     window_size=4,
+    aux_head=True,  # off in the published FT-UNetFormer; on here to train the auxiliary loss too
 )
 loss = CEDiceLoss(ignore_index=ignore_index)
 optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)

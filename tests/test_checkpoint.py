@@ -1,18 +1,15 @@
 """Initialising from checkpoints: Lightning or plain state dicts, reported mismatches, safe loading."""
 
 import logging
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from geoseg.classes import CLASSES, PALETTE
+from geoseg.classes import CLASSES
 from geoseg.errors import CheckpointError
 from geoseg.models import FTUNetFormer, load_model_and_spec, save_model
 from geoseg.models.checkpoint import load_pretrained_weights, read_checkpoint
-
-LEGACY = Path(__file__).parent / "data" / "legacy"
 
 
 class Tiny(nn.Module):
@@ -73,17 +70,28 @@ def test_missing_checkpoint(tmp_path):
         read_checkpoint(tmp_path / "gone.ckpt")
 
 
-@pytest.mark.parametrize("name", ["ftunetformer", "unetformer"])
-def test_checkpoint_written_before_the_network_owned_its_input_predicts_the_same(name):
-    """A checkpoint of the record's version 1 (normalisation beside the model arguments, no
-    palette) loads, takes the raw image and gives the logits it gave then (tests/data/legacy)."""
-    expected = torch.load(LEGACY / "expected.pt", weights_only=True)
-    net, spec = load_model_and_spec(LEGACY / f"{name}.ckpt")
-    assert spec.normalization == {"mean": [120.0, 110.0, 100.0], "std": [50.0, 55.0, 60.0]}
-    assert spec.palette == PALETTE and spec.classes == CLASSES
-    with torch.no_grad():
-        logits = net(expected["image"])
-    torch.testing.assert_close(logits, expected[f"{name}_logits"], rtol=0, atol=1e-5)
+def test_checkpoint_of_the_earlier_architecture_is_refused_naming_its_version(tmp_path, caplog):
+    """Records before version 3 hold this project's earlier decoder and Swin (architecture 1):
+    loading or initialising from them is refused, with the version named."""
+    net = FTUNetFormer(
+        num_classes=6,
+        backbone="swin_tiny_patch4_window7_224",
+        backbone_kwargs=dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
+        decode_channels=16,
+        window_size=4,
+    )
+    save_model(net, tmp_path / "old.ckpt", classes=CLASSES, ignore_index=255)
+    checkpoint = read_checkpoint(tmp_path / "old.ckpt")
+    checkpoint["geoseg"]["version"] = 2  # as the earlier release wrote it
+    del checkpoint["geoseg"]["architecture_version"]
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    message = (
+        r"old\.ckpt: holds a FTUNetFormer of architecture version 1; this release builds version 2"
+    )
+    with pytest.raises(CheckpointError, match=message):
+        load_model_and_spec(tmp_path / "old.ckpt")
+    with pytest.raises(CheckpointError, match=message):
+        load_pretrained_weights(net, tmp_path / "old.ckpt")
 
 
 def test_records_round_trip_with_version_and_palette(tmp_path):
@@ -98,7 +106,8 @@ def test_records_round_trip_with_version_and_palette(tmp_path):
     palette = ((1, 2, 3), (4, 5, 6), (7, 8, 9))
     save_model(net, tmp_path / "m.ckpt", classes=("a", "b", "c"), ignore_index=9, palette=palette)
     record = read_checkpoint(tmp_path / "m.ckpt")["geoseg"]
-    assert record["version"] == 2 and "normalization" not in record
+    assert record["version"] == 3 and record["architecture_version"] == 2
+    assert "normalization" not in record
     assert record["model_kwargs"]["normalization"] == {
         "mean": [1.0, 2.0, 3.0],
         "std": [4.0, 5.0, 6.0],

@@ -298,6 +298,30 @@ def test_two_architectures_mix_and_metrics_run_on_the_output(tmp_path):
     assert "OA" in result.stdout and "100.00" in result.stdout
 
 
+def test_an_imported_geoseg_checkpoint_runs_beside_a_native_one(tmp_path):
+    from geoseg.models.import_geoseg import import_geoseg_checkpoint
+
+    geoseg = REPO_ROOT / "tests" / "data" / "geoseg" / "unetformer_geoseg.ckpt"
+    imported = tmp_path / "geoseg_unetformer.ckpt"
+    import_geoseg_checkpoint(geoseg, imported, arch="unetformer", backbone="test_resnet")
+    native = save(tiny_ftunetformer(seed=3).eval(), tmp_path / "native.ckpt")
+    sizes = [(64, 96), (50, 70)]
+    inputs = write_inputs(tmp_path / "in", sizes)
+    run_cli(
+        "--input-dir", inputs, "--output-dir", tmp_path / "out", "--checkpoints", native, imported,
+        "--scales", "1.0", "--flips", "none",
+    )  # fmt: skip
+    members = [load_model(native), load_model(imported)]
+    for index, size in enumerate(sizes):
+        image = random_image(*size, index)
+        mean_logits = sum(plain_logits(net, image) for net in members) / 2
+        pred = torch.from_numpy(read_mask(tmp_path / "out" / f"tile_{index:03d}.png")).long()
+        assert (pred == mean_logits.argmax(1)[0]).float().mean() > 0.99
+        # both members matter: the ensemble is neither of them alone
+        for net in members:
+            assert (pred != plain_logits(net, image).argmax(1)[0]).any()
+
+
 def test_bad_inputs_are_clear_errors(tmp_path):
     # Subprocesses see only the project's own architectures.
     good = save(tiny_ftunetformer().eval(), tmp_path / "six.ckpt")

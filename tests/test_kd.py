@@ -3,6 +3,7 @@
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -300,6 +301,23 @@ def test_teacher_normalises_the_raw_batch_with_its_own_statistics(tmp_path):
     rgb = torch.randint(0, 256, (1, 3, 32, 32)).float()
     module.teacher_logits(rgb)
     torch.testing.assert_close(seen[0], rgb / 255.0, atol=1e-6, rtol=0)
+
+
+def test_an_imported_geoseg_checkpoint_teaches_with_its_reference_logits(tmp_path):
+    """A GeoSeg FT-UNetFormer, converted once, is a teacher that gives GeoSeg's logits for the
+    raw 0-255 image (it applies GeoSeg's ImageNet normalisation itself)."""
+    from geoseg.classes import IMAGENET_NORMALIZATION
+    from geoseg.models.import_geoseg import import_geoseg_checkpoint
+
+    fixtures = Path(__file__).parent / "data" / "geoseg"
+    teacher = tmp_path / "geoseg_teacher.ckpt"
+    import_geoseg_checkpoint(fixtures / "ft_unetformer_geoseg.ckpt", teacher, arch="ft_unetformer")
+    module = kd_module(teacher)
+    reference = torch.load(fixtures / "ft_unetformer_io.pt", weights_only=True)
+    mean = torch.tensor(IMAGENET_NORMALIZATION["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_NORMALIZATION["std"]).view(1, 3, 1, 1)
+    logits = module.teacher_logits(reference["input"] * std + mean)
+    torch.testing.assert_close(logits, reference["logits"], rtol=0, atol=1e-4)
 
 
 def test_teacher_with_other_classes_is_a_clear_error(tmp_path):

@@ -19,10 +19,11 @@ train_loader, val_loader = data_loaders(
     batch_size=2,  # per GPU, as step 1
     num_workers=4,
 )
-loss = CEDiceLoss()  # the supervised term: CE + Dice, plus 0.4 x CE on the auxiliary head
+loss = CEDiceLoss()  # the supervised term: CE + Dice (FT-UNetFormer has no auxiliary head)
 
 # --- knowledge distillation ---------------------------------------------------------------------
-teacher_ckpt_path = "model_weights/biodiversity/teacher/last.ckpt"  # frozen, any architecture
+# frozen, any architecture; a GeoSeg teacher once converted by python -m geoseg.models.import_geoseg
+teacher_ckpt_path = "model_weights/biodiversity/teacher/last.ckpt"
 # loss = kd_alpha x supervised + (1 - kd_alpha) x KD: alpha weights the SUPERVISED term.
 # Range 0.5-0.8: lower leans on the teacher.
 kd_alpha = 0.7

@@ -31,10 +31,10 @@ train_loader, val_loader = data_loaders(
     num_workers=4,
 )
 
-# --- model: the student of step 2, from timm's ImageNet Swin-Base (downloaded once; offline: a
-# local weights file path) and a new decoder
+# --- model: the student of step 2, its Swin-Base from student.BACKBONE_WEIGHTS (timm's ImageNet
+# weights or GeoSeg's stseg_base.pth), a new decoder
 net = student(pretrained=True)
-loss = CEDiceLoss()  # CE + Dice on the logits, plus 0.4 x CE on the auxiliary head
+loss = CEDiceLoss()  # CE + Dice (+ 0.4 x CE on an auxiliary head: FT-UNetFormer has none)
 
 # --- optimisation -------------------------------------------------------------------------------
 max_epoch = 50

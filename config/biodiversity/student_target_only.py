@@ -13,6 +13,6 @@ from .student import student
 
 run_name = "biodiversity/student_target_only"
 
-# timm's ImageNet Swin-Base (downloaded once; offline: a local weights file path) and a new decoder
+# Swin-Base from student.BACKBONE_WEIGHTS (timm's ImageNet weights or GeoSeg's stseg_base.pth)
 net = student(pretrained=True)
 optimizer, lr_scheduler = optimisation(net, lr, max_epoch)

@@ -25,9 +25,11 @@ train_loader, val_loader = data_loaders(
     num_workers=4,  # per GPU
 )
 
-# --- model: timm's ImageNet Swin-Large (downloaded once; offline: a local weights file path) ----
+# --- model: timm's ImageNet Swin-Large window 12 (downloaded once; offline: a local file of that
+# model's weights). A teacher trained in GeoSeg needs no training here: convert its checkpoint with
+# `python -m geoseg.models.import_geoseg` and point teacher_ckpt_path (kd_student.py) at the output
 net = FTUNetFormer(backbone="swin_large_patch4_window12_384", pretrained=True)
-loss = CEDiceLoss()  # CE + Dice on the logits, plus 0.4 x CE on the auxiliary head
+loss = CEDiceLoss()  # CE + Dice (+ 0.4 x CE on an auxiliary head: FT-UNetFormer has none)
 
 # --- optimisation: AdamW, cosine decay per epoch ------------------------------------------------
 max_epoch = 45

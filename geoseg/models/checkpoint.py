@@ -19,6 +19,7 @@ from torch import nn
 from geoseg.classes import default_palette
 from geoseg.errors import CheckpointError, preview
 from geoseg.files import write_atomic
+from geoseg.models.geoseg_format import from_published_layouts, is_geoseg_state
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +27,10 @@ log = logging.getLogger(__name__)
 NET_PREFIX = "net."
 # The plain-Python model record written next to the weights.
 CHECKPOINT_KEY = "geoseg"
-# Version 2: the network applies its own input normalisation (``model_kwargs["normalization"]``)
-# and the record carries the palette. Version 1 records (no "version") kept the normalisation
-# beside the model arguments; they load as version 2.
-RECORD_VERSION = 2
+# Version 3 names the network's architecture version (its layer layout, see
+# ``EncoderDecoder.architecture_version``); earlier records hold architecture version 1, which
+# this release refuses with that message.
+RECORD_VERSION = 3
 
 # class name -> class of every network a checkpoint can name (filled by ``register_model``)
 MODEL_REGISTRY: dict[str, type[nn.Module]] = {}
@@ -74,6 +75,7 @@ class ModelSpec:
     classes: tuple[str, ...]
     ignore_index: int
     palette: tuple[tuple[int, int, int], ...] = field(default=())
+    architecture_version: int = 1
 
     @property
     def num_classes(self) -> int:
@@ -98,8 +100,6 @@ class ModelSpec:
                 "update geoseg"
             )
         kwargs = dict(record["model_kwargs"])
-        if version == 1 and "normalization" in record:
-            kwargs["normalization"] = record["normalization"]
         classes = tuple(record["classes"])
         palette = record.get("palette") or default_palette(len(classes))
         return cls(
@@ -108,7 +108,30 @@ class ModelSpec:
             classes=classes,
             ignore_index=int(record["ignore_index"]),
             palette=tuple(tuple(int(c) for c in colour) for colour in palette),
+            architecture_version=int(record.get("architecture_version", 1)),
         )
+
+    def check_architecture(self, path) -> type[nn.Module]:
+        """The registered class of this record, which must build its architecture version."""
+        cls = MODEL_REGISTRY.get(self.model_class)
+        if cls is None:
+            raise CheckpointError(
+                f"{path}: unknown model class '{self.model_class}'; "
+                f"known: {', '.join(MODEL_REGISTRY)}"
+            )
+        built = getattr(cls, "architecture_version", 1)
+        if self.architecture_version != built:
+            raise CheckpointError(
+                f"{path}: holds a {self.model_class} of architecture version "
+                f"{self.architecture_version}; this release builds version {built}"
+                + (
+                    " (the published network's layers; version 1 was this project's earlier "
+                    "decoder and Swin). Retrain it, or load it with a release before the change"
+                    if self.architecture_version == 1
+                    else ""
+                )
+            )
+        return cls
 
 
 def describe_model(net: nn.Module, classes, ignore_index: int, palette=None) -> ModelSpec:
@@ -122,7 +145,8 @@ def describe_model(net: nn.Module, classes, ignore_index: int, palette=None) -> 
         )
     classes = tuple(classes)
     palette = tuple(palette) if palette is not None else default_palette(len(classes))
-    return ModelSpec(name, dict(net.init_args), classes, int(ignore_index), palette)
+    version = getattr(type(net), "architecture_version", 1)
+    return ModelSpec(name, dict(net.init_args), classes, int(ignore_index), palette, version)
 
 
 # --- reading and writing -------------------------------------------------------------------------
@@ -172,15 +196,16 @@ def extract_state_dict(checkpoint: dict) -> dict[str, torch.Tensor]:
 def read_model_spec(checkpoint: dict, path: str | os.PathLike) -> ModelSpec:
     """The ModelSpec recorded in ``checkpoint`` (read from ``path``), or a CheckpointError."""
     if CHECKPOINT_KEY not in checkpoint:
-        raise CheckpointError(
-            f"{path}: no '{CHECKPOINT_KEY}' model record; only checkpoints written by this project's "
-            "training stages can be rebuilt without a config"
+        hint = (
+            "it looks like a GeoSeg checkpoint: convert it once with `python -m "
+            f"geoseg.models.import_geoseg {path} OUT.ckpt` (see --help for class names)"
+            if isinstance(checkpoint, dict) and is_geoseg_state(extract_state_dict(checkpoint))
+            else "only checkpoints written by this project's training stages can be rebuilt "
+            "without a config"
         )
+        raise CheckpointError(f"{path}: no '{CHECKPOINT_KEY}' model record; {hint}")
     spec = ModelSpec.from_dict(checkpoint[CHECKPOINT_KEY])
-    if spec.model_class not in MODEL_REGISTRY:
-        raise CheckpointError(
-            f"{path}: unknown model class '{spec.model_class}'; known: {', '.join(MODEL_REGISTRY)}"
-        )
+    spec.check_architecture(path)
     return spec
 
 
@@ -190,7 +215,7 @@ def load_model_and_spec(
     """Rebuild the network saved in ``path`` in eval mode, with the ModelSpec it was saved with."""
     checkpoint = read_checkpoint(path)
     spec = read_model_spec(checkpoint, path)
-    net = MODEL_REGISTRY[spec.model_class](**spec.model_kwargs)
+    net = spec.check_architecture(path)(**spec.model_kwargs)
     try:
         net.load_state_dict(extract_state_dict(checkpoint), strict=True)
     except RuntimeError as error:
@@ -233,9 +258,10 @@ def load_pretrained_weights(net: nn.Module, path: str | os.PathLike) -> dict[str
         raise CheckpointError(f"{path}: holds a {type(checkpoint).__name__}, not a state dict")
     if isinstance(checkpoint.get(CHECKPOINT_KEY), dict):
         _check_same_architecture(net, ModelSpec.from_dict(checkpoint[CHECKPOINT_KEY]), path)
-    state = extract_state_dict(checkpoint)
+    state, left_out = from_published_layouts(extract_state_dict(checkpoint))
     own = net.state_dict()
     state, backbone_only = _map_backbone_only(net, state, own)
+    backbone_only = backbone_only or all(key.startswith("backbone.") for key in state)
     mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     loadable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not loadable:
@@ -253,7 +279,7 @@ def load_pretrained_weights(net: nn.Module, path: str | os.PathLike) -> dict[str
     log.log(
         logging.INFO if complete else logging.WARNING,
         "initialised %s from %s%s: %d of %d weights loaded; %d missing, %d unexpected, "
-        "%d shape-mismatched%s",
+        "%d shape-mismatched%s%s",
         type(net).__name__,
         path,
         " (backbone weights only, mapped onto net.backbone)" if backbone_only else "",
@@ -263,6 +289,9 @@ def load_pretrained_weights(net: nn.Module, path: str | os.PathLike) -> dict[str
         len(report["unexpected"]),
         len(report["mismatched"]),
         "".join(f"\n  {kind}: {preview(keys, limit=8)}" for kind, keys in report.items() if keys),
+        f"\n  left out (derived buffers, heads of other networks): {preview(left_out, limit=8)}"
+        if left_out
+        else "",
     )
     return report
 
@@ -270,6 +299,7 @@ def load_pretrained_weights(net: nn.Module, path: str | os.PathLike) -> dict[str
 def _check_same_architecture(net: nn.Module, spec: ModelSpec, path) -> None:
     """A checkpoint of another model class is an error; other constructor arguments a warning."""
     name = type(net).__name__
+    spec.check_architecture(path)
     if spec.model_class != name:
         raise CheckpointError(
             f"{path}: holds a {spec.model_class} but the config's net is a {name}; "

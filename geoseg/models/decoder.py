@@ -15,12 +15,13 @@ from typing import Any
 import timm
 import torch
 import torch.nn.functional as F
-from timm.layers import Format
+from timm.layers import ConvMlp, Format
 from torch import nn
 
 from geoseg.classes import IMAGENET_NORMALIZATION, NUM_CLASSES
 from geoseg.models.checkpoint import as_plain
 from geoseg.models.input import InputNormalization, check_normalization
+from geoseg.models.swin import relative_position_index
 
 __all__ = [
     "ConvBN",
@@ -38,18 +39,23 @@ __all__ = [
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad x: (..., H, W) at the bottom and right up to multiples of `multiple`.
+    """Pad x: (..., H, W) at the bottom and right up to multiples of `multiple` (see pad_end)."""
+    h, w = x.shape[-2:]
+    return pad_end(x, bottom=-h % multiple, right=-w % multiple)
+
+
+def pad_end(x: torch.Tensor, bottom: int = 0, right: int = 0) -> torch.Tensor:
+    """Pad x: (..., H, W) by ``bottom`` rows and ``right`` columns, reflecting the content.
 
     Reflect padding keeps image statistics continuous at the border; it needs the pad to be
-    smaller than the side, so a side too short to reflect (e.g. a 1x1 deep feature map) is
-    replicated instead.
+    smaller than the side, so a side too short to reflect (e.g. a 1x1 deep feature map, where the
+    published network fails) is replicated instead.
     """
     h, w = x.shape[-2:]
-    pad_h, pad_w = -h % multiple, -w % multiple
-    if pad_w:
-        x = F.pad(x, (0, pad_w, 0, 0), mode="reflect") if pad_w < w else _replicate(x, pad_w, -1)
-    if pad_h:
-        x = F.pad(x, (0, 0, 0, pad_h), mode="reflect") if pad_h < h else _replicate(x, pad_h, -2)
+    if right:
+        x = F.pad(x, (0, right, 0, 0), mode="reflect") if right < w else _replicate(x, right, -1)
+    if bottom:
+        x = F.pad(x, (0, 0, 0, bottom), mode="reflect") if bottom < h else _replicate(x, bottom, -2)
     return x
 
 
@@ -67,39 +73,50 @@ def _replicate(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
 
 
 class ConvBN(nn.Sequential):
-    """k x k conv (no bias) + BatchNorm: (B, C_in, H, W) -> (B, C_out, H, W)."""
+    """k x k conv (no bias) + BatchNorm: (B, C_in, H, W) -> (B, C_out, H, W), k odd."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, padding="same", bias=False),
+            nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
             nn.BatchNorm2d(out_channels),
         )
 
 
 class ConvBNReLU(nn.Sequential):
-    """k x k conv (no bias) + BatchNorm + ReLU: (B, C_in, H, W) -> (B, C_out, H, W)."""
+    """k x k conv (no bias) + BatchNorm + ReLU6: (B, C_in, H, W) -> (B, C_out, H, W), k odd."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, padding="same", bias=False),
+            nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
             nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
+            nn.ReLU6(),
         )
 
 
 class SeparableConvBN(nn.Sequential):
-    """Depthwise k x k conv + BN + pointwise 1x1 conv: (B, C_in, H, W) -> (B, C_out, H, W)."""
+    """Depthwise k x k conv, pointwise 1x1 conv and a BatchNorm, no biases.
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
-        # explicit (asymmetric for even k, e.g. k = window_size) zero padding keeps the size;
-        # padding="same" would copy the input and warn for even kernels
-        before, after = (kernel_size - 1) // 2, kernel_size // 2
-        super().__init__(
-            nn.ZeroPad2d((before, after, before, after)),
-            nn.Conv2d(in_channels, in_channels, kernel_size, groups=in_channels, bias=False),
-            nn.BatchNorm2d(in_channels),
-            nn.Conv2d(in_channels, out_channels, 1, bias=False),
+    Zero padding (k - 1) // 2 on each side: the size is kept for odd k and shrinks by one for
+    even k (the caller pads first). ``norm_last``: depthwise, pointwise, BN (FT-UNetFormer);
+    otherwise depthwise, BN, pointwise (UNetFormer).
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, norm_last: bool
+    ) -> None:
+        depthwise = nn.Conv2d(
+            in_channels,
+            in_channels,
+            kernel_size,
+            padding=(kernel_size - 1) // 2,
+            groups=in_channels,
+            bias=False,
         )
+        pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        if norm_last:
+            super().__init__(depthwise, pointwise, nn.BatchNorm2d(out_channels))
+        else:
+            super().__init__(depthwise, nn.BatchNorm2d(in_channels), pointwise)
 
 
 # --- global-local Transformer block ----------------------------------------------------------
@@ -109,32 +126,32 @@ class GlobalLocalAttention(nn.Module):
     """Global-local attention: (B, C, H, W) -> (B, C, H, W), any H and W.
 
     Local branch: 3x3 conv+BN plus 1x1 conv+BN. Global branch: multi-head self-attention inside
-    non-overlapping windows (relative position bias), then the cross-shaped window context
-    interaction (horizontal plus vertical average pooling across window borders). The sum of the
-    two branches goes through a depthwise-separable projection.
+    non-overlapping windows (relative position bias; the map is reflect-padded to whole windows),
+    then the cross-shaped window context: vertical plus horizontal average pooling over one
+    window length. The sum of both branches goes through a depthwise-separable projection whose
+    window-size kernel is even, hence the one extra row and column reflected before it.
     """
 
-    def __init__(self, dim: int, num_heads: int = 8, window_size: int = 8) -> None:
+    def __init__(self, dim: int, num_heads: int, window_size: int, norm_last: bool = False) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim={dim} must be divisible by num_heads={num_heads}")
+        if window_size % 2:
+            raise ValueError(f"window_size={window_size} must be even")
         self.num_heads = num_heads
         self.window_size = window_size
-        self.local3 = ConvBN(dim, dim, 3)
-        self.local1 = ConvBN(dim, dim, 1)
+        self.local_3x3 = ConvBN(dim, dim, 3)
+        self.local_1x1 = ConvBN(dim, dim, 1)
         self.qkv = nn.Conv2d(dim, 3 * dim, 1, bias=False)
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros((2 * window_size - 1) ** 2, num_heads)
         )
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-        coords = torch.stack(
-            torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing="ij")
-        ).flatten(1)  # (2, N)
-        relative = coords[:, :, None] - coords[:, None, :] + window_size - 1  # (2, N, N), >= 0
-        index = relative[0] * (2 * window_size - 1) + relative[1]
         # derived from window_size, so kept out of the state dict
-        self.register_buffer("relative_position_index", index, persistent=False)
-        self.proj = SeparableConvBN(dim, dim, window_size)
+        self.register_buffer(
+            "relative_position_index", relative_position_index(window_size), persistent=False
+        )
+        self.proj = SeparableConvBN(dim, dim, window_size, norm_last)
 
     def relative_position_bias(self) -> torch.Tensor:
         """Additive attention bias: (num_heads, N, N) with N = window_size**2."""
@@ -156,34 +173,42 @@ class GlobalLocalAttention(nn.Module):
         return out.reshape(b, c, h, w)
 
     def cross_window_context(self, x: torch.Tensor) -> torch.Tensor:
-        """Horizontal + vertical average pooling (stride 1, window-long): (B, C, H, W) -> same."""
+        """Vertical + horizontal window-long average pooling, stride 1: (B, C, H, W) -> same.
+
+        One row (column) is reflected at the end and (ws/2 - 1) zeros pad each side, so the
+        window-long even kernel keeps the size; zeros count in the average.
+        """
         ws = self.window_size
-        before, after = (ws - 1) // 2, ws // 2
-        horizontal = F.avg_pool2d(F.pad(x, (before, after, 0, 0), mode="reflect"), (1, ws), 1)
-        vertical = F.avg_pool2d(F.pad(x, (0, 0, before, after), mode="reflect"), (ws, 1), 1)
-        return horizontal + vertical
+        pad = ws // 2 - 1
+        vertical = F.avg_pool2d(pad_end(x, bottom=1), (ws, 1), 1, padding=(pad, 0))
+        horizontal = F.avg_pool2d(pad_end(x, right=1), (1, ws), 1, padding=(0, pad))
+        return vertical + horizontal
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, C, H, W)."""
         h, w = x.shape[-2:]
-        local = self.local3(x) + self.local1(x)
-        padded = pad_to_multiple(x, self.window_size)
-        global_ = self.cross_window_context(self.window_attention(padded))[..., :h, :w]
-        return self.proj(global_ + local)
+        local = self.local_3x3(x) + self.local_1x1(x)
+        global_ = self.window_attention(pad_to_multiple(x, self.window_size))[..., :h, :w]
+        out = self.cross_window_context(global_) + local
+        return self.proj(pad_end(out, bottom=1, right=1))
 
 
 class GlobalLocalBlock(nn.Module):
     """GLTB: x + attn(norm(x)), then x + mlp(norm(x)); (B, C, H, W) -> (B, C, H, W)."""
 
     def __init__(
-        self, dim: int, num_heads: int = 8, window_size: int = 8, mlp_ratio: float = 4.0
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int,
+        norm_last: bool = False,
+        mlp_ratio: float = 4.0,
     ) -> None:
         super().__init__()
-        hidden = int(dim * mlp_ratio)
         self.norm1 = nn.BatchNorm2d(dim)
-        self.attn = GlobalLocalAttention(dim, num_heads, window_size)
+        self.attn = GlobalLocalAttention(dim, num_heads, window_size, norm_last)
         self.norm2 = nn.BatchNorm2d(dim)
-        self.mlp = nn.Sequential(nn.Conv2d(dim, hidden, 1), nn.GELU(), nn.Conv2d(hidden, dim, 1))
+        self.mlp = ConvMlp(dim, int(dim * mlp_ratio), act_layer=nn.ReLU6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, C, H, W)."""
@@ -198,12 +223,20 @@ class WeightedFusion(nn.Module):
     """WF: w0 * proj(skip) + w1 * up(x), w >= 0 summing to 1, then 3x3 ConvBNReLU.
 
     x: (B, C, h, w) decoder feature, skip: (B, C_skip, H, W) encoder feature -> (B, C, H, W).
+    The skip projection is a 3x3 conv + BN with ``skip_conv_bn`` (FT-UNetFormer), else a 1x1
+    conv (UNetFormer).
     """
 
-    def __init__(self, skip_channels: int, channels: int, eps: float = 1e-8) -> None:
+    def __init__(
+        self, skip_channels: int, channels: int, skip_conv_bn: bool = False, eps: float = 1e-8
+    ) -> None:
         super().__init__()
         self.eps = eps
-        self.skip_proj = nn.Conv2d(skip_channels, channels, 1, bias=False)
+        self.skip_proj = (
+            ConvBN(skip_channels, channels, 3)
+            if skip_conv_bn
+            else nn.Sequential(nn.Conv2d(skip_channels, channels, 1, bias=False))
+        )
         self.weights = nn.Parameter(torch.ones(2))
         self.post_conv = ConvBNReLU(channels, channels, 3)
 
@@ -215,7 +248,7 @@ class WeightedFusion(nn.Module):
     def mix(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         """Weighted sum before the conv: x (B, C, h, w), skip (B, C_skip, H, W) -> (B, C, H, W)."""
         w = self.fusion_weights()
-        # to the skip's exact size: x2 when the input was padded to a multiple of 32
+        # to the skip's exact size: x2, as the input was padded to a multiple of 32
         up = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
         return w[0] * self.skip_proj(skip) + w[1] * up
 
@@ -230,28 +263,29 @@ class FeatureRefinementHead(nn.Module):
     x: (B, C, h, w) decoder feature, skip: (B, C_skip, H, W) res1 -> (B, C, H, W).
     """
 
-    def __init__(self, skip_channels: int, channels: int) -> None:
+    def __init__(self, skip_channels: int, channels: int, fine_tuned_layout: bool) -> None:
         super().__init__()
-        self.fuse = WeightedFusion(skip_channels, channels)
-        self.spatial = nn.Sequential(
+        if channels < 16:
+            raise ValueError(f"decode_channels={channels}: the channel attention needs >= 16")
+        self.fuse = WeightedFusion(skip_channels, channels, skip_conv_bn=fine_tuned_layout)
+        self.spatial_attention = nn.Sequential(
             nn.Conv2d(channels, channels, 3, padding=1, groups=channels), nn.Sigmoid()
         )
-        reduced = max(channels // 16, 4)
-        self.channel = nn.Sequential(
+        self.channel_attention = nn.Sequential(
             nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(channels, reduced, 1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(reduced, channels, 1),
+            nn.Conv2d(channels, channels // 16, 1, bias=False),
+            nn.ReLU6(),
+            nn.Conv2d(channels // 16, channels, 1, bias=False),
             nn.Sigmoid(),
         )
         self.shortcut = ConvBN(channels, channels, 1)
-        self.proj = SeparableConvBN(channels, channels, 3)
-        self.act = nn.ReLU(inplace=True)
+        self.proj = SeparableConvBN(channels, channels, 3, norm_last=fine_tuned_layout)
+        self.act = nn.ReLU6()
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         """x (B, C, h, w), skip (B, C_skip, H, W) -> (B, C, H, W)."""
         x = self.fuse(x, skip)
-        refined = self.spatial(x) * x + self.channel(x) * x
+        refined = self.spatial_attention(x) * x + self.channel_attention(x) * x
         return self.act(self.proj(refined) + self.shortcut(x))
 
 
@@ -262,8 +296,10 @@ class UNetFormerDecoder(nn.Module):
     """UNetFormer decoder: features at strides 4, 8, 16, 32 -> logits (B, num_classes, H/4, W/4).
 
     res4 -> 1x1 ConvBN -> GLTB -> WF(res3) -> GLTB -> WF(res2) -> GLTB -> FRH(res1) -> head.
-    With `aux_head`, `forward(..., with_aux=True)` also returns auxiliary logits at stride 4 from
-    the sum of the three GLTB outputs.
+    ``fine_tuned_layout`` builds FT-UNetFormer's variant: 3x3 conv + BN on the skip features and
+    BN after the pointwise conv of the separable projections. With ``aux_head``,
+    ``forward(..., with_aux=True)`` also returns auxiliary logits at stride 4 from the sum of the
+    three GLTB outputs.
     """
 
     def __init__(
@@ -271,11 +307,12 @@ class UNetFormerDecoder(nn.Module):
         encoder_channels: Sequence[int],
         *,
         num_classes: int,
-        decode_channels: int = 64,
-        window_size: int = 8,
-        num_heads: int = 8,
-        dropout: float = 0.1,
-        aux_head: bool = True,
+        decode_channels: int,
+        window_size: int,
+        num_heads: int,
+        dropout: float,
+        aux_head: bool,
+        fine_tuned_layout: bool,
     ) -> None:
         super().__init__()
         if len(encoder_channels) != 4:
@@ -283,20 +320,20 @@ class UNetFormerDecoder(nn.Module):
                 f"expected 4 encoder feature channels (strides 4..32), got {list(encoder_channels)}"
             )
         c1, c2, c3, c4 = encoder_channels
-        dc = decode_channels
+        dc, ft = decode_channels, fine_tuned_layout
         self.pre_conv = ConvBN(c4, dc, 1)
-        self.block4 = GlobalLocalBlock(dc, num_heads, window_size)
-        self.fuse3 = WeightedFusion(c3, dc)
-        self.block3 = GlobalLocalBlock(dc, num_heads, window_size)
-        self.fuse2 = WeightedFusion(c2, dc)
-        self.block2 = GlobalLocalBlock(dc, num_heads, window_size)
-        self.refine = FeatureRefinementHead(c1, dc)
+        self.block4 = GlobalLocalBlock(dc, num_heads, window_size, norm_last=ft)
+        self.fuse3 = WeightedFusion(c3, dc, skip_conv_bn=ft)
+        self.block3 = GlobalLocalBlock(dc, num_heads, window_size, norm_last=ft)
+        self.fuse2 = WeightedFusion(c2, dc, skip_conv_bn=ft)
+        self.block2 = GlobalLocalBlock(dc, num_heads, window_size, norm_last=ft)
+        self.refine = FeatureRefinementHead(c1, dc, fine_tuned_layout=ft)
         self.head = nn.Sequential(
-            ConvBNReLU(dc, dc, 3), nn.Dropout2d(dropout), nn.Conv2d(dc, num_classes, 1)
+            ConvBNReLU(dc, dc, 3), nn.Dropout2d(dropout), nn.Conv2d(dc, num_classes, 1, bias=False)
         )
         self.aux_head = (
             nn.Sequential(
-                ConvBNReLU(dc, dc, 3), nn.Dropout2d(dropout), nn.Conv2d(dc, num_classes, 1)
+                ConvBNReLU(dc, dc, 3), nn.Dropout(0.1), nn.Conv2d(dc, num_classes, 1, bias=False)
             )
             if aux_head
             else None
@@ -315,9 +352,11 @@ class UNetFormerDecoder(nn.Module):
             return logits
         if self.aux_head is None:
             raise RuntimeError("auxiliary logits requested but the decoder has no aux_head")
-        size = res1.shape[-2:]
-        context = sum(
-            F.interpolate(h, size=size, mode="bilinear", align_corners=False) for h in (h4, h3, h2)
+        size = h2.shape[-2:]
+        context = (
+            F.interpolate(h4, size=size, mode="bilinear", align_corners=True)
+            + F.interpolate(h3, size=size, mode="bilinear", align_corners=True)
+            + h2
         )
         return logits, self.aux_head(context)
 
@@ -352,23 +391,29 @@ def create_backbone(
 
 
 class EncoderDecoder(nn.Module):
-    """timm backbone -> UNetFormer decoder, any input size: (B, 3, H, W) -> (B, K, H, W).
+    """Backbone -> UNetFormer decoder, any input size: (B, 3, H, W) -> (B, K, H, W).
 
     The input is on its native scale (0-255 RGB): the network applies its own ``normalization``
     (mean/std per band, ImageNet's by default; None for inputs normalised beforehand).
     ``forward_with_aux`` also returns the auxiliary head's logits (``aux_head``). ``pretrained`` is
-    False, True (timm's ImageNet weights) or a local weights file of the backbone.
+    False, True (the backbone's published ImageNet weights) or a local weights file of the backbone.
 
-    Subclasses choose the backbone: ``default_backbone`` and ``default_decode_channels`` fill
-    those arguments when they are left out, ``out_indices`` picks the backbone's stride 4, 8, 16,
-    32 stages and ``backbone_defaults`` are extra timm kwargs (the user's ``backbone_kwargs``
-    override them). ``init_args`` holds the constructor arguments as plain values, ``pretrained``
-    recorded as False, so ``type(net)(**net.init_args)`` rebuilds the architecture for a
-    checkpoint's weights.
+    Subclasses set ``defaults`` (the backbone, decode_channels, num_heads, dropout and aux_head of
+    the published network, used for arguments left out) and ``fine_tuned_layout`` (the decoder
+    variant), and may override ``build_backbone`` (a timm ``features_only`` model here, its stride
+    4, 8, 16, 32 stages picked by ``out_indices``, with ``backbone_defaults`` as extra timm kwargs
+    that the user's ``backbone_kwargs`` override). Inputs are padded to a multiple of 32; at such
+    sizes the logits are those of the published network with the same weights.
+
+    ``init_args`` holds the constructor arguments as plain values, ``pretrained`` recorded as
+    False, so ``type(net)(**net.init_args)`` rebuilds the architecture for a checkpoint's weights.
+    ``architecture_version`` names the layer layout; checkpoints record it.
     """
 
-    default_backbone: str
-    default_decode_channels: int
+    # 1: this project's own decoder (before it followed the published networks); 2: published
+    architecture_version = 2
+    defaults: dict[str, Any]
+    fine_tuned_layout = False
     out_indices: tuple[int, ...] | None = None
     backbone_defaults: dict[str, Any] = {}
 
@@ -381,41 +426,41 @@ class EncoderDecoder(nn.Module):
         backbone_kwargs: dict | None = None,
         decode_channels: int | None = None,
         window_size: int = 8,
-        dropout: float = 0.1,
-        aux_head: bool = True,
+        num_heads: int | None = None,
+        dropout: float | None = None,
+        aux_head: bool | None = None,
         normalization: dict | None = IMAGENET_NORMALIZATION,
     ) -> None:
         super().__init__()
-        backbone = backbone or self.default_backbone
-        decode_channels = decode_channels or self.default_decode_channels
+        given = dict(
+            backbone=backbone,
+            decode_channels=decode_channels,
+            num_heads=num_heads,
+            dropout=dropout,
+            aux_head=aux_head,
+        )
+        args = {key: self.defaults[key] if value is None else value for key, value in given.items()}
         backbone_kwargs = dict(backbone_kwargs or {})
         normalization = check_normalization(normalization)
         self.init_args: dict[str, Any] = as_plain(
             dict(
                 num_classes=num_classes,
-                backbone=backbone,
                 pretrained=False,
                 backbone_kwargs=backbone_kwargs,
-                decode_channels=decode_channels,
                 window_size=window_size,
-                dropout=dropout,
-                aux_head=aux_head,
                 normalization=normalization,
+                **args,
             ),
             "init_args",
         )
         self.input_normalization = InputNormalization(normalization)
-        self.backbone = create_backbone(
-            backbone,
-            pretrained=pretrained,
-            out_indices=self.out_indices,
-            **{**self.backbone_defaults, **backbone_kwargs},
+        self.backbone, channels, reductions = self.build_backbone(
+            args["backbone"], pretrained, backbone_kwargs
         )
-        reductions = list(self.backbone.feature_info.reduction())
-        if reductions != [4, 8, 16, 32]:
+        if list(reductions) != [4, 8, 16, 32]:
             raise ValueError(
-                f"backbone {backbone!r} with out_indices={self.out_indices} gives feature strides "
-                f"{reductions}; the UNetFormer decoder needs [4, 8, 16, 32]"
+                f"backbone {args['backbone']!r} gives feature strides {list(reductions)}; the "
+                "UNetFormer decoder needs [4, 8, 16, 32]"
             )
         # the input must divide down to the coarsest feature map without rounding
         self.size_divisor = max(reductions)
@@ -423,13 +468,27 @@ class EncoderDecoder(nn.Module):
         fmt = getattr(self.backbone, "output_fmt", Format.NCHW)
         self.features_nhwc = Format(fmt) is Format.NHWC
         self.decoder = UNetFormerDecoder(
-            self.backbone.feature_info.channels(),
+            channels,
             num_classes=num_classes,
-            decode_channels=decode_channels,
+            decode_channels=args["decode_channels"],
             window_size=window_size,
-            dropout=dropout,
-            aux_head=aux_head,
+            num_heads=args["num_heads"],
+            dropout=args["dropout"],
+            aux_head=args["aux_head"],
+            fine_tuned_layout=self.fine_tuned_layout,
         )
+
+    def build_backbone(
+        self, name: str, pretrained: bool | str, kwargs: dict
+    ) -> tuple[nn.Module, list[int], list[int]]:
+        """(backbone, its 4 feature channels, their strides): a timm ``features_only`` model."""
+        backbone = create_backbone(
+            name,
+            pretrained=pretrained,
+            out_indices=self.out_indices,
+            **{**self.backbone_defaults, **kwargs},
+        )
+        return backbone, backbone.feature_info.channels(), backbone.feature_info.reduction()
 
     @property
     def has_aux_head(self) -> bool:

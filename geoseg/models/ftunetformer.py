@@ -1,7 +1,10 @@
-"""FTUNetFormer: a timm Swin Transformer backbone with the UNetFormer decoder."""
+"""FT-UNetFormer: a Swin Transformer backbone with the UNetFormer decoder (Wang et al., 2022)."""
+
+from torch import nn
 
 from geoseg.models.checkpoint import register_model
 from geoseg.models.decoder import EncoderDecoder
+from geoseg.models.swin import SWIN_PRESETS, SwinTransformer, load_swin_weights
 
 __all__ = ["FTUNetFormer"]
 
@@ -10,14 +13,32 @@ __all__ = ["FTUNetFormer"]
 class FTUNetFormer(EncoderDecoder):
     """Swin backbone + UNetFormer decoder: image (B, 3, H, W) -> logits (B, K, H, W), any H, W.
 
-    Default backbone Swin-Base (window 12, 384) with a 256-channel decoder; the arguments are
-    those of ``EncoderDecoder``.
+    The published network by default: Swin-Base window 7, a 256-channel decoder with 16 heads,
+    dropout 0.2, no auxiliary head. ``backbone`` names a Swin preset (timm's model names, e.g.
+    ``swin_base_patch4_window7_224``); ``backbone_kwargs`` override its embed_dim, depths,
+    num_heads, window_size or drop_path_rate. ``pretrained`` is True (timm's ImageNet weights of
+    that model, downloaded once) or a local file: a timm or original Swin state dict, or GeoSeg's
+    ``stseg_base.pth``. The other arguments are those of ``EncoderDecoder``.
     """
 
-    default_backbone = "swin_base_patch4_window12_384"
-    default_decode_channels = 256
-    # Swin's four stages are strides 4, 8, 16, 32
-    out_indices = (0, 1, 2, 3)
-    # timm's Swin fixes the image size by default; these accept any multiple of 32. Its
-    # features come out NHWC (timm reports it in `output_fmt`, which EncoderDecoder reads)
-    backbone_defaults = {"strict_img_size": False, "dynamic_img_size": True}
+    defaults = dict(
+        backbone="swin_base_patch4_window7_224",
+        decode_channels=256,
+        num_heads=16,
+        dropout=0.2,
+        aux_head=False,
+    )
+    fine_tuned_layout = True
+
+    def build_backbone(
+        self, name: str, pretrained: bool | str, kwargs: dict
+    ) -> tuple[nn.Module, list[int], list[int]]:
+        if name not in SWIN_PRESETS:
+            raise ValueError(
+                f"FTUNetFormer backbone {name!r}: expected a Swin, one of {sorted(SWIN_PRESETS)}; "
+                "other timm backbones go with UNetFormer"
+            )
+        backbone = SwinTransformer(**{**SWIN_PRESETS[name], **kwargs})
+        if pretrained:
+            load_swin_weights(backbone, pretrained, name)
+        return backbone, backbone.channels, list(backbone.reductions)

@@ -10,11 +10,12 @@ __all__ = ["UNetFormer"]
 class UNetFormer(EncoderDecoder):
     """CNN backbone + UNetFormer decoder: image (B, 3, H, W) -> logits (B, K, H, W), any H, W.
 
-    Default backbone ResNet-18 with a 64-channel decoder; the arguments are those of
-    ``EncoderDecoder``.
+    The published network by default: ResNet-18, a 64-channel decoder with 8 heads, dropout 0.1
+    and the auxiliary head. The arguments are those of ``EncoderDecoder``.
     """
 
-    default_backbone = "resnet18"
-    default_decode_channels = 64
+    defaults = dict(
+        backbone="resnet18", decode_channels=64, num_heads=8, dropout=0.1, aux_head=True
+    )
     # timm CNN feature index 0 is the stride-2 stem; 1..4 are the stride 4..32 stages
     out_indices = (1, 2, 3, 4)
