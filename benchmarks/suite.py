@@ -7,10 +7,10 @@
 On the device it finds (or ``--device``), in the stages' default precision (bf16-mixed on GPUs that
 support it, 32-true otherwise; ``--precision``):
 
-- train: for the recipe's student (the published FT-UNetFormer: Swin-Base, decoder 256) and the demo's student
-  (config/demo/step1_pretrain_combined.py), random init: the supervised step (forward, CE + Dice,
-  backward, AdamW) and the KD step with a teacher of the same size, and the forward + backward of
-  the Swin backbone alone (the network's own ``net.backbone``, features_only), so that the
+- train: for the recipe's student (the published FT-UNetFormer: Swin-Base, decoder 256) and the
+  demo's student (config/demo/step1_pretrain_combined.py), random init: the supervised step
+  (forward, CE + Dice, backward, AdamW) and the KD step with a teacher of the same size, and the
+  forward + backward of the Swin backbone alone (the network's own ``net.backbone``), so that the
   decoder's overhead is a ratio. The three run interleaved; the network's forward + backward is
   timed inside the supervised step.
 - tta: ``benchmarks/ensemble_tta.py``: 2 models x 3 scales x 3 flips, the predictor against the

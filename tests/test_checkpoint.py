@@ -10,6 +10,7 @@ from geoseg.classes import CLASSES
 from geoseg.errors import CheckpointError
 from geoseg.models import FTUNetFormer, load_model_and_spec, save_model
 from geoseg.models.checkpoint import load_pretrained_weights, read_checkpoint
+from geoseg.training.resume import check_resume_checkpoint
 
 
 class Tiny(nn.Module):
@@ -92,6 +93,8 @@ def test_checkpoint_of_the_earlier_architecture_is_refused_naming_its_version(tm
         load_model_and_spec(tmp_path / "old.ckpt")
     with pytest.raises(CheckpointError, match=message):
         load_pretrained_weights(net, tmp_path / "old.ckpt")
+    with pytest.raises(CheckpointError, match="resume_ckpt_path .*architecture version 1"):
+        check_resume_checkpoint(tmp_path / "old.ckpt", net, CLASSES)
 
 
 def test_records_round_trip_with_version_and_palette(tmp_path):

@@ -6,6 +6,7 @@ weights of tiny-width variants in GeoSeg's checkpoint layout, an input and the l
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -42,7 +43,8 @@ def reference_outputs(arch: str) -> dict:
 
 def network_from_geoseg(arch: str, **overrides) -> torch.nn.Module:
     """The project's network with the fixture's weights, normalisation off as in GeoSeg's forward."""
-    state, _ = from_published_layouts(extract_state_dict(read_checkpoint(geoseg_checkpoint(arch))))
+    state = extract_state_dict(read_checkpoint(geoseg_checkpoint(arch)))
+    state, _ = from_published_layouts(state, swin_backbone=arch == "ft_unetformer")
     name, kwargs = geoseg_model_arguments(state, backbone=UNET_BACKBONE)
     net = MODELS[arch](**{**kwargs, "normalization": None, **overrides})
     assert type(net).__name__ == name
@@ -68,9 +70,22 @@ def test_same_logits_as_the_reference_implementation(arch):
         assert aux is None and not net.has_aux_head
 
 
+@pytest.mark.parametrize("arch", MODELS)
+def test_same_logits_as_the_reference_at_an_odd_size_and_batch_of_two(arch):
+    """157 x 254: the reference lets its backbone round up to 160 x 256 and stretches the logits
+    back; the same here (further from a multiple of 32 the reference fails, this pads instead)."""
+    reference = torch.load(FIXTURES / "odd_size_io.pt", weights_only=True)
+    x = (reference["pixels"].float() - 128) / 64
+    with torch.no_grad():
+        logits = network_from_geoseg(arch)(x)
+    assert logits.shape == (2, 6, 157, 254)
+    expected = reference[f"{arch}_logits_every_4th"]
+    torch.testing.assert_close(logits[..., ::4, ::4], expected, rtol=0, atol=1e-5)
+
+
 def test_inferred_arguments_are_the_published_ones():
     state, left_out = from_published_layouts(
-        extract_state_dict(read_checkpoint(geoseg_checkpoint("ft_unetformer")))
+        extract_state_dict(read_checkpoint(geoseg_checkpoint("ft_unetformer"))), swin_backbone=True
     )
     assert geoseg_model_arguments(state, backbone="unused") == (
         "FTUNetFormer",
@@ -140,6 +155,15 @@ def test_import_refuses_what_does_not_fit(tmp_path):
     message = str(error.value)
     assert "decoder.fuse2.post_conv.1.bias" in message and "decoder.extra.weight" in message
     assert not out.exists()
+
+
+def test_import_names_the_classes_it_assumes_and_the_backbone_it_needs(tmp_path, caplog):
+    out = tmp_path / "out.ckpt"
+    with caplog.at_level(logging.WARNING):
+        import_main([str(geoseg_checkpoint("ft_unetformer")), str(out)])
+    assert "this project's class names (other, forest" in caplog.text and "--classes" in caplog.text
+    with pytest.raises(CheckpointError, match=r"is its CNN not 'resnet18'\? .*--backbone"):
+        import_main([str(geoseg_checkpoint("unetformer")), str(tmp_path / "unet.ckpt")])
 
 
 def test_a_geoseg_checkpoint_without_record_points_at_the_importer():

@@ -20,6 +20,7 @@ from geoseg.classes import default_palette
 from geoseg.errors import CheckpointError, preview
 from geoseg.files import write_atomic
 from geoseg.models.geoseg_format import from_published_layouts, is_geoseg_state
+from geoseg.models.swin import SwinTransformer
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +216,7 @@ def load_model_and_spec(
     """Rebuild the network saved in ``path`` in eval mode, with the ModelSpec it was saved with."""
     checkpoint = read_checkpoint(path)
     spec = read_model_spec(checkpoint, path)
-    net = spec.check_architecture(path)(**spec.model_kwargs)
+    net = MODEL_REGISTRY[spec.model_class](**spec.model_kwargs)
     try:
         net.load_state_dict(extract_state_dict(checkpoint), strict=True)
     except RuntimeError as error:
@@ -258,7 +259,8 @@ def load_pretrained_weights(net: nn.Module, path: str | os.PathLike) -> dict[str
         raise CheckpointError(f"{path}: holds a {type(checkpoint).__name__}, not a state dict")
     if isinstance(checkpoint.get(CHECKPOINT_KEY), dict):
         _check_same_architecture(net, ModelSpec.from_dict(checkpoint[CHECKPOINT_KEY]), path)
-    state, left_out = from_published_layouts(extract_state_dict(checkpoint))
+    swin = isinstance(getattr(net, "backbone", None), SwinTransformer)
+    state, left_out = from_published_layouts(extract_state_dict(checkpoint), swin_backbone=swin)
     own = net.state_dict()
     state, backbone_only = _map_backbone_only(net, state, own)
     backbone_only = backbone_only or all(key.startswith("backbone.") for key in state)

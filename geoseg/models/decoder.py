@@ -1,8 +1,9 @@
 """The UNetFormer decoder family (Wang et al., ISPRS J. P&RS 2022) and the encoder-decoder base.
 
 Layout: building blocks, global-local attention and its Transformer block, weighted fusion, the
-feature refinement head, the decoder, then `EncoderDecoder`, which wires a timm backbone to the
-decoder and handles any input size. `FTUNetFormer` and `UNetFormer` only choose the backbone.
+feature refinement head, the decoder, then `EncoderDecoder`, which wires a backbone to the decoder
+and handles any input size. `FTUNetFormer` (Swin) and `UNetFormer` (a timm CNN) choose the backbone,
+the decoder variant and the published defaults.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import timm
 import torch
 import torch.nn.functional as F
-from timm.layers import ConvMlp, Format
+from timm.layers import ConvMlp
 from torch import nn
 
 from geoseg.classes import IMAGENET_NORMALIZATION, NUM_CLASSES
@@ -401,9 +402,8 @@ class EncoderDecoder(nn.Module):
     Subclasses set ``defaults`` (the backbone, decode_channels, num_heads, dropout and aux_head of
     the published network, used for arguments left out) and ``fine_tuned_layout`` (the decoder
     variant), and may override ``build_backbone`` (a timm ``features_only`` model here, its stride
-    4, 8, 16, 32 stages picked by ``out_indices``, with ``backbone_defaults`` as extra timm kwargs
-    that the user's ``backbone_kwargs`` override). Inputs are padded to a multiple of 32; at such
-    sizes the logits are those of the published network with the same weights.
+    4, 8, 16, 32 stages picked by ``out_indices``, ``backbone_kwargs`` passed to timm). Wherever
+    the published network runs, the logits are its logits with the same weights (see ``_forward``).
 
     ``init_args`` holds the constructor arguments as plain values, ``pretrained`` recorded as
     False, so ``type(net)(**net.init_args)`` rebuilds the architecture for a checkpoint's weights.
@@ -415,7 +415,6 @@ class EncoderDecoder(nn.Module):
     defaults: dict[str, Any]
     fine_tuned_layout = False
     out_indices: tuple[int, ...] | None = None
-    backbone_defaults: dict[str, Any] = {}
 
     def __init__(
         self,
@@ -464,9 +463,6 @@ class EncoderDecoder(nn.Module):
             )
         # the input must divide down to the coarsest feature map without rounding
         self.size_divisor = max(reductions)
-        # timm reports its feature layout (Swin: NHWC; ConvNets and some Swin variants: NCHW)
-        fmt = getattr(self.backbone, "output_fmt", Format.NCHW)
-        self.features_nhwc = Format(fmt) is Format.NHWC
         self.decoder = UNetFormerDecoder(
             channels,
             num_classes=num_classes,
@@ -483,10 +479,7 @@ class EncoderDecoder(nn.Module):
     ) -> tuple[nn.Module, list[int], list[int]]:
         """(backbone, its 4 feature channels, their strides): a timm ``features_only`` model."""
         backbone = create_backbone(
-            name,
-            pretrained=pretrained,
-            out_indices=self.out_indices,
-            **{**self.backbone_defaults, **kwargs},
+            name, pretrained=pretrained, out_indices=self.out_indices, **kwargs
         )
         return backbone, backbone.feature_info.channels(), backbone.feature_info.reduction()
 
@@ -511,15 +504,20 @@ class EncoderDecoder(nn.Module):
 
     def _forward(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         h, w = x.shape[-2:]
-        x = pad_to_multiple(self.input_normalization(x), self.size_divisor)
-        features = self.backbone(x)
-        if self.features_nhwc:
-            features = [f.permute(0, 3, 1, 2) for f in features]
-        outputs = self.decoder(features, with_aux=with_aux)
+        x = self.input_normalization(x)
+        # Within 3 pixels of a multiple of 32 the published networks run: the backbone rounds up
+        # (Swin pads whole patches, strided convs round up) and the logits are stretched to the
+        # input, as here. Further off they fail; here the input is reflect-padded to a multiple
+        # of 32 and the logits, upsampled to the padded size so pixels stay aligned, are cropped.
+        d = self.size_divisor
+        backbone_rounds = -h % d < 4 and -w % d < 4
+        if not backbone_rounds:
+            x = pad_to_multiple(x, d)
+        outputs = self.decoder(self.backbone(x), with_aux=with_aux)
         outputs = outputs if with_aux else (outputs,)
-        # upsample to the padded size first so pixels stay aligned, then crop the padding off
+        size = (h, w) if backbone_rounds else x.shape[-2:]
         logits, *aux = (
-            F.interpolate(o, size=x.shape[-2:], mode="bilinear", align_corners=False)[..., :h, :w]
+            F.interpolate(o, size=size, mode="bilinear", align_corners=False)[..., :h, :w]
             for o in outputs
         )
         return logits, (aux[0] if aux else None)

@@ -15,7 +15,7 @@ class FTUNetFormer(EncoderDecoder):
 
     The published network by default: Swin-Base window 7, a 256-channel decoder with 16 heads,
     dropout 0.2, no auxiliary head. ``backbone`` names a Swin preset (timm's model names, e.g.
-    ``swin_base_patch4_window7_224``); ``backbone_kwargs`` override its embed_dim, depths,
+    ``swin_base_patch4_window7_224``, with or without a weights tag); ``backbone_kwargs`` override its embed_dim, depths,
     num_heads, window_size or drop_path_rate. ``pretrained`` is True (timm's ImageNet weights of
     that model, downloaded once) or a local file: a timm or original Swin state dict, or GeoSeg's
     ``stseg_base.pth``. The other arguments are those of ``EncoderDecoder``.
@@ -33,12 +33,13 @@ class FTUNetFormer(EncoderDecoder):
     def build_backbone(
         self, name: str, pretrained: bool | str, kwargs: dict
     ) -> tuple[nn.Module, list[int], list[int]]:
-        if name not in SWIN_PRESETS:
+        architecture = name.split(".")[0]  # timm names may carry a weights tag: ".ms_in22k"
+        if architecture not in SWIN_PRESETS:
             raise ValueError(
                 f"FTUNetFormer backbone {name!r}: expected a Swin, one of {sorted(SWIN_PRESETS)}; "
                 "other timm backbones go with UNetFormer"
             )
-        backbone = SwinTransformer(**{**SWIN_PRESETS[name], **kwargs})
+        backbone = SwinTransformer(**{**SWIN_PRESETS[architecture], **kwargs})
         if pretrained:
             load_swin_weights(backbone, pretrained, name)
         return backbone, backbone.channels, list(backbone.reductions)

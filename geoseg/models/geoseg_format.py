@@ -15,7 +15,7 @@ import torch
 
 from geoseg.models.swin import SWIN_PRESETS, swin_state_dict
 
-__all__ = ["from_published_layouts", "geoseg_model_arguments", "is_geoseg_state"]
+__all__ = ["from_published_layouts", "geoseg_model_arguments", "is_geoseg_state", "is_swin_state"]
 
 # GeoSeg decoder key -> this project's, applied in order (a key may pass several)
 GEOSEG_DECODER_RENAMES = (
@@ -41,27 +41,33 @@ GEOSEG_DECODER_RENAMES = (
 MMSEG_HEADS = ("decode_head.", "auxiliary_head.")
 
 
+def is_swin_state(state: dict[str, torch.Tensor]) -> bool:
+    """Whether ``state`` holds a Swin under ``backbone.`` (GeoSeg's FT-UNetFormer)."""
+    return "backbone.layers.0.blocks.0.attn.relative_position_bias_table" in state
+
+
 def is_geoseg_state(state: dict[str, torch.Tensor]) -> bool:
     """Whether ``state`` (``net.`` already stripped) has GeoSeg's decoder key names."""
     return any(key.startswith(("decoder.b4.", "decoder.segmentation_head.")) for key in state)
 
 
 def from_published_layouts(
-    state: dict[str, torch.Tensor],
+    state: dict[str, torch.Tensor], swin_backbone: bool
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """``state`` under this project's key names, and the keys left out (for the caller's report).
 
-    Renames GeoSeg decoder keys, converts Swin backbone keys from any known layout (prefixed
-    ``backbone.`` or a bare Swin state dict) and leaves out derived buffers and the heads of an
-    mmsegmentation checkpoint (``decode_head``, ``auxiliary_head``: GeoSeg's ``stseg_base.pth``).
-    Any other key passes unchanged, so this project's own checkpoints are untouched.
+    Renames GeoSeg decoder keys, converts the backbone keys of a network with a Swin backbone
+    (``swin_backbone``) from any known layout (prefixed ``backbone.`` or a bare Swin state dict)
+    and leaves out derived buffers and the heads of an mmsegmentation checkpoint (``decode_head``,
+    ``auxiliary_head``: GeoSeg's ``stseg_base.pth``). Any other key passes unchanged, so this
+    project's own checkpoints are untouched.
     """
-    if "patch_embed.proj.weight" in state:  # a bare Swin state dict
+    if swin_backbone and "patch_embed.proj.weight" in state:  # a bare Swin state dict
         mapped, left_out = swin_state_dict(state)
         return {f"backbone.{k}": v for k, v in mapped.items()}, left_out
     mapped, left_out = {}, []
     backbone = {k: v for k, v in state.items() if k.startswith("backbone.")}
-    if "backbone.patch_embed.proj.weight" in backbone:
+    if swin_backbone:
         backbone, left_out = swin_state_dict(backbone)
         backbone = {f"backbone.{k}": v for k, v in backbone.items()}
     mapped.update(backbone)
@@ -94,23 +100,24 @@ def geoseg_model_arguments(state: dict[str, torch.Tensor], backbone: str) -> tup
             window_size=_window_size(table),
             aux_head=any(key.startswith("decoder.aux_head.") for key in state),
         )
+        if not is_swin_state(state):
+            return "UNetFormer", dict(kwargs, backbone=backbone)
+        depths = [
+            len({k.split(".")[4] for k in state if k.startswith(f"backbone.layers.{i}.blocks.")})
+            for i in range(4)
+        ]
+        tables = [
+            state[f"backbone.layers.{i}.blocks.0.attn.relative_position_bias_table"]
+            for i in range(4)
+        ]
+        swin = dict(
+            embed_dim=state["backbone.patch_embed.proj.weight"].shape[0],
+            depths=depths,
+            num_heads=[t.shape[1] for t in tables],
+            window_size=_window_size(tables[0]),
+        )
     except KeyError as error:
-        raise KeyError(f"not an FT-UNetFormer or UNetFormer decoder: no {error}") from None
-    if "backbone.patch_embed.proj.weight" not in state:
-        return "UNetFormer", dict(kwargs, backbone=backbone)
-    depths = [
-        len({k.split(".")[4] for k in state if k.startswith(f"backbone.layers.{i}.blocks.")})
-        for i in range(4)
-    ]
-    tables = [
-        state[f"backbone.layers.{i}.blocks.0.attn.relative_position_bias_table"] for i in range(4)
-    ]
-    swin = dict(
-        embed_dim=state["backbone.patch_embed.proj.weight"].shape[0],
-        depths=depths,
-        num_heads=[t.shape[1] for t in tables],
-        window_size=_window_size(tables[0]),
-    )
+        raise KeyError(f"not an FT-UNetFormer or UNetFormer: it has no weight {error}") from None
     for name, preset in SWIN_PRESETS.items():
         if {k: list(v) if isinstance(v, tuple) else v for k, v in preset.items()} == swin:
             return "FTUNetFormer", dict(kwargs, backbone=name)

@@ -26,6 +26,7 @@ from geoseg.models.geoseg_format import (
     from_published_layouts,
     geoseg_model_arguments,
     is_geoseg_state,
+    is_swin_state,
 )
 
 __all__ = ["ARCHITECTURES", "import_geoseg_checkpoint", "main"]
@@ -58,7 +59,7 @@ def import_geoseg_checkpoint(
             f"{source}: not a GeoSeg FT-UNetFormer/UNetFormer checkpoint (no net.decoder.b4.* or "
             "net.decoder.segmentation_head.* weights)"
         )
-    state, left_out = from_published_layouts(state)
+    state, left_out = from_published_layouts(state, swin_backbone=is_swin_state(state))
     try:
         model_class, kwargs = geoseg_model_arguments(state, backbone)
     except KeyError as error:
@@ -80,6 +81,12 @@ def import_geoseg_checkpoint(
                 "(comma-separated, in the order of the GeoSeg config's CLASSES)"
             )
         classes = list(CLASSES)
+        log.warning(
+            "%s: recorded with this project's class names (%s); if the model learnt other "
+            "classes (e.g. Vaihingen's or LoveDA's), convert again with --classes",
+            source,
+            ", ".join(classes),
+        )
     if len(classes) != head:
         raise ConfigError(f"--classes names {len(classes)} classes; {source} predicts {head}")
     net = MODEL_REGISTRY[model_class](**kwargs, normalization=IMAGENET_NORMALIZATION)
@@ -90,11 +97,18 @@ def import_geoseg_checkpoint(
         "shape differs": sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape),
     }
     if any(problems.values()):
+        in_backbone = any(k.startswith("backbone.") for keys in problems.values() for k in keys)
+        hint = (
+            f"; is its CNN not {backbone!r}? give its timm name with --backbone"
+            if in_backbone and model_class == "UNetFormer"
+            else ""
+        )
         raise CheckpointError(
             f"{source}: the weights do not fit {model_class}({kwargs}): "
             + "; ".join(
                 f"{what}: {preview(keys, limit=6)}" for what, keys in problems.items() if keys
             )
+            + hint
         )
     net.load_state_dict(state)
     save_model(net, output, classes=classes, ignore_index=ignore_index)

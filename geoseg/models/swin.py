@@ -106,14 +106,15 @@ class WindowAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, nW, N, C); mask: (nW, N, N) additive or None -> (B, nW, N, C)."""
         b, nw, n, c = x.shape
-        qkv = self.qkv(x).view(b, nw, n, 3, self.num_heads, c // self.num_heads)
-        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each (B, nW, heads, N, d)
+        heads = self.num_heads
+        qkv = self.qkv(x).view(b, nw, n, 3, heads, c // heads)
+        # 4-d (B, nW * heads, N, d), as the fused attention kernels want it
+        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).reshape(3, b, nw * heads, n, c // heads).unbind(0)
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        bias = bias.view(n, n, self.num_heads).permute(2, 0, 1).to(q.dtype)  # (heads, N, N)
-        if mask is not None:
-            bias = bias + mask[:, None].to(q.dtype)  # (nW, heads, N, N)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        return self.proj(out.transpose(2, 3).reshape(b, nw, n, c))
+        bias = bias.view(n, n, heads).permute(2, 0, 1).to(q.dtype)  # (heads, N, N)
+        bias = bias.expand(nw, heads, n, n) if mask is None else bias + mask[:, None].to(q.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.reshape(nw * heads, n, n))
+        return self.proj(out.view(b, nw, heads, n, -1).transpose(2, 3).reshape(b, nw, n, c))
 
 
 class SwinBlock(nn.Module):
@@ -275,7 +276,10 @@ def swin_state_dict(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Ten
     non-backbone keys of a segmentation checkpoint (e.g. ``decode_head.*``).
     """
     prefixed = any(k.startswith("backbone.") for k in state)
-    timm_layout = any(k.startswith(("layers.3.downsample.", "layers_3.downsample.")) for k in state)
+    timm_layout = any(
+        k.removeprefix("backbone.").startswith(("layers.3.downsample.", "layers_3.downsample."))
+        for k in state
+    )
     mapped, left_out = {}, []
     for key, value in state.items():
         name = key.removeprefix("backbone.") if prefixed else key
@@ -308,8 +312,6 @@ def load_swin_weights(
     classifiers have none: they start as identity-like LayerNorms, as in mmsegmentation).
     """
     if source is True:
-        if name not in SWIN_PRESETS:
-            raise ValueError(f"pretrained=True needs a timm Swin name; got {name!r}")
         state, where = timm.create_model(name, pretrained=True).state_dict(), f"timm {name}"
     else:
         path = Path(source)
@@ -351,15 +353,20 @@ def load_swin_weights(
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(path)
+    """The tensors of a weights file: a state dict, possibly under ``state_dict``/``model`` (a
+    Lightning, mmsegmentation or original Swin checkpoint) and with a ``net.`` prefix."""
     try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(path)
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or unsafe files
-        raise CheckpointError(f"{path}: not a readable weights-only file ({error})") from error
-    for key in ("state_dict", "model"):  # mmsegmentation / original Swin checkpoints
+        raise CheckpointError(
+            f"{path}: not a readable weights file ({error}); a trusted file that pickles other "
+            "objects can be re-saved as a plain state dict"
+        ) from error
+    for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
-    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    return {k.removeprefix("net."): v for k, v in state.items() if isinstance(v, torch.Tensor)}

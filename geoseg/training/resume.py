@@ -42,6 +42,7 @@ def check_resume_checkpoint(
     record = checkpoint.get(CHECKPOINT_KEY)
     if isinstance(record, dict):
         spec = ModelSpec.from_dict(record)
+        spec.check_architecture(f"resume_ckpt_path {path}")
         if spec.model_class != name:
             problems.append(f"it holds a {spec.model_class}, the config's net is a {name}")
         if tuple(spec.classes) != tuple(classes):
