@@ -31,6 +31,7 @@ from geoseg.errors import CheckpointError, preview
 __all__ = [
     "SWIN_PRESETS",
     "SwinTransformer",
+    "load_swin_weights",
     "relative_position_index",
     "swin_state_dict",
 ]
