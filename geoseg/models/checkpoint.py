@@ -253,6 +253,8 @@ def load_pretrained_weights(net: nn.Module, path: str | os.PathLike) -> dict[str
     checkpoint of this project recorded as another model class. Another class count (a head of
     another shape) is reported: fine-tuning to new classes is legitimate. A file of backbone
     weights alone (a timm state dict, keys without ``backbone.``) is mapped onto ``net.backbone``.
+    GeoSeg checkpoints and Swin files in the timm, original or mmsegmentation layout (GeoSeg's
+    ``stseg_base.pth``) are read under this project's key names (``from_published_layouts``).
     """
     checkpoint = read_checkpoint(path)
     if not isinstance(checkpoint, dict):
