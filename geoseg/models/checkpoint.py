@@ -244,6 +244,19 @@ def save_model(
 # --- initialising a network from a file (weights only) -------------------------------------------
 
 
+def weight_differences(
+    own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]
+) -> dict[str, list[str]]:
+    """The keys of ``state`` that do not fit a network whose state dict is ``own``: ``missing``
+    (in the network, not in ``state``), ``unexpected`` (the reverse) and ``mismatched`` (in both,
+    another shape), each sorted."""
+    return {
+        "missing": sorted(set(own) - set(state)),
+        "unexpected": sorted(set(state) - set(own)),
+        "mismatched": sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape),
+    }
+
+
 def load_pretrained_weights(net: nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
     """Initialise ``net`` from the weights in ``path``, loading every key that fits.
 
@@ -266,7 +279,7 @@ def load_pretrained_weights(net: nn.Module, path: str | os.PathLike) -> dict[str
     own = net.state_dict()
     state, backbone_only = _map_backbone_only(net, state, own)
     backbone_only = backbone_only or all(key.startswith("backbone.") for key in state)
-    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    report = weight_differences(own, state)
     loadable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not loadable:
         raise CheckpointError(
@@ -274,11 +287,6 @@ def load_pretrained_weights(net: nn.Module, path: str | os.PathLike) -> dict[str
             f"({type(net).__name__}, {len(own)} weights); is it a checkpoint of this architecture?"
         )
     net.load_state_dict(loadable, strict=False)
-    report = {
-        "missing": sorted(set(own) - set(state)),
-        "unexpected": sorted(set(state) - set(own)),
-        "mismatched": sorted(mismatched),
-    }
     complete = not any(report.values())
     log.log(
         logging.INFO if complete else logging.WARNING,

@@ -1,12 +1,26 @@
 """FT-UNetFormer: a Swin Transformer backbone with the UNetFormer decoder (Wang et al., 2022)."""
 
+import logging
+import os
+from pathlib import Path
+
+import timm
+import torch
 from torch import nn
 
-from geoseg.models.checkpoint import register_model
+from geoseg.errors import CheckpointError, preview
+from geoseg.models.checkpoint import (
+    extract_state_dict,
+    read_checkpoint,
+    register_model,
+    weight_differences,
+)
 from geoseg.models.decoder import EncoderDecoder
-from geoseg.models.swin import SWIN_PRESETS, SwinTransformer, load_swin_weights
+from geoseg.models.swin import SWIN_PRESETS, SwinTransformer, swin_state_dict
 
-__all__ = ["FTUNetFormer"]
+__all__ = ["FTUNetFormer", "load_swin_weights"]
+
+log = logging.getLogger(__name__)
 
 
 @register_model
@@ -15,10 +29,10 @@ class FTUNetFormer(EncoderDecoder):
 
     The published network by default: Swin-Base window 7, a 256-channel decoder with 16 heads,
     dropout 0.2, no auxiliary head. ``backbone`` names a Swin preset (timm's model names, e.g.
-    ``swin_base_patch4_window7_224``, with or without a weights tag); ``backbone_kwargs`` override its embed_dim, depths,
-    num_heads, window_size or drop_path_rate. ``pretrained`` is True (timm's ImageNet weights of
-    that model, downloaded once) or a local file: a timm or original Swin state dict, or GeoSeg's
-    ``stseg_base.pth``. The other arguments are those of ``EncoderDecoder``.
+    ``swin_base_patch4_window7_224``, with or without a weights tag); ``backbone_kwargs`` override
+    its embed_dim, depths, num_heads, window_size or drop_path_rate. ``pretrained`` is True (timm's
+    ImageNet weights of that model, downloaded once) or a local file: a timm or original Swin state
+    dict, or GeoSeg's ``stseg_base.pth``. The other arguments are those of ``EncoderDecoder``.
     """
 
     defaults = dict(
@@ -43,3 +57,62 @@ class FTUNetFormer(EncoderDecoder):
         if pretrained:
             load_swin_weights(backbone, pretrained, name)
         return backbone, backbone.channels, list(backbone.reductions)
+
+
+def load_swin_weights(
+    backbone: SwinTransformer, source: bool | str | os.PathLike, name: str
+) -> None:
+    """Load ``source`` into ``backbone``: True for timm's weights of model ``name``, or a file.
+
+    Every weight of the file must fit; only the per-stage output norms may be absent (ImageNet
+    classifiers have none: they start as identity-like LayerNorms, as in mmsegmentation).
+    """
+    if source is True:
+        state, where = timm.create_model(name, pretrained=True).state_dict(), f"timm {name}"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"backbone weights file not found: {str(path)!r}; expected a Swin state dict "
+                "(timm, original or mmsegmentation layout, e.g. GeoSeg's stseg_base.pth)"
+            )
+        state, where = _read_state_dict(path), str(path)
+    mapped, left_out = swin_state_dict(state)
+    own = backbone.state_dict()
+    differences = weight_differences(own, mapped)
+    mismatched = [
+        f"{key} {tuple(mapped[key].shape)}, expected {tuple(own[key].shape)}"
+        for key in differences["mismatched"]
+    ]
+    missing = [k for k in differences["missing"] if not k.startswith("output_norms.")]
+    problems = (
+        ("shape differs", mismatched),
+        ("unknown keys", differences["unexpected"]),
+        ("missing keys", missing),
+    )
+    if any(keys for _, keys in problems):
+        raise CheckpointError(
+            f"{where}: not the weights of this Swin (embed {backbone.channels[0]}); "
+            + "; ".join(f"{kind}: {preview(keys, limit=4)}" for kind, keys in problems if keys)
+        )
+    backbone.load_state_dict(mapped, strict=False)
+    log.info(
+        "Swin backbone initialised from %s; left out: %s%s",
+        where,
+        preview(left_out, limit=6) if left_out else "nothing",
+        "" if any(k.startswith("output_norms.") for k in mapped) else "; output norms start fresh",
+    )
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a .safetensors file, or of any checkpoint ``extract_state_dict`` reads
+    (a plain state dict, or one under ``state_dict``/``model`` as Lightning, mmsegmentation and
+    the original Swin releases write it)."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path)
+        except Exception as error:  # safetensors raises its own types for corrupt files
+            raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from error
+    return extract_state_dict(read_checkpoint(path))

@@ -21,6 +21,7 @@ from geoseg.models.checkpoint import (
     extract_state_dict,
     read_checkpoint,
     save_model,
+    weight_differences,
 )
 from geoseg.models.geoseg_format import (
     from_published_layouts,
@@ -91,10 +92,11 @@ def import_geoseg_checkpoint(
         raise ConfigError(f"--classes names {len(classes)} classes; {source} predicts {head}")
     net = MODEL_REGISTRY[model_class](**kwargs, normalization=IMAGENET_NORMALIZATION)
     own = net.state_dict()
+    differences = weight_differences(own, state)
     problems = {
-        "not in GeoSeg's checkpoint": sorted(set(own) - set(state)),
-        "not mapped to this network": sorted(set(state) - set(own)),
-        "shape differs": sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape),
+        "not in GeoSeg's checkpoint": differences["missing"],
+        "not mapped to this network": differences["unexpected"],
+        "shape differs": differences["mismatched"],
     }
     if any(problems.values()):
         in_backbone = any(k.startswith("backbone.") for keys in problems.values() for k in keys)

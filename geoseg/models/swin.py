@@ -8,35 +8,26 @@ trained with it give the same logits here. timm's Swin shares the weights but sh
 and has no per-stage norms, which changes the features whenever a stage's side is not a multiple
 of the window (e.g. 128 at stride 4 of a 512 tile).
 
-Weights load from timm's Swin models (``pretrained=True``: timm downloads them once), from a local
-timm, original (Microsoft) or mmsegmentation-style file such as GeoSeg's ``stseg_base.pth``.
+``swin_state_dict`` reads weights of timm's Swin models and of the original (Microsoft) and
+mmsegmentation layouts, such as GeoSeg's ``stseg_base.pth``, under this module's key names.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import re
 from collections.abc import Sequence
-from pathlib import Path
 
-import timm
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
 from torch import nn
 
-from geoseg.errors import CheckpointError, preview
-
 __all__ = [
     "SWIN_PRESETS",
     "SwinTransformer",
-    "load_swin_weights",
     "relative_position_index",
     "swin_state_dict",
 ]
-
-log = logging.getLogger(__name__)
 
 # timm model name -> architecture; ``pretrained=True`` fetches that model's weights from timm
 SWIN_PRESETS: dict[str, dict] = {
@@ -302,72 +293,3 @@ def swin_state_dict(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Ten
             continue
         mapped[name] = value
     return mapped, left_out
-
-
-def load_swin_weights(
-    backbone: SwinTransformer, source: bool | str | os.PathLike, name: str
-) -> None:
-    """Load ``source`` into ``backbone``: True for timm's weights of model ``name``, or a file.
-
-    Every weight of the file must fit; only the per-stage output norms may be absent (ImageNet
-    classifiers have none: they start as identity-like LayerNorms, as in mmsegmentation).
-    """
-    if source is True:
-        state, where = timm.create_model(name, pretrained=True).state_dict(), f"timm {name}"
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"backbone weights file not found: {str(path)!r}; expected a Swin state dict "
-                "(timm, original or mmsegmentation layout, e.g. GeoSeg's stseg_base.pth)"
-            )
-        state, where = _read_weights(path), str(path)
-    mapped, left_out = swin_state_dict(state)
-    own = backbone.state_dict()
-    mismatched = [
-        f"{key} {tuple(value.shape)}, expected {tuple(own[key].shape)}"
-        for key, value in mapped.items()
-        if key in own and own[key].shape != value.shape
-    ]
-    unexpected = sorted(set(mapped) - set(own))
-    missing = sorted(k for k in set(own) - set(mapped) if not k.startswith("output_norms."))
-    if mismatched or unexpected or missing:
-        raise CheckpointError(
-            f"{where}: not the weights of this Swin (embed {backbone.channels[0]}); "
-            + "; ".join(
-                f"{kind}: {preview(keys, limit=4)}"
-                for kind, keys in (
-                    ("shape differs", mismatched),
-                    ("unknown keys", unexpected),
-                    ("missing keys", missing),
-                )
-                if keys
-            )
-        )
-    backbone.load_state_dict(mapped, strict=False)
-    log.info(
-        "Swin backbone initialised from %s; left out: %s%s",
-        where,
-        preview(left_out, limit=6) if left_out else "nothing",
-        "" if any(k.startswith("output_norms.") for k in mapped) else "; output norms start fresh",
-    )
-
-
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a weights file: a state dict, possibly under ``state_dict``/``model`` (a
-    Lightning, mmsegmentation or original Swin checkpoint) and with a ``net.`` prefix."""
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(path)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for corrupt or unsafe files
-        raise CheckpointError(
-            f"{path}: not a readable weights file ({error}); a trusted file that pickles other "
-            "objects can be re-saved as a plain state dict"
-        ) from error
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    return {k.removeprefix("net."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
