@@ -20,6 +20,18 @@ class Tiny(nn.Module):
         self.head = nn.Conv2d(4, out_channels, 1)
 
 
+def tiny_ftunetformer(num_classes: int = 6, **kwargs) -> FTUNetFormer:
+    """FTUNetFormer on a 4-block Swin with 16..128 channels."""
+    return FTUNetFormer(
+        num_classes=num_classes,
+        backbone="swin_tiny_patch4_window7_224",
+        backbone_kwargs=dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
+        decode_channels=16,
+        window_size=4,
+        **kwargs,
+    )
+
+
 def test_lightning_checkpoint_loads_net_weights(tmp_path):
     source = Tiny()
     state = {f"net.{k}": v for k, v in source.state_dict().items()}
@@ -74,13 +86,7 @@ def test_missing_checkpoint(tmp_path):
 def test_checkpoint_of_the_earlier_architecture_is_refused_naming_its_version(tmp_path, caplog):
     """Records before version 3 hold this project's earlier decoder and Swin (architecture 1):
     loading or initialising from them is refused, with the version named."""
-    net = FTUNetFormer(
-        num_classes=6,
-        backbone="swin_tiny_patch4_window7_224",
-        backbone_kwargs=dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
-        decode_channels=16,
-        window_size=4,
-    )
+    net = tiny_ftunetformer()
     save_model(net, tmp_path / "old.ckpt", classes=CLASSES, ignore_index=255)
     checkpoint = read_checkpoint(tmp_path / "old.ckpt")
     checkpoint["geoseg"]["version"] = 2  # as the earlier release wrote it
@@ -98,14 +104,7 @@ def test_checkpoint_of_the_earlier_architecture_is_refused_naming_its_version(tm
 
 
 def test_records_round_trip_with_version_and_palette(tmp_path):
-    net = FTUNetFormer(
-        num_classes=3,
-        backbone="swin_tiny_patch4_window7_224",
-        backbone_kwargs=dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
-        decode_channels=16,
-        window_size=4,
-        normalization={"mean": [1, 2, 3], "std": [4, 5, 6]},
-    )
+    net = tiny_ftunetformer(num_classes=3, normalization={"mean": [1, 2, 3], "std": [4, 5, 6]})
     palette = ((1, 2, 3), (4, 5, 6), (7, 8, 9))
     save_model(net, tmp_path / "m.ckpt", classes=("a", "b", "c"), ignore_index=9, palette=palette)
     record = read_checkpoint(tmp_path / "m.ckpt")["geoseg"]
