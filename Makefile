@@ -5,7 +5,8 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 DEMO_DATA ?= data/demo
 
-.PHONY: install test test-fast lint demo demo-quick demo-pipeline clean-demo
+.PHONY: install test test-fast lint demo demo-quick demo-pipeline ablation ablation-pipeline \
+	clean-demo
 
 install: $(VENV)/.installed
 
@@ -43,39 +44,67 @@ demo-quick: install
 	$(MAKE) demo-pipeline PYTHON=$(abspath $(PYTHON)) SEEDS="$(firstword $(SEEDS))" \
 		DEMO_COMMAND='make demo-quick'
 
+# `make ablation` measures the recipe's next steps on the same synthetic data and seeds: other
+# architectures trained as the FT-UNetFormer student (step 1 + step 2) and their ensemble. Its runs
+# have their own folders (model_weights/ablation, lightning_logs/ablation, outputs/ablation).
+ablation: install
+	$(MAKE) ablation-pipeline PYTHON=$(abspath $(PYTHON)) SEEDS="$(SEEDS)" \
+		DEMO_COMMAND='make ablation SEEDS="$(SEEDS)"'
+
 # The whole pipeline on synthetic data. Paths and sizes can be overridden: the slow test runs it in
 # a temporary folder, smaller (REPO is where the scripts are; the configs' paths are relative to
-# the working directory).
+# the working directory). RUN_SET names the runs' folders under model_weights/ and lightning_logs/.
 REPO := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 DEMO_CONFIGS ?= $(REPO)/config/demo
 DEMO_DATA_ARGS ?=
 DEMO_OUT ?= outputs/demo
-DEMO_COMMAND ?= make demo-pipeline
-DEMO_WEIGHTS := model_weights/demo
+DEMO_COMMAND ?= make $(MAKECMDGOALS)
+RUN_SET ?= demo
+DEMO_WEIGHTS = model_weights/$(RUN_SET)
 TEST_SPLIT := $(DEMO_DATA)/biodiversity/Test
 SINGLE_MODELS := teacher student_target_only student_pretrain_all student_ft_target_kd
-DEMO_VARS = PYTHON=$(PYTHON) DEMO_CONFIGS=$(DEMO_CONFIGS) DEMO_DATA=$(DEMO_DATA) DEMO_OUT=$(DEMO_OUT)
+# the ablation's step 2 students, one per family (FT-UNetFormer's is the demo's step 2)
+FAMILIES := segformer upernet
+ABLATION_MODELS := student_ft_target_kd $(foreach family,$(FAMILIES),$(family)_ft_target_kd)
+DEMO_VARS = PYTHON=$(PYTHON) DEMO_CONFIGS=$(DEMO_CONFIGS) DEMO_DATA=$(DEMO_DATA) \
+	DEMO_OUT=$(DEMO_OUT) RUN_SET=$(RUN_SET)
 
-demo-pipeline:
+# A fresh output folder and the synthetic data (target, OpenEarthMap, their combination).
+define prepare_demo_data
 	rm -rf $(DEMO_OUT) && mkdir -p $(DEMO_OUT) && date +%s > $(DEMO_OUT)/.started_at
 	$(PYTHON) -m geoseg.datasets.synthetic --output-root $(DEMO_DATA) $(DEMO_DATA_ARGS)
 	$(PYTHON) $(REPO)/create_combined_dataset.py --target-root $(DEMO_DATA)/biodiversity \
 		--oem-root $(DEMO_DATA)/OpenEarthMap --output-root $(DEMO_DATA)/biodiversity_combined \
 		--oem-scale 0.6667 --workers 2
+endef
+# Make the targets $(1) (one per seed) DEMO_JOBS at a time.
+define run_seeds
 	OMP_NUM_THREADS=$(DEMO_THREADS) $(MAKE) -f $(REPO)/Makefile -j $(DEMO_JOBS) --output-sync \
-		$(DEMO_VARS) $(foreach seed,$(SEEDS),$(DEMO_OUT)/seed_$(seed)/scored)
-	$(PYTHON) $(REPO)/evaluation/demo_report.py --runs $(DEMO_OUT) --seeds $(SEEDS) \
-		--logs lightning_logs/demo --data-root $(DEMO_DATA)/biodiversity --output $(DEMO_OUT) \
-		--command '$(DEMO_COMMAND)' --threads $(DEMO_THREADS) --jobs $(DEMO_JOBS) \
-		--started-at $$(cat $(DEMO_OUT)/.started_at)
+		$(DEMO_VARS) $(1)
+endef
+REPORT_FACTS = --runs $(DEMO_OUT) --seeds $(SEEDS) --data-root $(DEMO_DATA)/biodiversity \
+	--output $(DEMO_OUT) --command '$(DEMO_COMMAND)' --threads $(DEMO_THREADS) \
+	--jobs $(DEMO_JOBS) --started-at $$(cat $(DEMO_OUT)/.started_at)
+
+demo-pipeline:
+	$(prepare_demo_data)
+	$(call run_seeds,$(foreach seed,$(SEEDS),$(DEMO_OUT)/seed_$(seed)/scored))
+	$(PYTHON) $(REPO)/evaluation/demo_report.py $(REPORT_FACTS) --logs lightning_logs/$(RUN_SET)
+
+ablation-pipeline: DEMO_OUT = outputs/ablation
+ablation-pipeline: RUN_SET = ablation
+ablation-pipeline:
+	$(prepare_demo_data)
+	$(call run_seeds,$(foreach seed,$(SEEDS),$(DEMO_OUT)/seed_$(seed)/ablation_scored))
+	$(PYTHON) $(REPO)/evaluation/ablation_report.py $(REPORT_FACTS)
 
 # One seed's runs, as files that make orders: $(DEMO_OUT)/seed_<s>/<stage>.trained marks a finished
-# training stage (weights in model_weights/demo/seed_<s>/<stage>, TensorBoard logs in
-# lightning_logs/demo/seed_<s>/<stage>); .../scored marks every model predicted and scored into
-# $(DEMO_OUT)/seed_<s>/predictions/<row>. demo-pipeline removes them first: every run is fresh.
+# training stage (weights in model_weights/$(RUN_SET)/seed_<s>/<stage>, TensorBoard logs in
+# lightning_logs/$(RUN_SET)/seed_<s>/<stage>); .../scored marks every model predicted and scored
+# into $(DEMO_OUT)/seed_<s>/predictions/<row>. The pipelines remove them first: every run is fresh.
 # The stage's outputs for seed $*: $(call seed_run,<stage>)
 .SECONDARY:
-seed_run = --seed $* --set run_name=demo/seed_$*/$(1)
+seed_run = --seed $* --set run_name=$(RUN_SET)/seed_$*/$(1)
 teacher_of_seed = teacher_ckpt_path=$(DEMO_WEIGHTS)/seed_$*/teacher/last.ckpt
 
 $(DEMO_OUT)/seed_%/teacher.trained:
@@ -121,5 +150,37 @@ $(DEMO_OUT)/seed_%/scored: $(foreach model,$(SINGLE_MODELS),$(DEMO_OUT)/seed_%/$
 		> /dev/null
 	touch $@
 
+# Step 1 and step 2 of another family $(1): $(DEMO_CONFIGS)/$(1)_step{1,2}_*.py, as the student's.
+define family_runs
+$$(DEMO_OUT)/seed_%/$(1)_pretrain_all.trained:
+	mkdir -p $$(@D)
+	$$(PYTHON) $$(REPO)/train_supervision.py -c $$(DEMO_CONFIGS)/$(1)_step1_pretrain_combined.py \
+		$$(call seed_run,$(1)_pretrain_all)
+	touch $$@
+
+$$(DEMO_OUT)/seed_%/$(1)_ft_target_kd.trained: $$(DEMO_OUT)/seed_%/teacher.trained \
+		$$(DEMO_OUT)/seed_%/$(1)_pretrain_all.trained
+	$$(PYTHON) $$(REPO)/train_kd.py -c $$(DEMO_CONFIGS)/$(1)_step2_finetune_target_kd.py \
+		$$(call seed_run,$(1)_ft_target_kd) $$(teacher_of_seed) \
+		pretrained_ckpt_path=$$(DEMO_WEIGHTS)/seed_$$*/$(1)_pretrain_all/last.ckpt
+	touch $$@
+endef
+$(foreach family,$(FAMILIES),$(eval $(call family_runs,$(family))))
+
+# The ablation's models at scale 1 without flips, and the ensemble of the different families.
+$(DEMO_OUT)/seed_%/ablation_scored: $(foreach model,$(ABLATION_MODELS),$(DEMO_OUT)/seed_%/$(model).trained)
+	for model in $(ABLATION_MODELS); do \
+		$(PYTHON) $(REPO)/ensemble_inference.py --input-dir $(TEST_SPLIT)/images_png \
+			--output-dir $(@D)/predictions/$$model --scales 1.0 --flips none \
+			--checkpoints $(DEMO_WEIGHTS)/seed_$*/$$model/last.ckpt || exit 1; \
+	done
+	$(PYTHON) $(REPO)/ensemble_inference.py --input-dir $(TEST_SPLIT)/images_png \
+		--output-dir $(@D)/predictions/families_ensemble --scales 1.0 --flips none \
+		--checkpoints $(foreach model,$(ABLATION_MODELS),$(DEMO_WEIGHTS)/seed_$*/$(model)/last.ckpt)
+	$(PYTHON) $(REPO)/evaluation/model_metrics.py --gt-dir $(TEST_SPLIT)/masks_png --pred-dir \
+		$(foreach row,$(ABLATION_MODELS) families_ensemble,$(@D)/predictions/$(row)) > /dev/null
+	touch $@
+
 clean-demo:
-	rm -rf data/demo model_weights/demo lightning_logs/demo outputs/demo
+	rm -rf data/demo model_weights/demo lightning_logs/demo outputs/demo \
+		model_weights/ablation lightning_logs/ablation outputs/ablation

@@ -11,8 +11,6 @@ seed: image | ground truth | baseline | step 2 | ensemble) to --output, and prin
 """
 
 import argparse
-import datetime
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +28,13 @@ from geoseg.evaluation.report import (
     ENSEMBLE_MEMBERS,
     ENSEMBLE_ROW,
     KD_RUNS,
-    describe_machine,
     disagreement_over_folders,
     judge_claims,
     kept_fraction_of_run,
     load_seed_scores,
     mean_class_iou,
     render_markdown,
+    run_facts,
     seed_folder,
 )
 from geoseg.evaluation.scoring import CONFUSION_MATRIX_PNG
@@ -82,17 +80,14 @@ def main() -> None:
         run: {seed: kept_fraction_of_run(args.logs / f"seed_{seed}" / run) for seed in args.seeds}
         for run in KD_RUNS
     }
-    run_info = {
-        "command": f"`{args.command}`",
-        "seeds": " ".join(map(str, args.seeds)),
-        "machine": describe_machine(),
-        "date": datetime.date.today().isoformat(),
-    }
-    if args.jobs and args.threads:
-        run_info["parallelism"] = f"{args.jobs} runs at a time, {args.threads} thread(s) each"
-    if args.started_at is not None:
-        minutes, seconds = divmod(round(time.time() - args.started_at), 60)
-        run_info["wall time"] = f"{minutes} min {seconds:02d} s (data, every stage, every seed)"
+    run_info = run_facts(
+        args.command,
+        args.seeds,
+        args.jobs,
+        args.threads,
+        args.started_at,
+        "data, every stage, every seed",
+    )
 
     first = scores[args.seeds[0]]
     class_names = list(first[DEMO_ROWS[0].folder]["per_class"])

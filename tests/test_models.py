@@ -254,10 +254,3 @@ def test_weighted_fusion_mix_on_hand_made_inputs() -> None:
     assert mixed.shape == (1, 2, 4, 6)
     torch.testing.assert_close(mixed, torch.full_like(mixed, 0.25 * 8.0 + 0.75 * 4.0))
     assert fusion(x, skip).shape == (1, 2, 4, 6)
-
-
-def test_backbone_with_wrong_strides_is_rejected() -> None:
-    # ResNet's stem (stride 2) is feature 0, so (0, 1, 2, 3) gives strides 2..16
-    stem_first = type("StemFirst", (UNetFormer,), {"out_indices": (0, 1, 2, 3)})
-    with pytest.raises(ValueError, match=re.escape("[2, 4, 8, 16]")):
-        stem_first(decode_channels=16)

@@ -1,42 +1,14 @@
 """Demo step 1: config/biodiversity/step1_pretrain_combined.py at CPU size, on the synthetic data.
 
-Prepare: python -m geoseg.datasets.synthetic --output-root data/demo
-         python create_combined_dataset.py --target-root data/demo/biodiversity \
-             --oem-root data/demo/OpenEarthMap --output-root data/demo/biodiversity_combined \
-             --oem-scale 0.6667
-Run:     python train_supervision.py -c config/demo/step1_pretrain_combined.py
+Run: python train_supervision.py -c config/demo/step1_pretrain_combined.py
+Data, loss and schedule: pretrain_combined.py (which says how to prepare the data).
 """
 
-import torch
-
-from geoseg.datasets import BiodiversityCombinedDataset, TargetDataset, train_transform
-from geoseg.losses import CEDiceLoss
-from geoseg.training import data_loaders, param_groups
-
+from .pretrain_combined import *  # noqa: F403
+from .pretrain_combined import lr, max_epoch, optimisation
 from .student import student
 
 run_name = "demo/student_pretrain_all"
 
-combined_root = "data/demo/biodiversity_combined"
-train_loader, val_loader = data_loaders(
-    BiodiversityCombinedDataset(combined_root, "Train", transform=train_transform(64)),
-    {  # the first validation set is the primary one (val_mIoU)
-        "target": TargetDataset("data/demo/biodiversity", "Val"),
-        "oem": BiodiversityCombinedDataset(combined_root, "Val"),
-    },
-    batch_size=8,
-    num_workers=2,
-)
-
 net = student()  # the demo student (a small Swin), from scratch
-loss = CEDiceLoss()
-
-max_epoch = 20
-lr = 2e-3
-optimizer = torch.optim.AdamW(param_groups(net, lr=lr, backbone_lr=lr, weight_decay=0.01))
-lr_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epoch, eta_min=1e-5)
-
-accelerator = "cpu"
-devices = 1
-precision = "32-true"
-deterministic = True
+optimizer, lr_scheduler = optimisation(net, lr, max_epoch)

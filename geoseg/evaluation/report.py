@@ -10,11 +10,13 @@ the mirror case (every d_s < 0, or mean(d) < -2 std(d)); inconclusive otherwise,
 single seed, which cannot tell a difference from seed-to-seed noise.
 """
 
+import datetime
 import json
 import os
 import platform
 import re
 import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,6 +226,75 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}"
 
 
+def run_facts(
+    command: str,
+    seeds: Sequence[int],
+    jobs: int | None,
+    threads: int | None,
+    started_at: float | None,
+    timed: str,
+) -> dict[str, str]:
+    """What a report states about its run: command, seeds, machine, date, parallelism and the
+    wall time since ``started_at`` (Unix time) of ``timed`` (what it covers)."""
+    facts = {
+        "command": f"`{command}`",
+        "seeds": " ".join(map(str, seeds)),
+        "machine": describe_machine(),
+        "date": datetime.date.today().isoformat(),
+    }
+    if jobs and threads:
+        facts["parallelism"] = f"{jobs} runs at a time, {threads} thread(s) each"
+    if started_at is not None:
+        minutes, seconds = divmod(round(time.time() - started_at), 60)
+        facts["wall time"] = f"{minutes} min {seconds:02d} s ({timed})"
+    return facts
+
+
+def run_facts_lines(run_info: dict[str, str], seeds: Sequence[int]) -> list[str]:
+    """The run's facts as a list, and how to read the table's cells."""
+    lines = [f"- {key}: {value}" for key, value in run_info.items()]
+    return lines + [
+        "",
+        f"All scores in %, one confusion matrix over the whole Test split per run; each cell is "
+        f"the mean ± standard deviation [min, max] over the {len(seeds)} seed(s) {list(seeds)}; "
+        "per-class columns are mean IoU.",
+        "",
+    ]
+
+
+def table_lines(scores: dict[int, dict], rows: Sequence[Row]) -> list[str]:
+    """A Markdown table: a line per row, mIoU and OA as spreads over seeds, mean IoU per class."""
+    seeds = list(scores)
+    class_names = list(scores[seeds[0]][rows[0].folder]["per_class"])
+    header = ["model", "mIoU", "OA", *class_names]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        entries = [scores[seed][row.folder] for seed in seeds]
+        cells = [
+            row.label,
+            Spread(tuple(e["mIoU"] for e in entries)).format(),
+            Spread(tuple(e["OA"] for e in entries)).format(),
+        ]
+        for name in class_names:
+            iou = mean_class_iou(entries, name)
+            cells.append("-" if iou is None else _pct(iou))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def claim_lines(judged: list[tuple[Claim, Spread, str]], labels: dict[str, str]) -> list[str]:
+    """The verdict rule, then a line per claim: verdict, meaning, differences overall and per seed."""
+    lines = [VERDICT_RULE, ""]
+    for claim, differences, outcome in judged:
+        per_seed = ", ".join(f"{_pct(d)}" for d in differences.values)
+        lines.append(
+            f"- **{outcome}**: {labels[claim.better]} beats {labels[claim.worse]} "
+            f"({claim.meaning}). Difference in mIoU points: {differences.format()}; "
+            f"per seed: {per_seed}."
+        )
+    return lines
+
+
 def render_markdown(
     scores: dict[int, dict],
     judged: list[tuple[Claim, Spread, str]],
@@ -236,39 +307,11 @@ def render_markdown(
     """The report as Markdown: run facts, the table, the claims, the ensemble and KD findings."""
     seeds = list(scores)
     labels = {row.folder: row.label for row in rows}
-    first = scores[seeds[0]][rows[0].folder]
-    class_names = list(first["per_class"])
     lines = ["# Demo results (synthetic Test split)", ""]
-    lines += [f"- {key}: {value}" for key, value in run_info.items()]
-    lines += [
-        "",
-        f"All scores in %, one confusion matrix over the whole Test split per run; each cell is "
-        f"the mean ± standard deviation [min, max] over the {len(seeds)} seed(s) {seeds}; "
-        "per-class columns are mean IoU.",
-        "",
-    ]
-    header = ["model", "mIoU", "OA", *class_names]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        entries = [scores[seed][row.folder] for seed in seeds]
-        cells = [
-            row.label,
-            Spread(tuple(e["mIoU"] for e in entries)).format(),
-            Spread(tuple(e["OA"] for e in entries)).format(),
-        ]
-        for name in class_names:
-            iou = mean_class_iou(entries, name)
-            cells.append("-" if iou is None else _pct(iou))
-        lines.append("| " + " | ".join(cells) + " |")
-
-    lines += ["", "## The pipeline's claims", "", VERDICT_RULE, ""]
-    for claim, differences, outcome in judged:
-        per_seed = ", ".join(f"{_pct(d)}" for d in differences.values)
-        lines.append(
-            f"- **{outcome}**: {labels[claim.better]} beats {labels[claim.worse]} "
-            f"({claim.meaning}). Difference in mIoU points: {differences.format()}; "
-            f"per seed: {per_seed}."
-        )
+    lines += run_facts_lines(run_info, seeds)
+    lines += table_lines(scores, rows)
+    lines += ["", "## The pipeline's claims", ""]
+    lines += claim_lines(judged, labels)
 
     lines += ["", "## The ensemble's members", ""]
     a, b = (labels[folder] for folder in ENSEMBLE_MEMBERS)

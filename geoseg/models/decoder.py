@@ -1,73 +1,31 @@
-"""The UNetFormer decoder family (Wang et al., ISPRS J. P&RS 2022) and the encoder-decoder base.
+"""The UNetFormer decoder (Wang et al., ISPRS J. P&RS 2022) and the conv blocks the decoders share.
 
 Layout: building blocks, global-local attention and its Transformer block, weighted fusion, the
-feature refinement head, the decoder, then `EncoderDecoder`, which wires a backbone to the decoder
-and handles any input size. `FTUNetFormer` (Swin) and `UNetFormer` (a timm CNN) choose the backbone,
-the decoder variant and the published defaults.
+feature refinement head, then the decoder. `UNetFormer` and `FTUNetFormer` wire it to a backbone.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
-import timm
 import torch
 import torch.nn.functional as F
 from timm.layers import ConvMlp
 from torch import nn
 
-from geoseg.classes import IMAGENET_NORMALIZATION, NUM_CLASSES
-from geoseg.models.checkpoint import as_plain
-from geoseg.models.input import InputNormalization, check_normalization
+from geoseg.models.encoder_decoder import pad_end, pad_to_multiple
 from geoseg.models.swin import relative_position_index
 
 __all__ = [
     "ConvBN",
     "ConvBNReLU",
-    "EncoderDecoder",
     "FeatureRefinementHead",
     "GlobalLocalAttention",
     "GlobalLocalBlock",
     "SeparableConvBN",
     "UNetFormerDecoder",
     "WeightedFusion",
-    "create_backbone",
-    "pad_to_multiple",
 ]
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad x: (..., H, W) at the bottom and right up to multiples of `multiple` (see pad_end)."""
-    h, w = x.shape[-2:]
-    return pad_end(x, bottom=-h % multiple, right=-w % multiple)
-
-
-def pad_end(x: torch.Tensor, bottom: int = 0, right: int = 0) -> torch.Tensor:
-    """Pad x: (..., H, W) by ``bottom`` rows and ``right`` columns, reflecting the content.
-
-    Reflect padding keeps image statistics continuous at the border; it needs the pad to be
-    smaller than the side, so a side too short to reflect (e.g. a 1x1 deep feature map, where the
-    published network fails) is replicated instead.
-    """
-    h, w = x.shape[-2:]
-    if right:
-        x = F.pad(x, (0, right, 0, 0), mode="reflect") if right < w else _replicate(x, right, -1)
-    if bottom:
-        x = F.pad(x, (0, 0, 0, bottom), mode="reflect") if bottom < h else _replicate(x, bottom, -2)
-    return x
-
-
-def _replicate(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
-    """``x`` with its last row/column along ``dim`` repeated ``pad`` more times.
-
-    The same values and gradients as ``F.pad(mode="replicate")``, whose backward torch.compile
-    (inductor) miscompiles for the NHWC-strided features of a Swin backbone.
-    """
-    edge = x.narrow(dim, x.shape[dim] - 1, 1)
-    return torch.cat([x, edge.expand(*x.shape[:dim], pad, *x.shape[dim:][1:])], dim)
 
 
 # --- building blocks -------------------------------------------------------------------------
@@ -84,13 +42,22 @@ class ConvBN(nn.Sequential):
 
 
 class ConvBNReLU(nn.Sequential):
-    """k x k conv (no bias) + BatchNorm + ReLU6: (B, C_in, H, W) -> (B, C_out, H, W), k odd."""
+    """k x k conv (no bias) + BatchNorm + activation: (B, C_in, H, W) -> (B, C_out, H, W), k odd.
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
+    ReLU6 as in UNetFormer; the SegFormer and UPerNet heads pass ``nn.ReLU``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        activation: type[nn.Module] = nn.ReLU6,
+    ) -> None:
         super().__init__(
             nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
             nn.BatchNorm2d(out_channels),
-            nn.ReLU6(),
+            activation(),
         )
 
 
@@ -360,164 +327,3 @@ class UNetFormerDecoder(nn.Module):
             + h2
         )
         return logits, self.aux_head(context)
-
-
-# --- backbone + decoder ------------------------------------------------------------------------
-
-
-def create_backbone(
-    name: str,
-    *,
-    pretrained: bool | str | os.PathLike = False,
-    out_indices: Sequence[int] | None = None,
-    **kwargs: Any,
-) -> nn.Module:
-    """A timm `features_only` backbone; `pretrained` is True (timm's weights) or a local file.
-
-    A local file (.pth/.safetensors/.bin of the full timm model's state dict) is loaded offline by
-    timm itself, so its usual key filtering and classifier dropping apply.
-    """
-    if isinstance(pretrained, (str, os.PathLike)):
-        path = Path(pretrained)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"backbone weights file not found: {str(path)!r} (pretrained= for {name!r}); "
-                "expected a local .pth/.safetensors/.bin state dict of that timm model"
-            )
-        kwargs["pretrained_cfg_overlay"] = dict(file=str(path))
-        pretrained = True
-    if out_indices is not None:
-        kwargs["out_indices"] = tuple(out_indices)
-    return timm.create_model(name, features_only=True, pretrained=bool(pretrained), **kwargs)
-
-
-class EncoderDecoder(nn.Module):
-    """Backbone -> UNetFormer decoder, any input size: (B, 3, H, W) -> (B, K, H, W).
-
-    The input is on its native scale (0-255 RGB): the network applies its own ``normalization``
-    (mean/std per band, ImageNet's by default; None for inputs normalised beforehand).
-    ``forward_with_aux`` also returns the auxiliary head's logits (``aux_head``). ``pretrained`` is
-    False, True (the backbone's published ImageNet weights) or a local weights file of the backbone.
-
-    Subclasses set ``defaults`` (the backbone, decode_channels, num_heads, dropout and aux_head of
-    the published network, used for arguments left out) and ``fine_tuned_layout`` (the decoder
-    variant), and may override ``build_backbone`` (a timm ``features_only`` model here, its stride
-    4, 8, 16, 32 stages picked by ``out_indices``, ``backbone_kwargs`` passed to timm). Wherever
-    the published network runs, the logits are its logits with the same weights (see ``_forward``).
-
-    ``init_args`` holds the constructor arguments as plain values, ``pretrained`` recorded as
-    False, so ``type(net)(**net.init_args)`` rebuilds the architecture for a checkpoint's weights.
-    ``architecture_version`` names the layer layout; checkpoints record it.
-    """
-
-    # 1: this project's own decoder (before it followed the published networks); 2: published
-    architecture_version = 2
-    defaults: dict[str, Any]
-    fine_tuned_layout = False
-    out_indices: tuple[int, ...] | None = None
-
-    def __init__(
-        self,
-        *,
-        num_classes: int = NUM_CLASSES,
-        backbone: str | None = None,
-        pretrained: bool | str = False,
-        backbone_kwargs: dict | None = None,
-        decode_channels: int | None = None,
-        window_size: int = 8,
-        num_heads: int | None = None,
-        dropout: float | None = None,
-        aux_head: bool | None = None,
-        normalization: dict | None = IMAGENET_NORMALIZATION,
-    ) -> None:
-        super().__init__()
-        given = dict(
-            backbone=backbone,
-            decode_channels=decode_channels,
-            num_heads=num_heads,
-            dropout=dropout,
-            aux_head=aux_head,
-        )
-        args = {key: self.defaults[key] if value is None else value for key, value in given.items()}
-        backbone_kwargs = dict(backbone_kwargs or {})
-        normalization = check_normalization(normalization)
-        self.init_args: dict[str, Any] = as_plain(
-            dict(
-                num_classes=num_classes,
-                pretrained=False,
-                backbone_kwargs=backbone_kwargs,
-                window_size=window_size,
-                normalization=normalization,
-                **args,
-            ),
-            "init_args",
-        )
-        self.input_normalization = InputNormalization(normalization)
-        self.backbone, channels, reductions = self.build_backbone(
-            args["backbone"], pretrained, backbone_kwargs
-        )
-        if list(reductions) != [4, 8, 16, 32]:
-            raise ValueError(
-                f"backbone {args['backbone']!r} gives feature strides {list(reductions)}; the "
-                "UNetFormer decoder needs [4, 8, 16, 32]"
-            )
-        # the input must divide down to the coarsest feature map without rounding
-        self.size_divisor = max(reductions)
-        self.decoder = UNetFormerDecoder(
-            channels,
-            num_classes=num_classes,
-            decode_channels=args["decode_channels"],
-            window_size=window_size,
-            num_heads=args["num_heads"],
-            dropout=args["dropout"],
-            aux_head=args["aux_head"],
-            fine_tuned_layout=self.fine_tuned_layout,
-        )
-
-    def build_backbone(
-        self, name: str, pretrained: bool | str, kwargs: dict
-    ) -> tuple[nn.Module, list[int], list[int]]:
-        """(backbone, its 4 feature channels, their strides): a timm ``features_only`` model."""
-        backbone = create_backbone(
-            name, pretrained=pretrained, out_indices=self.out_indices, **kwargs
-        )
-        return backbone, backbone.feature_info.channels(), backbone.feature_info.reduction()
-
-    @property
-    def has_aux_head(self) -> bool:
-        return self.decoder.aux_head is not None
-
-    def forward(
-        self, x: torch.Tensor, with_aux: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
-        """x: (B, 3, H, W) on the native scale -> logits (B, K, H, W); ``with_aux``: the pair
-        (logits, aux_logits), aux_logits None without an aux head."""
-        logits, aux = self._forward(x, with_aux=with_aux and self.has_aux_head)
-        return (logits, aux) if with_aux else logits
-
-    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(logits, aux_logits) through ``__call__`` (so hooks and ``compile`` apply).
-
-        The training module calls this when its loss also supervises the auxiliary head.
-        """
-        return self(x, with_aux=True)
-
-    def _forward(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        h, w = x.shape[-2:]
-        x = self.input_normalization(x)
-        # Within 3 pixels of a multiple of 32 the published networks run: the backbone rounds up
-        # (Swin pads whole patches, strided convs round up) and the logits are stretched to the
-        # input, as here. Further off they fail; here the input is reflect-padded to a multiple
-        # of 32 and the logits, upsampled to the padded size so pixels stay aligned, are cropped.
-        d = self.size_divisor
-        backbone_rounds = -h % d < 4 and -w % d < 4
-        if not backbone_rounds:
-            x = pad_to_multiple(x, d)
-        outputs = self.decoder(self.backbone(x), with_aux=with_aux)
-        outputs = outputs if with_aux else (outputs,)
-        size = (h, w) if backbone_rounds else x.shape[-2:]
-        logits, *aux = (
-            F.interpolate(o, size=size, mode="bilinear", align_corners=False)[..., :h, :w]
-            for o in outputs
-        )
-        return logits, (aux[0] if aux else None)

@@ -15,8 +15,8 @@ from geoseg.models.checkpoint import (
     register_model,
     weight_differences,
 )
-from geoseg.models.decoder import EncoderDecoder
 from geoseg.models.swin import SWIN_PRESETS, SwinTransformer, swin_state_dict
+from geoseg.models.unetformer import UNetFormer
 
 __all__ = ["FTUNetFormer", "load_swin_weights"]
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 @register_model
-class FTUNetFormer(EncoderDecoder):
+class FTUNetFormer(UNetFormer):
     """Swin backbone + UNetFormer decoder: image (B, 3, H, W) -> logits (B, K, H, W), any H, W.
 
     The published network by default: Swin-Base window 7, a 256-channel decoder with 16 heads,
@@ -32,7 +32,7 @@ class FTUNetFormer(EncoderDecoder):
     ``swin_base_patch4_window7_224``, with or without a weights tag); ``backbone_kwargs`` override
     its embed_dim, depths, num_heads, window_size or drop_path_rate. ``pretrained`` is True (timm's
     ImageNet weights of that model, downloaded once) or a local file: a timm or original Swin state
-    dict, or GeoSeg's ``stseg_base.pth``. The other arguments are those of ``EncoderDecoder``.
+    dict, or GeoSeg's ``stseg_base.pth``. The other arguments are those of ``UNetFormer``.
     """
 
     defaults = dict(
@@ -43,6 +43,9 @@ class FTUNetFormer(EncoderDecoder):
         aux_head=False,
     )
     fine_tuned_layout = True
+
+    def rounds_sizes_up(self, backbone: str) -> bool:
+        return True  # this Swin pads to whole patches and windows
 
     def build_backbone(
         self, name: str, pretrained: bool | str, kwargs: dict

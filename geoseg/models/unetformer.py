@@ -1,21 +1,72 @@
-"""UNetFormer: a timm CNN backbone (ResNet-18 by default) with the UNetFormer decoder."""
+"""UNetFormer: any hierarchical timm backbone (ResNet-18 by default) with the UNetFormer decoder."""
 
+from typing import Any
+
+import timm
+from torch import nn
+
+from geoseg.classes import IMAGENET_NORMALIZATION, NUM_CLASSES
 from geoseg.models.checkpoint import register_model
-from geoseg.models.decoder import EncoderDecoder
+from geoseg.models.decoder import UNetFormerDecoder
+from geoseg.models.encoder_decoder import EncoderDecoder
 
 __all__ = ["UNetFormer"]
 
 
 @register_model
 class UNetFormer(EncoderDecoder):
-    """CNN backbone + UNetFormer decoder: image (B, 3, H, W) -> logits (B, K, H, W), any H, W.
+    """Backbone + UNetFormer decoder: image (B, 3, H, W) -> logits (B, K, H, W), any H, W.
 
-    The published network by default: ResNet-18, a 64-channel decoder with 8 heads, dropout 0.1
-    and the auxiliary head. The arguments are those of ``EncoderDecoder``.
+    The published network by default: ResNet-18, a 64-channel decoder with 8 heads and windows
+    of 8, dropout 0.1 and the auxiliary head. ``backbone`` is any hierarchical timm model (its
+    stride 4..32 features are found from its ``feature_info``): ResNet, ConvNeXt, EfficientNet,
+    RegNet, PVT-v2, Swin, Swin-v2, ... Arguments left as None take the defaults; the others are
+    those of ``EncoderDecoder``.
     """
 
     defaults = dict(
         backbone="resnet18", decode_channels=64, num_heads=8, dropout=0.1, aux_head=True
     )
-    # timm CNN feature index 0 is the stride-2 stem; 1..4 are the stride 4..32 stages
-    out_indices = (1, 2, 3, 4)
+    # FT-UNetFormer's variant of the decoder (3x3 skip projections, BN after pointwise convs)
+    fine_tuned_layout = False
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = NUM_CLASSES,
+        backbone: str | None = None,
+        pretrained: bool | str = False,
+        backbone_kwargs: dict | None = None,
+        decode_channels: int | None = None,
+        window_size: int = 8,
+        num_heads: int | None = None,
+        dropout: float | None = None,
+        aux_head: bool | None = None,
+        normalization: dict | None = IMAGENET_NORMALIZATION,
+    ) -> None:
+        super().__init__(
+            num_classes=num_classes,
+            backbone=backbone,
+            pretrained=pretrained,
+            backbone_kwargs=backbone_kwargs,
+            normalization=normalization,
+            decode_channels=decode_channels,
+            window_size=window_size,
+            num_heads=num_heads,
+            dropout=dropout,
+            aux_head=aux_head,
+        )
+
+    def rounds_sizes_up(self, backbone: str) -> bool:
+        # timm's ResNet family (padded strided convs), as the published ResNet-18
+        return timm.models.is_model_in_modules(backbone, ["resnet"])
+
+    def build_decoder(
+        self, encoder_channels: list[int], *, num_classes: int, **args: Any
+    ) -> nn.Module:
+        return UNetFormerDecoder(
+            encoder_channels,
+            num_classes=num_classes,
+            fine_tuned_layout=self.fine_tuned_layout,
+            **args,
+        )

@@ -1,0 +1,95 @@
+"""The ablation report (`make ablation`): the recipe's next steps against the stage they extend.
+
+Same layout, seeds and verdict rule as the demo report (``geoseg.evaluation.report``). Each lever
+is a row and a claim "the stage with the lever beats the same stage without it"; nothing is tuned
+per lever: a lever's run differs from its reference only in that lever.
+
+Levers measured: other architectures trained as the FT-UNetFormer student (step 1 on target +
+OpenEarthMap, step 2 with KD), and the ensemble of the different families against its best member
+(chosen per seed on the Test split itself, the strictest reference the ensemble can face).
+"""
+
+from collections.abc import Sequence
+
+from geoseg.evaluation.report import (
+    Claim,
+    Row,
+    Spread,
+    claim_lines,
+    run_facts_lines,
+    table_lines,
+)
+
+REFERENCE = "student_ft_target_kd"
+FAMILY_MEMBERS = (REFERENCE, "segformer_ft_target_kd", "upernet_ft_target_kd")
+FAMILIES_ENSEMBLE = "families_ensemble"
+BEST_MEMBER = "best_member"  # per seed, the family member with the highest Test mIoU
+
+ABLATION_ROWS = (
+    Row("FT-UNetFormer step 2 (the recipe's student)", REFERENCE),
+    Row("SegFormer step 2", "segformer_ft_target_kd"),
+    Row("UPerNet step 2", "upernet_ft_target_kd"),
+    Row("ensemble of the three families", FAMILIES_ENSEMBLE),
+)
+ABLATION_CLAIMS = (
+    Claim("segformer_ft_target_kd", REFERENCE, "SegFormer is a stronger step 2 student"),
+    Claim("upernet_ft_target_kd", REFERENCE, "UPerNet is a stronger step 2 student"),
+    Claim(
+        FAMILIES_ENSEMBLE,
+        BEST_MEMBER,
+        "an ensemble of different families beats its best member, all at scale 1 without flips",
+    ),
+)
+
+
+def add_best_member(
+    scores: dict[int, dict], members: Sequence[str] = FAMILY_MEMBERS
+) -> dict[int, str]:
+    """Add each seed's best member's scores under ``BEST_MEMBER``; return seed -> that member."""
+    best = {}
+    for seed, per_seed in scores.items():
+        best[seed] = max(members, key=lambda member: per_seed[member]["mIoU"])
+        per_seed[BEST_MEMBER] = per_seed[best[seed]]
+    return best
+
+
+def render_ablation_markdown(
+    scores: dict[int, dict],
+    judged: list,
+    best: dict[int, str],
+    disagreement: dict[str, dict[int, dict[str, int]]],
+    run_info: dict[str, str],
+    rows: Sequence[Row] = ABLATION_ROWS,
+) -> str:
+    """The report: run facts, the table, the claims, and how the families' errors differ.
+
+    ``disagreement``: member folder -> seed -> ``member_disagreement`` counts of the reference
+    (a) against that member (b), with the families' ensemble as the merged prediction.
+    """
+    labels = {row.folder: row.label for row in rows}
+    labels[BEST_MEMBER] = "its best member"
+    lines = ["# Ablation: the recipe's next steps (synthetic Test split)", ""]
+    lines += run_facts_lines(run_info, list(scores))
+    lines += table_lines(scores, rows)
+    lines += ["", "## Claims", ""]
+    lines += claim_lines(judged, labels)
+    lines.append(
+        "- Best member per seed: "
+        + ", ".join(f"seed {seed}: {labels[member]}" for seed, member in best.items())
+        + "."
+    )
+    lines += ["", "## Where the families disagree", ""]
+    reference = labels[REFERENCE]
+    for member, per_seed in disagreement.items():
+        counts = list(per_seed.values())
+        share = Spread(tuple(d["disagree"] / d["pixels"] for d in counts))
+
+        def right(key: str, counts=counts) -> str:
+            return Spread(tuple(d[key] / max(d["disagree"], 1) for d in counts)).format()
+
+        lines.append(
+            f"- {reference} and {labels[member]} predict different classes on {share.format()}% "
+            f"of the labelled test pixels; there the first is right on {right('a_right')}%, the "
+            f"second on {right('b_right')}%, the ensemble on {right('merged_right')}%."
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,234 @@
+"""The encoder-decoder base every network here builds on, and the timm backbones it uses.
+
+`EncoderDecoder` owns what all the networks share: the input normalisation, a hierarchical
+backbone whose stride 4, 8, 16 and 32 features it picks from the backbone's own ``feature_info``,
+any input size with logits at the input size, the auxiliary head switch and ``init_args``, the
+record from which a checkpoint rebuilds the network. Subclasses add a decoder (``build_decoder``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from geoseg.models.backbone_weights import load_backbone_weights
+from geoseg.models.checkpoint import as_plain
+from geoseg.models.input import InputNormalization, check_normalization
+
+__all__ = [
+    "FEATURE_STRIDES",
+    "EncoderDecoder",
+    "create_backbone",
+    "pad_end",
+    "pad_to_multiple",
+    "stride_feature_indices",
+]
+
+# the strides of the four feature maps every decoder here takes
+FEATURE_STRIDES = (4, 8, 16, 32)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad x: (..., H, W) at the bottom and right up to multiples of `multiple` (see pad_end)."""
+    h, w = x.shape[-2:]
+    return pad_end(x, bottom=-h % multiple, right=-w % multiple)
+
+
+def pad_end(x: torch.Tensor, bottom: int = 0, right: int = 0) -> torch.Tensor:
+    """Pad x: (..., H, W) by ``bottom`` rows and ``right`` columns, reflecting the content.
+
+    Reflect padding keeps image statistics continuous at the border; it needs the pad to be
+    smaller than the side, so a side too short to reflect (e.g. a 1x1 deep feature map, where the
+    published network fails) is replicated instead.
+    """
+    h, w = x.shape[-2:]
+    if right:
+        x = F.pad(x, (0, right, 0, 0), mode="reflect") if right < w else _replicate(x, right, -1)
+    if bottom:
+        x = F.pad(x, (0, 0, 0, bottom), mode="reflect") if bottom < h else _replicate(x, bottom, -2)
+    return x
+
+
+def _replicate(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
+    """``x`` with its last row/column along ``dim`` repeated ``pad`` more times.
+
+    The same values and gradients as ``F.pad(mode="replicate")``, whose backward torch.compile
+    (inductor) miscompiles for the NHWC-strided features of a Swin backbone.
+    """
+    edge = x.narrow(dim, x.shape[dim] - 1, 1)
+    return torch.cat([x, edge.expand(*x.shape[:dim], pad, *x.shape[dim:][1:])], dim)
+
+
+def create_backbone(
+    name: str, *, pretrained: bool | str | os.PathLike = False, **kwargs: Any
+) -> nn.Module:
+    """A timm ``features_only`` model; ``pretrained`` is True (timm's weights, downloaded once) or
+    a local weights file (timm's layout or a remote-sensing release: see ``backbone_weights``).
+
+    Transformer backbones are built for any input size (timm's ``dynamic_img_size``), as the
+    decoders here run on tiles of any size.
+    """
+    from_timm = pretrained is True
+    try:
+        kwargs = {"dynamic_img_size": True, **kwargs}
+        backbone = timm.create_model(name, features_only=True, pretrained=from_timm, **kwargs)
+    except TypeError as error:  # CNNs take no dynamic_img_size: any size works for them
+        if "dynamic_img_size" not in str(error):
+            raise
+        kwargs.pop("dynamic_img_size")
+        backbone = timm.create_model(name, features_only=True, pretrained=from_timm, **kwargs)
+    if pretrained and not from_timm:
+        load_backbone_weights(backbone, name, pretrained, kwargs)
+    return backbone
+
+
+def stride_feature_indices(reductions: Sequence[int], backbone: str) -> list[int]:
+    """Indices of the features at strides 4, 8, 16 and 32 (the deepest one where a stride repeats).
+
+    Raises a ValueError naming the backbone and its strides when one of them is missing.
+    """
+    reductions = list(reductions)
+    if not set(FEATURE_STRIDES) <= set(reductions):
+        raise ValueError(
+            f"backbone {backbone!r} gives feature strides {reductions}; the decoders here need "
+            f"features at strides {list(FEATURE_STRIDES)}: a hierarchical backbone (ResNet, "
+            "ConvNeXt, EfficientNet, RegNet, PVT-v2, Swin, ...)"
+        )
+    return [len(reductions) - 1 - reductions[::-1].index(s) for s in FEATURE_STRIDES]
+
+
+class EncoderDecoder(nn.Module):
+    """Backbone -> decoder, any input size: image (B, 3, H, W) -> logits (B, K, H, W).
+
+    The input is on its native scale (0-255 RGB): the network applies its own ``normalization``
+    (mean/std per band, ImageNet's by default; None for inputs normalised beforehand).
+    ``pretrained`` is False, True (the backbone's published ImageNet weights, through timm) or a
+    local weights file of the backbone; ``backbone_kwargs`` go to the backbone's constructor.
+
+    Subclasses set ``defaults`` (arguments left as None take these) and implement
+    ``build_decoder``: a module called as ``decoder(features, with_aux)`` on the four NCHW feature
+    maps at strides 4..32, returning logits at any stride (and the auxiliary logits with
+    ``with_aux``), with an ``aux_head`` attribute (None without one). They may override
+    ``build_backbone`` (a timm ``features_only`` model here).
+
+    ``init_args`` holds the constructor arguments as plain values, ``pretrained`` recorded as
+    False, so ``type(net)(**net.init_args)`` rebuilds the architecture for a checkpoint's weights.
+    ``architecture_version`` names the layer layout; checkpoints record it.
+    """
+
+    # 1: this project's own UNetFormer decoder (before it followed the published networks)
+    architecture_version = 2
+    defaults: dict[str, Any]
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        backbone: str | None,
+        pretrained: bool | str,
+        backbone_kwargs: dict | None,
+        normalization: dict | None,
+        **decoder_args: Any,
+    ) -> None:
+        super().__init__()
+        backbone = backbone or self.defaults["backbone"]
+        decoder_args = {
+            key: self.defaults[key] if value is None else value
+            for key, value in decoder_args.items()
+        }
+        backbone_kwargs = dict(backbone_kwargs or {})
+        normalization = check_normalization(normalization)
+        self.init_args: dict[str, Any] = as_plain(
+            dict(
+                num_classes=num_classes,
+                backbone=backbone,
+                pretrained=False,
+                backbone_kwargs=backbone_kwargs,
+                normalization=normalization,
+                **decoder_args,
+            ),
+            "init_args",
+        )
+        self.input_normalization = InputNormalization(normalization)
+        self.backbone, channels, reductions = self.build_backbone(
+            backbone, pretrained, backbone_kwargs
+        )
+        self.feature_indices = stride_feature_indices(reductions, backbone)
+        # timm's Swin backbones return NHWC maps; the decoders take NCHW
+        self.features_channels_last = getattr(self.backbone, "output_fmt", "NCHW") == "NHWC"
+        self.size_divisor = max(FEATURE_STRIDES)
+        self.backbone_rounds_up = self.rounds_sizes_up(backbone)
+        self.decoder = self.build_decoder(
+            [channels[i] for i in self.feature_indices], num_classes=num_classes, **decoder_args
+        )
+
+    def build_backbone(
+        self, name: str, pretrained: bool | str, kwargs: dict
+    ) -> tuple[nn.Module, list[int], list[int]]:
+        """(backbone, the channels and strides of its features): a timm ``features_only`` model."""
+        backbone = create_backbone(name, pretrained=pretrained, **kwargs)
+        return backbone, backbone.feature_info.channels(), backbone.feature_info.reduction()
+
+    def rounds_sizes_up(self, backbone: str) -> bool:
+        """Whether the backbone rounds sizes up to whole strides as the published UNetFormers'
+        do: then inputs within 3 px of a multiple of 32 run unpadded, as there (``_forward``)."""
+        return False
+
+    def build_decoder(
+        self, encoder_channels: list[int], *, num_classes: int, **args: Any
+    ) -> nn.Module:
+        raise NotImplementedError
+
+    @property
+    def has_aux_head(self) -> bool:
+        return getattr(self.decoder, "aux_head", None) is not None
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The backbone's NCHW feature maps at strides 4, 8, 16, 32 of a normalised input."""
+        features = self.backbone(x)
+        features = [features[i] for i in self.feature_indices]
+        if self.features_channels_last:
+            features = [f.permute(0, 3, 1, 2) for f in features]
+        return features
+
+    def forward(
+        self, x: torch.Tensor, with_aux: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        """x: (B, 3, H, W) on the native scale -> logits (B, K, H, W); ``with_aux``: the pair
+        (logits, aux_logits), aux_logits None without an aux head."""
+        logits, aux = self._forward(x, with_aux=with_aux and self.has_aux_head)
+        return (logits, aux) if with_aux else logits
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(logits, aux_logits) through ``__call__`` (so hooks and ``compile`` apply).
+
+        The training module calls this when its loss also supervises the auxiliary head.
+        """
+        return self(x, with_aux=True)
+
+    def _forward(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        h, w = x.shape[-2:]
+        x = self.input_normalization(x)
+        # Within 3 pixels of a multiple of 32 the published networks run: their backbones round
+        # up (Swin pads whole patches, ResNet's strided convs round up) and the logits are
+        # stretched to the input, as here. Further off they fail; here, and for every backbone
+        # that does not round up, the input is reflect-padded to a multiple of 32 and the logits,
+        # upsampled to the padded size so pixels stay aligned, are cropped.
+        d = self.size_divisor
+        unpadded = self.backbone_rounds_up and -h % d < 4 and -w % d < 4
+        if not unpadded:
+            x = pad_to_multiple(x, d)
+        outputs = self.decoder(self.features(x), with_aux=with_aux)
+        outputs = outputs if with_aux else (outputs,)
+        size = (h, w) if unpadded else x.shape[-2:]
+        logits, *aux = (
+            F.interpolate(o, size=size, mode="bilinear", align_corners=False)[..., :h, :w]
+            for o in outputs
+        )
+        return logits, (aux[0] if aux else None)
