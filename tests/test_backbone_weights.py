@@ -233,3 +233,39 @@ def test_missing_file_names_the_path(tmp_path):
     path = tmp_path / "nowhere" / "resnet18.pth"
     with pytest.raises(FileNotFoundError, match=re.escape(str(path))):
         load_backbone_weights(features_model("resnet18"), "resnet18", path)
+
+
+def test_satlas_swin_v2_through_a_network_built_for_512_tiles(tmp_path):
+    """The README's recipe: a network's Swin-V2 built for the tile size (img_size=512) from
+    torchvision-layout weights gives torchvision's stage features on a 512 tile."""
+    from geoseg.models import UNetFormer
+
+    torch.manual_seed(4)
+    reference = SwinTransformer(
+        patch_size=[4, 4],
+        embed_dim=24,
+        depths=[2, 2, 2, 2],
+        num_heads=[1, 2, 4, 8],
+        window_size=[8, 8],
+        stochastic_depth_prob=0.0,
+        block=SwinTransformerBlockV2,
+        downsample_layer=PatchMergingV2,
+    ).eval()
+    with torch.no_grad():
+        for parameter in reference.parameters():
+            parameter.add_(0.2 * torch.randn_like(parameter))
+    torch.save(reference.state_dict(), tmp_path / "swinv2.pth")
+    net = UNetFormer(
+        backbone="swinv2_tiny_window8_256",
+        backbone_kwargs=dict(TINY_SWIN, img_size=512),
+        pretrained=str(tmp_path / "swinv2.pth"),
+        decode_channels=16,
+        num_heads=2,
+    ).eval()
+    image = torch.randn(1, 3, 512, 512)
+    with torch.no_grad():
+        ours, x = net.features(image), image
+        for index, layer in enumerate(reference.features):
+            x = layer(x)
+            if index % 2 == 1:  # stage outputs, NHWC there, NCHW from the network
+                torch.testing.assert_close(ours[index // 2], x.permute(0, 3, 1, 2))

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from geoseg.models import MODEL_REGISTRY, FTUNetFormer, UNetFormer
-from geoseg.models.decoder import GlobalLocalAttention, WeightedFusion, pad_to_multiple
+from geoseg.models.decoder import GlobalLocalAttention, WeightedFusion
+from geoseg.models.encoder_decoder import pad_to_multiple
 
 NUM_CLASSES = 6
 SWIN_TINY = "swin_tiny_patch4_window7_224"

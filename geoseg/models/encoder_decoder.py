@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from geoseg.errors import ConfigError
 from geoseg.models.backbone_weights import load_backbone_weights
 from geoseg.models.checkpoint import as_plain
 from geoseg.models.input import InputNormalization, check_normalization
@@ -91,11 +92,11 @@ def create_backbone(
 def stride_feature_indices(reductions: Sequence[int], backbone: str) -> list[int]:
     """Indices of the features at strides 4, 8, 16 and 32 (the deepest one where a stride repeats).
 
-    Raises a ValueError naming the backbone and its strides when one of them is missing.
+    Raises a ConfigError (a ValueError) naming the backbone and its strides when one of them is missing.
     """
     reductions = list(reductions)
     if not set(FEATURE_STRIDES) <= set(reductions):
-        raise ValueError(
+        raise ConfigError(
             f"backbone {backbone!r} gives feature strides {reductions}; the decoders here need "
             f"features at strides {list(FEATURE_STRIDES)}: a hierarchical backbone (ResNet, "
             "ConvNeXt, EfficientNet, RegNet, PVT-v2, Swin, ...)"
@@ -183,6 +184,7 @@ class EncoderDecoder(nn.Module):
     def build_decoder(
         self, encoder_channels: list[int], *, num_classes: int, **args: Any
     ) -> nn.Module:
+        """The decoder for features of ``encoder_channels`` (strides 4..32)."""
         raise NotImplementedError
 
     @property
