@@ -641,3 +641,35 @@ def test_listing_names_an_unknown_network(monkeypatch) -> None:
     monkeypatch.setattr("sys.argv", ["geoseg.models", "--models", "SegNet"])
     with pytest.raises(ConfigError, match=r"unknown network\(s\) \['SegNet'\]; expected some of"):
         listing.main()
+
+
+def test_upernet_training_batch_of_one_is_a_named_error() -> None:
+    from geoseg.errors import TrainingError
+
+    net = UPerNet(
+        backbone="convnext_atto",
+        backbone_kwargs={"dims": [16, 32, 64, 128], "depths": [1, 1, 1, 1]},
+        channels=16,
+        aux_channels=8,
+    )
+    with pytest.raises(TrainingError, match="at least 2 images per device"):
+        net.train()(torch.rand(1, 3, 64, 64) * 255)
+    assert net.eval()(torch.rand(1, 3, 64, 64) * 255).shape == (1, 6, 64, 64)  # inference is fine
+
+
+@pytest.mark.parametrize(
+    ("backbone", "kwargs", "rounds_up"),
+    [
+        ("resnet18", {}, True),  # padded strided convs: ceil(61 / s)
+        ("efficientnet_b0", {}, True),
+        ("convnext_atto", {"dims": [16, 32, 64, 128], "depths": [1, 1, 1, 1]}, False),  # 4x4 stem
+    ],
+)
+def test_size_rounding_is_probed_from_the_backbone(backbone, kwargs, rounds_up) -> None:
+    net = UNetFormer(backbone=backbone, backbone_kwargs=kwargs, decode_channels=16, num_heads=2)
+    assert net.backbone_rounds_up is rounds_up
+    # the probe ran in eval mode and left nothing behind: BatchNorm statistics untouched
+    assert net.training
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            assert torch.equal(module.running_mean, torch.zeros_like(module.running_mean))

@@ -1,6 +1,7 @@
 """Backbone weights files: timm's layout, framework prefixes, original releases and torchvision's
 Swin-V2 mapped onto timm features models, with every key checked."""
 
+import argparse
 import logging
 import re
 
@@ -129,6 +130,7 @@ def test_dino_checkpoint_loads_the_teacher(tmp_path):
         "teacher": {f"backbone.{k}": v for k, v in teacher.items() if not k.startswith("fc.")},
         "student": {f"module.backbone.{k}": v for k, v in student.items() if k[:3] != "fc."},
         "epoch": 100,
+        "args": argparse.Namespace(arch="resnet18", lr=5e-4),  # as DINO's main script saves it
     }
     torch.save(checkpoint, tmp_path / "dino.pth")
     backbone = features_model("resnet18")

@@ -106,8 +106,18 @@ def test_train_supervision_cli_without_data_exits_with_the_layout(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-KD_CONFIGS = ("student_target_only.py", "step2_finetune_target_kd.py")
-STAGE_CONFIGS = ("teacher.py", "step1_pretrain_combined.py", *KD_CONFIGS)
+FAMILIES = ("segformer", "upernet")  # the other ensemble families' step 1 / step 2 pairs
+KD_CONFIGS = (
+    "student_target_only.py",
+    "step2_finetune_target_kd.py",
+    *(f"{family}_step2_finetune_target_kd.py" for family in FAMILIES),
+)
+STAGE_CONFIGS = (
+    "teacher.py",
+    "step1_pretrain_combined.py",
+    *(f"{family}_step1_pretrain_combined.py" for family in FAMILIES),
+    *KD_CONFIGS,
+)
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +147,12 @@ def test_every_demo_config_builds(name, demo_data_dir, monkeypatch):
     if name in KD_CONFIGS:
         assert config.teacher_ckpt_path == "model_weights/demo/teacher/last.ckpt"
         assert config.kd_alpha == 0.7 and config.kd_temperature == 3.0
+    family = name.split("_")[0]
+    if family in FAMILIES:  # its own network; step 2 starts from its own step 1
+        assert type(config.net).__name__.lower() == family
+        if name in KD_CONFIGS:
+            expected = f"model_weights/demo/{family}_pretrain_all/last.ckpt"
+            assert config.pretrained_ckpt_path == expected
 
 
 @pytest.mark.parametrize("name", STAGE_CONFIGS)

@@ -1,7 +1,8 @@
 """What the baseline and step 2 share: target data, student loss, KD settings and schedule.
 
-Not a stage config itself: student_target_only.py and step2_finetune_target_kd.py import it and
-add their student (student.py) and its initialisation, so that the two runs differ in nothing else.
+Not a stage config itself: student_target_only.py, step2_finetune_target_kd.py and the other
+families' step 2 configs import it and add their network (student.py) and its initialisation, so
+that the runs differ in nothing else.
 """
 
 import torch
@@ -19,7 +20,9 @@ train_loader, val_loader = data_loaders(
     batch_size=2,  # per GPU, as step 1
     num_workers=4,
 )
-loss = CEDiceLoss()  # the supervised term: CE + Dice (FT-UNetFormer has no auxiliary head)
+# the supervised term: CE + Dice, + 0.4 x CE on the auxiliary head of networks that have one
+# (UPerNet; FT-UNetFormer has none)
+loss = CEDiceLoss()
 
 # --- knowledge distillation ---------------------------------------------------------------------
 # frozen, any architecture; a GeoSeg teacher once converted by python -m geoseg.models.import_geoseg

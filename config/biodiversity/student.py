@@ -7,8 +7,10 @@ from geoseg.models import FTUNetFormer, SegFormer, UPerNet
 # The backbones' starting weights (step 1 and the baseline): True for timm's ImageNet weights of
 # the backbone (downloaded once), or a local file. FT-UNetFormer: that Swin-Base window 7
 # (`swin_base_patch4_window7_224`) in timm's layout, or GeoSeg's `pretrain_weights/stseg_base.pth`.
-# SegFormer (`pvt_v2_b2`), UPerNet (`convnext_tiny`): timm's weights of that model, or a
-# remote-sensing release for the same backbone name (the README lists which fit which).
+# SegFormer (`pvt_v2_b2`), UPerNet (`convnext_tiny`): timm's weights of that model. For a
+# remote-sensing release, name its backbone too, e.g. UPerNet(backbone="swinv2_base_window8_256",
+# backbone_kwargs={"img_size": 512}, pretrained="satlas_swinv2_b_naip_rgb.pth", normalization=...)
+# (the README lists which weights fit which backbone, and the input scaling they expect).
 BACKBONE_WEIGHTS = True
 SEGFORMER_BACKBONE_WEIGHTS = True
 UPERNET_BACKBONE_WEIGHTS = True

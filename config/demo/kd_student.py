@@ -1,5 +1,5 @@
-"""What the demo baseline and demo step 2 share (config/biodiversity/kd_student.py at CPU size):
-target data, loss, the real KD settings and schedule. Not a stage config."""
+"""What the demo baseline and every demo step 2 share (config/biodiversity/kd_student.py at CPU
+size): target data, loss, the real KD settings and schedule. Not a stage config."""
 
 import torch
 

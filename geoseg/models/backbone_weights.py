@@ -17,26 +17,8 @@ After mapping, the file must hold every tensor of the backbone with its shape, a
 timm model does not know (a head of another network, e.g. MoCo's projection MLP, is left out):
 anything else is a ``CheckpointError`` naming the keys. What was left out is logged.
 
-Which published weights fit which timm backbone name (``in_chans`` = the number of input bands):
-
-=================================================================  ===============================
-Weights (torchgeo enum where published there)                      timm name and kwargs
-=================================================================  ===============================
-SSL4EO-S12 MoCo / DINO / DeCUR ResNet (``ResNet18_Weights``,       ``resnet18`` / ``resnet50``;
-``ResNet50_Weights.SENTINEL2_ALL_*``: 13 bands, ``*_RGB_*``: 3,    ``in_chans`` 13, 3 or 2
-``SENTINEL1_ALL_*``: 2); the original MoCo/DINO checkpoints too
-torchgeo's SeCo and GASSL (fMoW) ResNet: ``*_RGB_SECO``,          ``resnet18`` / ``resnet50``
-``FMOW_RGB_GASSL``
-SSL4EO-L Landsat MoCo / SimCLR ResNet (``LANDSAT_*``)              ``resnet18`` / ``resnet50``;
-                                                                   ``in_chans`` 6, 7, 9 or 11
-Satlas ResNet (``SENTINEL2_{SI,MI}_{RGB,MS}_SATLAS``)              ``resnet50`` / ``resnet152``;
-                                                                   ``in_chans`` 3 or 9
-Satlas Swin-V2-T (``Swin_V2_T_Weights``, torchvision layout)       ``swinv2_tiny_window8_256``
-Satlas Swin-V2-B (``Swin_V2_B_Weights``, torchvision layout)       ``swinv2_base_window8_256``;
-                                                                   ``in_chans`` 3, 9, 11 or 2
-ImageNet weights of timm / torchvision ResNet, original Swin,      the same timm name
-ConvNeXt, PVT-v2 releases
-=================================================================  ===============================
+Which published weights (SSL4EO-S12, SSL4EO-L, SeCo, Satlas, ...) fit which timm backbone name is
+listed in the README ("Models").
 
 torchvision's Swin-V2 and timm's compute the same features (checked to 1e-5) when timm is built
 with ``window_size=8``, its default ``pretrained_window_sizes`` (0, which normalises the position
@@ -46,6 +28,7 @@ before it shifts them and timm after, and timm decides from ``img_size`` at buil
 stage small enough for one window shifts at all.
 """
 
+import argparse
 import logging
 import os
 import re
@@ -153,7 +136,9 @@ def _read_tensors(path: Path) -> State:
         except Exception as error:  # safetensors raises its own error types for corrupt files
             raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from error
     else:
-        checkpoint = read_checkpoint(path)
+        # DINO's and other research releases store their argparse options beside the weights
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            checkpoint = read_checkpoint(path)
         if not isinstance(checkpoint, dict):
             raise CheckpointError(f"{path}: holds a {type(checkpoint).__name__}, not a state dict")
         # DINO saves {"teacher": state, "student": state, ...}: no tensors at the top level.

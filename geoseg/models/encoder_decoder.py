@@ -104,6 +104,30 @@ def stride_feature_indices(reductions: Sequence[int], backbone: str) -> list[int
     return [len(reductions) - 1 - reductions[::-1].index(s) for s in FEATURE_STRIDES]
 
 
+def backbone_rounds_up(features, side: int = 61) -> bool:
+    """Whether ``features`` (image -> maps at strides 4..32) rounds sizes up to whole strides,
+    as the published networks' backbones do (ResNet's padded strided convs, a Swin that pads to
+    whole patches): tried on one ``side`` x ``side`` image in eval mode, nothing kept.
+
+    Then inputs within 3 px of a multiple of 32 run unpadded, as in the published networks (see
+    ``EncoderDecoder._forward``); backbones that round down (ConvNeXt's patchify stem) are padded.
+    """
+    module = features.__self__
+    device = next(module.parameters()).device
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            maps = features(torch.zeros(1, 3, side, side, device=device))
+        return [tuple(m.shape[-2:]) for m in maps] == [
+            (-(-side // s),) * 2 for s in FEATURE_STRIDES
+        ]
+    except (RuntimeError, AssertionError):  # cannot take such a size (timm asserts): padded
+        return False
+    finally:
+        module.train(was_training)
+
+
 class EncoderDecoder(nn.Module):
     """Backbone -> decoder, any input size: image (B, 3, H, W) -> logits (B, K, H, W).
 
@@ -164,7 +188,7 @@ class EncoderDecoder(nn.Module):
         # timm's Swin backbones return NHWC maps; the decoders take NCHW
         self.features_channels_last = getattr(self.backbone, "output_fmt", "NCHW") == "NHWC"
         self.size_divisor = max(FEATURE_STRIDES)
-        self.backbone_rounds_up = self.rounds_sizes_up(backbone)
+        self.backbone_rounds_up = backbone_rounds_up(self.features)
         self.decoder = self.build_decoder(
             [channels[i] for i in self.feature_indices], num_classes=num_classes, **decoder_args
         )
@@ -175,11 +199,6 @@ class EncoderDecoder(nn.Module):
         """(backbone, the channels and strides of its features): a timm ``features_only`` model."""
         backbone = create_backbone(name, pretrained=pretrained, **kwargs)
         return backbone, backbone.feature_info.channels(), backbone.feature_info.reduction()
-
-    def rounds_sizes_up(self, backbone: str) -> bool:
-        """Whether the backbone rounds sizes up to whole strides as the published UNetFormers'
-        do: then inputs within 3 px of a multiple of 32 run unpadded, as there (``_forward``)."""
-        return False
 
     def build_decoder(
         self, encoder_channels: list[int], *, num_classes: int, **args: Any
@@ -219,9 +238,10 @@ class EncoderDecoder(nn.Module):
         x = self.input_normalization(x)
         # Within 3 pixels of a multiple of 32 the published networks run: their backbones round
         # up (Swin pads whole patches, ResNet's strided convs round up) and the logits are
-        # stretched to the input, as here. Further off they fail; here, and for every backbone
-        # that does not round up, the input is reflect-padded to a multiple of 32 and the logits,
-        # upsampled to the padded size so pixels stay aligned, are cropped.
+        # stretched to the input, as here for every backbone that rounds up. Further off they
+        # fail; here, and for backbones that round down, the input is reflect-padded to a
+        # multiple of 32 and the logits, upsampled to the padded size so pixels stay aligned,
+        # are cropped.
         d = self.size_divisor
         unpadded = self.backbone_rounds_up and -h % d < 4 and -w % d < 4
         if not unpadded:

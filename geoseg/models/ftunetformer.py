@@ -44,9 +44,6 @@ class FTUNetFormer(UNetFormer):
     )
     fine_tuned_layout = True
 
-    def rounds_sizes_up(self, backbone: str) -> bool:
-        return True  # this Swin pads to whole patches and windows
-
     def build_backbone(
         self, name: str, pretrained: bool | str, kwargs: dict
     ) -> tuple[nn.Module, list[int], list[int]]:

@@ -2,7 +2,6 @@
 
 from typing import Any
 
-import timm
 from torch import nn
 
 from geoseg.classes import IMAGENET_NORMALIZATION, NUM_CLASSES
@@ -56,10 +55,6 @@ class UNetFormer(EncoderDecoder):
             dropout=dropout,
             aux_head=aux_head,
         )
-
-    def rounds_sizes_up(self, backbone: str) -> bool:
-        # timm's ResNet family (padded strided convs), as the published ResNet-18
-        return timm.models.is_model_in_modules(backbone, ["resnet"])
 
     def build_decoder(
         self, encoder_channels: list[int], *, num_classes: int, **args: Any

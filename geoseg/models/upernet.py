@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geoseg.classes import IMAGENET_NORMALIZATION, NUM_CLASSES
+from geoseg.errors import TrainingError
 from geoseg.models.checkpoint import register_model
 from geoseg.models.decoder import ConvBNReLU
 from geoseg.models.encoder_decoder import EncoderDecoder
@@ -35,6 +36,12 @@ class PyramidPooling(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] == 1 and 1 in self.scales:
+            # torch's own error here ("Expected more than 1 value per channel") names no cause
+            raise TrainingError(
+                "UPerNet's pyramid pooling normalises its 1x1 pooled map over the batch: train "
+                "with at least 2 images per device (batch_size >= 2, drop_last)"
+            )
         size = x.shape[-2:]
         pooled = [
             _resize(branch(F.adaptive_avg_pool2d(x, scale)), size)
