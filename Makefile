@@ -45,7 +45,8 @@ demo-quick: install
 		DEMO_COMMAND='make demo-quick'
 
 # `make ablation` measures the recipe's next steps on the same synthetic data and seeds: other
-# architectures trained as the FT-UNetFormer student (step 1 + step 2) and their ensemble. Its runs
+# architectures trained as the FT-UNetFormer student (step 1 + step 2), their ensemble, and
+# self-training on the unlabelled tiles the ensemble pseudo-labels (step 3). Its runs
 # have their own folders (model_weights/ablation, lightning_logs/ablation, outputs/ablation).
 ablation: install
 	$(MAKE) ablation-pipeline PYTHON=$(abspath $(PYTHON)) SEEDS="$(SEEDS)" \
@@ -167,9 +168,25 @@ $$(DEMO_OUT)/seed_%/$(1)_ft_target_kd.trained: $$(DEMO_OUT)/seed_%/teacher.train
 endef
 $(foreach family,$(FAMILIES),$(eval $(call family_runs,$(family))))
 
+# Self-training: the families' ensemble (with TTA) labels the unlabelled tiles, then step 3
+# trains the step 2 student on Train + those pseudo-labels (config/demo/step3_self_training.py
+# reads data/demo/pseudo_labels/seed_<seed>).
+$(DEMO_OUT)/seed_%/pseudo_labels.done: $(foreach model,$(ABLATION_MODELS),$(DEMO_OUT)/seed_%/$(model).trained)
+	rm -rf $(DEMO_DATA)/pseudo_labels/seed_$*
+	$(PYTHON) $(REPO)/pseudo_label.py --input-dir $(DEMO_DATA)/biodiversity/Unlabelled/images_png \
+		--output-root $(DEMO_DATA)/pseudo_labels/seed_$* \
+		--checkpoints $(foreach model,$(ABLATION_MODELS),$(DEMO_WEIGHTS)/seed_$*/$(model)/last.ckpt)
+	touch $@
+
+$(DEMO_OUT)/seed_%/student_self_training.trained: $(DEMO_OUT)/seed_%/pseudo_labels.done
+	$(PYTHON) $(REPO)/train_kd.py -c $(DEMO_CONFIGS)/step3_self_training.py \
+		$(call seed_run,student_self_training) $(teacher_of_seed) \
+		pretrained_ckpt_path=$(DEMO_WEIGHTS)/seed_$*/student_ft_target_kd/last.ckpt
+	touch $@
+
 # The ablation's models at scale 1 without flips, and the ensemble of the different families.
-$(DEMO_OUT)/seed_%/ablation_scored: $(foreach model,$(ABLATION_MODELS),$(DEMO_OUT)/seed_%/$(model).trained)
-	for model in $(ABLATION_MODELS); do \
+$(DEMO_OUT)/seed_%/ablation_scored: $(foreach model,$(ABLATION_MODELS) student_self_training,$(DEMO_OUT)/seed_%/$(model).trained)
+	for model in $(ABLATION_MODELS) student_self_training; do \
 		$(PYTHON) $(REPO)/ensemble_inference.py --input-dir $(TEST_SPLIT)/images_png \
 			--output-dir $(@D)/predictions/$$model --scales 1.0 --flips none \
 			--checkpoints $(DEMO_WEIGHTS)/seed_$*/$$model/last.ckpt || exit 1; \
@@ -178,7 +195,8 @@ $(DEMO_OUT)/seed_%/ablation_scored: $(foreach model,$(ABLATION_MODELS),$(DEMO_OU
 		--output-dir $(@D)/predictions/families_ensemble --scales 1.0 --flips none \
 		--checkpoints $(foreach model,$(ABLATION_MODELS),$(DEMO_WEIGHTS)/seed_$*/$(model)/last.ckpt)
 	$(PYTHON) $(REPO)/evaluation/model_metrics.py --gt-dir $(TEST_SPLIT)/masks_png --pred-dir \
-		$(foreach row,$(ABLATION_MODELS) families_ensemble,$(@D)/predictions/$(row)) > /dev/null
+		$(foreach row,$(ABLATION_MODELS) student_self_training families_ensemble,$(@D)/predictions/$(row)) \
+		> /dev/null
 	touch $@
 
 clean-demo:

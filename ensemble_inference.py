@@ -29,7 +29,7 @@ from geoseg.inference import (
     pending_inputs,
     predict_folder,
 )
-from geoseg.models import load_model_and_spec
+from geoseg.models import ModelSpec, load_model_and_spec
 
 # The recipe's ensemble: the baseline and the step 2 student, where their stages write them. The
 # folder ensemble_checkpoints/ (copies under the stage names) is used instead where it exists.
@@ -41,6 +41,54 @@ MEMBERS = ("student_target_only", "student_ft_target_kd")
 def default_checkpoint(member: str) -> Path:
     legacy = LEGACY_FOLDER / f"{member}.ckpt"
     return legacy if legacy.is_file() else WEIGHTS / member / "last.ckpt"
+
+
+def add_ensemble_arguments(
+    parser: argparse.ArgumentParser,
+    checkpoints_help: str = "any number of checkpoints (any architecture); replaces "
+    "--checkpoint1/--checkpoint2",
+) -> None:
+    """The ensemble and TTA flags (also those of pseudo_label.py)."""
+    parser.add_argument("--checkpoints", type=Path, nargs="+", help=checkpoints_help)
+    parser.add_argument("--scales", default="0.75,1.0,1.25", help="comma-separated resize factors")
+    parser.add_argument("--flips", default="none,h,v", help="subset of none,h,v")
+    parser.add_argument(
+        "--merge",
+        choices=("logits", "probs"),
+        default="logits",
+        help="average the logits (the recipe's rule) or the softmax probabilities",
+    )
+    parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
+    parser.add_argument("--num-workers", type=int, default=2, help="image decoding processes")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--tile-size", type=int, help="predict large images by sliding window")
+    parser.add_argument("--overlap", type=int, default=128, help="sliding-window overlap in pixels")
+
+
+def check_ensemble_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Parse --scales and --flips in place; stop with the parser's error on a bad value."""
+    try:
+        args.scales, args.flips = parse_scales(args.scales), parse_flips(args.flips)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+
+
+def load_ensemble(
+    checkpoints: list[Path], args: argparse.Namespace
+) -> tuple[EnsemblePredictor, list[ModelSpec], torch.device]:
+    """The models of ``checkpoints`` (same class scheme) in a predictor with the TTA flags."""
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    )
+    # loaded once, before any input is read
+    models, specs = zip(*(load_model_and_spec(path) for path in checkpoints), strict=True)
+    check_same_classes(specs, [str(path) for path in checkpoints])
+    predictor = EnsemblePredictor(
+        models, scales=args.scales, flips=args.flips, merge=args.merge, device=device
+    )
+    return predictor, list(specs), device
 
 
 def parse_args() -> argparse.Namespace:
@@ -59,25 +107,7 @@ def parse_args() -> argparse.Namespace:
         help=f"second member (default {WEIGHTS / MEMBERS[1] / 'last.ckpt'}, step 2, or "
         f"{LEGACY_FOLDER / (MEMBERS[1] + '.ckpt')} where it exists)",
     )
-    parser.add_argument(
-        "--checkpoints",
-        type=Path,
-        nargs="+",
-        help="any number of checkpoints (any architecture); replaces --checkpoint1/--checkpoint2",
-    )
-    parser.add_argument("--scales", default="0.75,1.0,1.25", help="comma-separated resize factors")
-    parser.add_argument("--flips", default="none,h,v", help="subset of none,h,v")
-    parser.add_argument(
-        "--merge",
-        choices=("logits", "probs"),
-        default="logits",
-        help="average the logits (the recipe's rule) or the softmax probabilities",
-    )
-    parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
-    parser.add_argument("--num-workers", type=int, default=2, help="image decoding processes")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--tile-size", type=int, help="predict large images by sliding window")
-    parser.add_argument("--overlap", type=int, default=128, help="sliding-window overlap in pixels")
+    add_ensemble_arguments(parser)
     parser.add_argument("--save-rgb", action="store_true", help="also write rgb/<stem>.png")
     parser.add_argument(
         "--save-probs", action="store_true", help="also write confidence/<stem>.png (uint8)"
@@ -86,12 +116,7 @@ def parse_args() -> argparse.Namespace:
         "--skip-existing", action="store_true", help="skip inputs whose outputs are all written"
     )
     args = parser.parse_args()
-    try:
-        args.scales, args.flips = parse_scales(args.scales), parse_flips(args.flips)
-    except ValueError as error:
-        parser.error(str(error))
-    if args.batch_size < 1:
-        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_ensemble_arguments(parser, args)
     return args
 
 
@@ -106,15 +131,7 @@ def main() -> None:
         args.checkpoint1 or default_checkpoint(MEMBERS[0]),
         args.checkpoint2 or default_checkpoint(MEMBERS[1]),
     ]
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
-    # loaded once, before any input is read
-    models, specs = zip(*(load_model_and_spec(path) for path in checkpoints), strict=True)
-    check_same_classes(specs, [str(path) for path in checkpoints])
-    predictor = EnsemblePredictor(
-        models, scales=args.scales, flips=args.flips, merge=args.merge, device=device
-    )
+    predictor, specs, device = load_ensemble(checkpoints, args)
 
     inputs = find_inputs(args.input_dir)
     if args.skip_existing:

@@ -33,7 +33,8 @@ def test_demo_pipeline_end_to_end(tmp_path):
         text += "\nlog_every_n_steps = 1\n"  # one step an epoch here: log every one
         (configs / source.name).write_text(text)
     data_args = (
-        "--train 8 --val 4 --test 4 --tile-size 32 --oem-tiles-per-region 6 --oem-tile-size 48"
+        "--train 8 --val 4 --test 4 --unlabelled 4 --tile-size 32 --oem-tiles-per-region 6 "
+        "--oem-tile-size 48"
     )
     seeds = (1, 2)
     result = subprocess.run(

@@ -122,26 +122,31 @@ def test_ablation_compares_the_families_ensemble_with_each_seeds_best_member():
                 "segformer_ft_target_kd": 0.55,
                 "upernet_ft_target_kd": 0.66,
                 "families_ensemble": 0.68,
+                "student_self_training": 0.62,
             },
             2: {
                 "student_ft_target_kd": 0.70,
                 "segformer_ft_target_kd": 0.65,
                 "upernet_ft_target_kd": 0.62,
                 "families_ensemble": 0.71,
+                "student_self_training": 0.69,
             },
         }
     )
     best = add_best_member(scores)
     assert best == {1: "upernet_ft_target_kd", 2: "student_ft_target_kd"}
     assert scores[1][BEST_MEMBER]["mIoU"] == 0.66
-    segformer, upernet, ensemble = judge_claims(scores, ABLATION_CLAIMS)
+    segformer, upernet, ensemble, self_training = judge_claims(scores, ABLATION_CLAIMS)
     assert segformer[1].values == pytest.approx((-0.05, -0.05)) and segformer[2] == NOT_HELD
     assert upernet[1].values == pytest.approx((0.06, -0.08)) and upernet[2] == INCONCLUSIVE
     assert ensemble[1].values == pytest.approx((0.02, 0.01)) and ensemble[2] == HELD
+    assert (
+        self_training[1].values == pytest.approx((0.02, -0.01)) and self_training[2] == INCONCLUSIVE
+    )
     counts = {"pixels": 100, "disagree": 10, "a_right": 5, "b_right": 4, "merged_right": 6}
     disagreement = {"segformer_ft_target_kd": {1: counts, 2: counts}}
     report = render_ablation_markdown(
-        scores, [segformer, upernet, ensemble], best, disagreement, {"seeds": "1 2"}
+        scores, [segformer, upernet, ensemble, self_training], best, disagreement, {"seeds": "1 2"}
     )
     assert "| ensemble of the three families | 69.50 ± 2.12 [68.00, 71.00] |" in report
     assert "**held**: ensemble of the three families beats its best member" in report
@@ -149,3 +154,5 @@ def test_ablation_compares_the_families_ensemble_with_each_seeds_best_member():
     assert "seed 1: UPerNet step 2, seed 2: FT-UNetFormer step 2" in report
     assert "predict different classes on 10.00 ± 0.00 [10.00, 10.00]%" in report
     assert "the ensemble on 60.00 ± 0.00 [60.00, 60.00]%" in report
+    assert "| step 3: FT-UNetFormer self-trained on pseudo-labels | 65.50 ± 4.95" in report
+    assert "**inconclusive**: step 3: FT-UNetFormer self-trained on pseudo-labels beats" in report

@@ -10,6 +10,7 @@ from geoseg.classes import (
     colorize_mask,
 )
 from geoseg.datasets.biodiversity_combined_dataset import BiodiversityCombinedDataset
+from geoseg.datasets.self_training import SelfTrainingDataset
 from geoseg.datasets.target_dataset import TargetDataset
 from geoseg.datasets.transforms import augment, image_to_tensor, train_transform
 
@@ -21,6 +22,7 @@ __all__ = [
     "NUM_CLASSES",
     "OEM_TO_TARGET",
     "PALETTE",
+    "SelfTrainingDataset",
     "TargetDataset",
     "colorize_mask",
     "augment",

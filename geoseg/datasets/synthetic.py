@@ -174,14 +174,20 @@ def synthesize_tile(
     return image, mask, oem
 
 
+UNLABELLED_STREAM = 1000  # random stream of the unlabelled tiles, apart from the splits
+
+
 def write_target_dataset(
     output_root: str | Path,
     split_sizes: dict[str, int] | None = None,
     *,
     tile_size: int = 64,
     seed: int = 0,
+    unlabelled: int = 0,
 ) -> Path:
-    """Write the target layout: ``<output_root>/<split>/images_png|masks_png/<stem>.png``."""
+    """Write the target layout: ``<output_root>/<split>/images_png|masks_png/<stem>.png``, and
+    ``unlabelled`` more target-domain tiles without masks in ``Unlabelled/images_png`` (their own
+    random stream: the labelled splits are the same with or without them)."""
     output_root = Path(output_root)
     split_sizes = split_sizes or {"Train": 48, "Val": 16, "Test": 16}
     for split_index, (split, count) in enumerate(split_sizes.items()):
@@ -193,6 +199,12 @@ def write_target_dataset(
             stem = f"{split.lower()}_{index:04d}"
             write_png_atomic(output_root / split / "images_png" / f"{stem}.png", image)
             write_png_atomic(output_root / split / "masks_png" / f"{stem}.png", mask)
+    rng = np.random.default_rng([seed, UNLABELLED_STREAM])
+    for index in range(unlabelled):
+        image, _, _ = synthesize_tile(rng, tile_size, TARGET_STYLE)  # the mask is withheld
+        write_png_atomic(
+            output_root / "Unlabelled" / "images_png" / f"unlabelled_{index:04d}.png", image
+        )
     return output_root
 
 
@@ -254,6 +266,9 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=48, help="target Train tiles")
     parser.add_argument("--val", type=int, default=16, help="target Val tiles")
     parser.add_argument("--test", type=int, default=16, help="target Test tiles")
+    parser.add_argument(
+        "--unlabelled", type=int, default=96, help="target tiles without masks (Unlabelled split)"
+    )
     parser.add_argument("--tile-size", type=int, default=64, help="target tile side in pixels")
     parser.add_argument("--oem-tiles-per-region", type=int, default=48)
     parser.add_argument("--oem-tile-size", type=int, default=96)
@@ -262,7 +277,11 @@ def main() -> None:
     sizes = {"Train": args.train, "Val": args.val, "Test": args.test}
     root = Path(args.output_root)
     target = write_target_dataset(
-        root / "biodiversity", sizes, tile_size=args.tile_size, seed=args.seed
+        root / "biodiversity",
+        sizes,
+        tile_size=args.tile_size,
+        seed=args.seed,
+        unlabelled=args.unlabelled,
     )
     oem = write_openearthmap_release(
         root / "OpenEarthMap",
@@ -270,7 +289,7 @@ def main() -> None:
         tile_size=args.oem_tile_size,
         seed=args.seed,
     )
-    print(f"wrote the target layout to {target} ({sizes})")
+    print(f"wrote the target layout to {target} ({sizes}, {args.unlabelled} unlabelled tiles)")
     print(f"wrote the OpenEarthMap release layout to {oem}")
 
 

@@ -5,8 +5,10 @@ is a row and a claim "the stage with the lever beats the same stage without it";
 per lever: a lever's run differs from its reference only in that lever.
 
 Levers measured: other architectures trained as the FT-UNetFormer student (step 1 on target +
-OpenEarthMap, step 2 with KD), and the ensemble of the different families against its best member
-(chosen per seed on the Test split itself, the strictest reference the ensemble can face).
+OpenEarthMap, step 2 with KD); the ensemble of the different families against its best member
+(chosen per seed on the Test split itself, the strictest reference the ensemble can face); and
+self-training (step 3: the step 2 student trained on Train + the unlabelled tiles the families'
+ensemble pseudo-labelled) against step 2.
 """
 
 from collections.abc import Sequence
@@ -23,6 +25,7 @@ from geoseg.evaluation.report import (
 REFERENCE = "student_ft_target_kd"
 FAMILY_MEMBERS = (REFERENCE, "segformer_ft_target_kd", "upernet_ft_target_kd")
 FAMILIES_ENSEMBLE = "families_ensemble"
+SELF_TRAINING = "student_self_training"
 BEST_MEMBER = "best_member"  # per seed, the family member with the highest Test mIoU
 
 ABLATION_ROWS = (
@@ -30,6 +33,7 @@ ABLATION_ROWS = (
     Row("SegFormer step 2", "segformer_ft_target_kd"),
     Row("UPerNet step 2", "upernet_ft_target_kd"),
     Row("ensemble of the three families", FAMILIES_ENSEMBLE),
+    Row("step 3: FT-UNetFormer self-trained on pseudo-labels", SELF_TRAINING),
 )
 ABLATION_CLAIMS = (
     Claim("segformer_ft_target_kd", REFERENCE, "SegFormer is a stronger step 2 student"),
@@ -38,6 +42,11 @@ ABLATION_CLAIMS = (
         FAMILIES_ENSEMBLE,
         BEST_MEMBER,
         "an ensemble of different families beats its best member, all at scale 1 without flips",
+    ),
+    Claim(
+        SELF_TRAINING,
+        REFERENCE,
+        "training on the ensemble's confident pseudo-labels of unlabelled tiles helps step 2",
     ),
 )
 

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -29,13 +30,19 @@ def predict_folder(
     overlap: int = 0,
     save_rgb: bool = False,
     save_confidence: bool = False,
+    confidence_bits: int = 8,
     palette: tuple | None = None,
 ) -> None:
     """Write ``<output_dir>/<stem>.png`` (and rgb/ in ``palette``, confidence/) for every input.
 
-    Images are decoded in ``num_workers`` processes and written in a background thread while the
-    next batch is predicted; ``batch_size`` images of the same size share a forward pass.
+    The confidence (the merged map's top probability) is stored as an 8- or 16-bit PNG of
+    ``round(confidence x (2**confidence_bits - 1))``. Images are decoded in ``num_workers``
+    processes and written in a background thread while the next batch is predicted;
+    ``batch_size`` images of the same size share a forward pass.
     """
+    if confidence_bits not in (8, 16):
+        raise ValueError(f"confidence_bits must be 8 or 16, got {confidence_bits}")
+    levels, level_type = (255, np.uint8) if confidence_bits == 8 else (65535, np.uint16)
     for path in output_paths(output_dir, "any", save_rgb, save_confidence):
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(path.parent)  # left by an interrupted run
@@ -53,7 +60,7 @@ def predict_folder(
                 images = torch.stack([item["image"] for item in group])
                 pred, confidence = predictor.predict(images, tile_size, overlap)
                 pred = pred.to(torch.uint8).cpu().numpy()
-                confidence = (confidence * 255).round().to(torch.uint8).cpu().numpy()
+                confidence = (confidence * levels).round().cpu().numpy().astype(level_type)
                 for index, item in enumerate(group):
                     writer.submit(
                         write_prediction,
