@@ -97,7 +97,8 @@ ablation-pipeline: RUN_SET = ablation
 ablation-pipeline:
 	$(prepare_demo_data)
 	$(call run_seeds,$(foreach seed,$(SEEDS),$(DEMO_OUT)/seed_$(seed)/ablation_scored))
-	$(PYTHON) $(REPO)/evaluation/ablation_report.py $(REPORT_FACTS)
+	$(PYTHON) $(REPO)/evaluation/ablation_report.py $(REPORT_FACTS) \
+		--pseudo-labels $(DEMO_DATA)/pseudo_labels
 
 # One seed's runs, as files that make orders: $(DEMO_OUT)/seed_<s>/<stage>.trained marks a finished
 # training stage (weights in model_weights/$(RUN_SET)/seed_<s>/<stage>, TensorBoard logs in

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ensemble_inference import add_ensemble_arguments, check_ensemble_arguments, load_ensemble
 from geoseg.cli import run_script
+from geoseg.errors import DataError
 from geoseg.inference import find_inputs, pending_inputs, predict_folder
 from geoseg.inference.pseudo_labels import (
     ENSEMBLE_DIR,
@@ -64,10 +65,18 @@ def main() -> None:
     check_folders(args.input_dir, args.output_root)
     inputs = find_inputs(args.input_dir)
     predictor, specs, device = load_ensemble(args.checkpoints, args)
+    ignore_index = specs[0].ignore_index
+    for path, spec in zip(args.checkpoints, specs, strict=True):
+        if spec.ignore_index != ignore_index or not spec.num_classes <= ignore_index <= 255:
+            raise DataError(
+                f"{path}: ignore id {spec.ignore_index}; the models must share one ignore id "
+                f"between the class count ({spec.num_classes}) and 255 to mark unlabelled pixels"
+            )
     # what the ensemble outputs depend on: a resumed run must predict with the same
     check_settings(
         args.output_root,
         {
+            "input_dir": str(args.input_dir.resolve()),
             "checkpoints": [str(path.resolve()) for path in args.checkpoints],
             "scales": list(args.scales),
             "flips": list(args.flips),
@@ -97,7 +106,7 @@ def main() -> None:
         args.output_root,
         inputs,
         specs[0].classes,
-        specs[0].ignore_index,
+        ignore_index,
         threshold=args.threshold,
         class_balanced_share=args.class_balanced,
     )

@@ -4,15 +4,17 @@
         --data-root data/demo/biodiversity --output outputs/ablation
 
 Reads, for every seed, the metrics.json that evaluation/model_metrics.py wrote in each prediction
-folder (``<runs>/seed_<s>/predictions/<row>/``) and the prediction masks; writes ``results.md`` to
---output and prints it.
+folder (``<runs>/seed_<s>/predictions/<row>/``), the prediction masks and the pseudo-labels'
+summary.json; writes ``results.md`` to --output and prints it.
 """
 
 import argparse
+import json
 from pathlib import Path
 
 from geoseg.classes import IGNORE_INDEX
 from geoseg.cli import run_script
+from geoseg.errors import DataError
 from geoseg.evaluation.ablation import (
     ABLATION_CLAIMS,
     ABLATION_ROWS,
@@ -40,6 +42,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
     parser.add_argument("--data-root", type=Path, default=Path("data/demo/biodiversity"))
     parser.add_argument("--split", default="Test")
+    parser.add_argument(
+        "--pseudo-labels",
+        type=Path,
+        default=Path("data/demo/pseudo_labels"),
+        help="seed_<s>/summary.json parent (pseudo_label.py's output roots)",
+    )
     parser.add_argument("--output", type=Path, default=Path("outputs/ablation"))
     parser.add_argument("--command", default="make ablation", help="the command that ran it")
     parser.add_argument("--jobs", type=int, help="training runs at a time")
@@ -72,7 +80,13 @@ def main() -> None:
         "data, every run, every seed",
     )
 
-    report = render_ablation_markdown(scores, judged, best, disagreement, run_info)
+    pseudo_labels = {}
+    for seed in args.seeds:
+        summary = args.pseudo_labels / f"seed_{seed}" / "summary.json"
+        if not summary.is_file():
+            raise DataError(f"{summary}: pseudo-label summary missing (run pseudo_label.py)")
+        pseudo_labels[seed] = json.loads(summary.read_text())
+    report = render_ablation_markdown(scores, judged, best, disagreement, run_info, pseudo_labels)
     args.output.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.output / "results.md", report)
     print(report)

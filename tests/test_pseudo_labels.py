@@ -87,6 +87,11 @@ def test_class_balanced_thresholds_keep_each_classes_share():
     assert (mask[:10] == 0).sum() == 5 and (mask[10:] == 1).sum() == 2
     # at least 30%: 3 of 10 pixels, 2 of 4 (1 would be 25%)
     assert class_balanced_thresholds(histograms, share=0.3) == [17, 300, None]
+    assert class_balanced_thresholds(histograms, share=0.1 * 3) == [
+        17,
+        300,
+        None,
+    ]  # 0.30000000000000004
 
 
 # --- the command line ---------------------------------------------------------------------------
@@ -173,6 +178,11 @@ def test_cli_writes_the_target_layout_and_resumes_without_redoing_tiles(labellin
     for entry in summary["per_class"].values():
         if entry["predicted_pixels"]:
             assert entry["kept_share"] >= 0.5  # ties at the threshold are kept
+    # a tile gone from the input folder leaves no mask or link behind
+    (tiles / "u_4.png").unlink()
+    assert run("--threshold", "0.6") == 0
+    assert sorted(p.name for p in (output / "Train/masks_png").iterdir()) == masks[:4]
+    assert sorted(p.name for p in (output / "Train/images_png").iterdir()) == masks[:4]
     # other prediction settings are refused
     with pytest.raises(DataError, match="labelled with other settings.*scales"):
         run("--scales", "0.5,1.0")
@@ -191,6 +201,17 @@ def test_cli_refuses_overlapping_folders_and_names_a_bad_tile(labelling, tmp_pat
         )
         with pytest.raises(DataError, match="overlap"):
             pseudo_label.main()
+    # an existing folder this command did not write (e.g. the labelled target root) is refused
+    labelled = tmp_path / "biodiversity"
+    (labelled / "Train" / "masks_png").mkdir(parents=True)
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["pseudo_label.py", "--input-dir", str(tiles), "--output-root", str(labelled)]
+        + ["--checkpoints", str(tmp_path / "model_1.ckpt"), "--num-workers", "0"],
+    )
+    with pytest.raises(DataError, match="holds files pseudo_label.py did not write"):
+        pseudo_label.main()
     (tiles / "u_2.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="u_2.png"):
         run()
@@ -268,3 +289,29 @@ def test_a_self_training_config_trains_one_epoch(tmp_path, synthetic_root, monke
     trainer, _ = train(loaded)
     assert trainer.global_step == 4  # 16 tiles in batches of 4
     assert os.path.isfile(tmp_path / "weights" / "last.ckpt")
+
+
+def test_the_demo_step3_config_reads_its_seeds_pseudo_labels(tmp_path, monkeypatch):
+    from geoseg.config import load_config
+    from geoseg.datasets.synthetic import write_target_dataset
+    from geoseg.errors import ConfigError
+    from geoseg.training.kd import KD_DEFAULTS, KD_REQUIRED
+
+    monkeypatch.chdir(tmp_path)
+    root = write_target_dataset(
+        tmp_path / "data/demo/biodiversity", {"Train": 4, "Val": 2}, tile_size=32
+    )
+    pseudo = tmp_path / "data/demo/pseudo_labels/seed_7/Train"
+    pseudo.mkdir(parents=True)
+    (pseudo / "images_png").symlink_to(root / "Train" / "images_png")
+    (pseudo / "masks_png").symlink_to(root / "Train" / "masks_png")
+    config_path = REPO_ROOT / "config" / "demo" / "step3_self_training.py"
+    torch.manual_seed(7)  # what --seed 7 does before the config is read
+    config = load_config(config_path, KD_REQUIRED, KD_DEFAULTS)
+    dataset = config.train_loader.dataset
+    assert isinstance(dataset, SelfTrainingDataset) and len(dataset) == 8  # 4 + 4 (half)
+    assert config.pretrained_ckpt_path == "model_weights/demo/student_ft_target_kd/last.ckpt"
+    assert len(config.val_loader.dataset) == 2  # the target Val only
+    torch.manual_seed(8)
+    with pytest.raises(ConfigError, match="data/demo/pseudo_labels/seed_8: no pseudo-labels"):
+        load_config(config_path, KD_REQUIRED, KD_DEFAULTS)

@@ -46,7 +46,8 @@ ABLATION_CLAIMS = (
     Claim(
         SELF_TRAINING,
         REFERENCE,
-        "training on the ensemble's confident pseudo-labels of unlabelled tiles helps step 2",
+        "training step 2 further on Train + the ensemble's confident pseudo-labels helps; this "
+        "also adds a second schedule, with no control run on Train alone",
     ),
 )
 
@@ -68,9 +69,11 @@ def render_ablation_markdown(
     best: dict[int, str],
     disagreement: dict[str, dict[int, dict[str, int]]],
     run_info: dict[str, str],
+    pseudo_labels: dict[int, dict] | None = None,
     rows: Sequence[Row] = ABLATION_ROWS,
 ) -> str:
-    """The report: run facts, the table, the claims, and how the families' errors differ.
+    """The report: run facts, the table, the claims, how the families' errors differ and what
+    the pseudo-labels kept (``pseudo_labels``: seed -> pseudo_label.py's summary.json).
 
     ``disagreement``: member folder -> seed -> ``member_disagreement`` counts of the reference
     (a) against that member (b), with the families' ensemble as the merged prediction.
@@ -101,4 +104,16 @@ def render_ablation_markdown(
             f"of the labelled test pixels; there the first is right on {right('a_right')}%, the "
             f"second on {right('b_right')}%, the ensemble on {right('merged_right')}%."
         )
+    if pseudo_labels:
+        lines += ["", "## What the pseudo-labels kept (step 3's unlabelled tiles)", ""]
+        summaries = list(pseudo_labels.values())
+        overall = Spread(tuple(summary["kept_share"] for summary in summaries))
+        lines.append(
+            f"- {summaries[0]['tiles']} tiles, {summaries[0]['rule']}: {overall.format()}% of "
+            "the pixels kept"
+        )
+        for name in summaries[0]["per_class"]:
+            shares = [summary["per_class"][name]["kept_share"] for summary in summaries]
+            if None not in shares:
+                lines.append(f"- {name}: {Spread(tuple(shares)).format()}% of its pixels kept")
     return "\n".join(lines) + "\n"

@@ -11,10 +11,12 @@ Layout written under an output root (``pseudo_label.py``):
 ``ensemble/<stem>.png`` (the merged prediction, every pixel) and ``ensemble/confidence/<stem>.png``
 (16-bit confidence levels), written first and resumable; then ``Train/masks_png/<stem>.png`` (the
 pseudo-labels), ``Train/images_png/<stem>.<ext>`` (links to the source images), ``settings.json``
-and ``summary.json``. Confidences are compared at 16-bit precision: level = round(c x 65535).
+(the prediction settings a resumed run must share) and, last, ``summary.json`` (present only
+once every mask is written). Confidences are compared at 16-bit precision: level = round(c x 65535).
 """
 
 import json
+import math
 import os
 import shutil
 from collections.abc import Sequence
@@ -71,7 +73,8 @@ def class_balanced_thresholds(histograms: np.ndarray, share: float) -> list[int 
             thresholds.append(None)
             continue
         at_or_above = np.cumsum(counts[::-1])[::-1]  # at_or_above[level]
-        thresholds.append(int(np.nonzero(at_or_above >= share * total)[0].max()))
+        needed = math.ceil(round(share * total, 9))  # pixels; rounded so 0.3 x 10 is 3, not 4
+        thresholds.append(int(np.nonzero(at_or_above >= needed)[0].max()))
     return thresholds
 
 
@@ -86,7 +89,8 @@ def check_folders(input_dir: Path, output_root: Path) -> None:
 
 
 def check_settings(output_root: Path, settings: dict) -> None:
-    """Record the prediction settings, or refuse to resume a run labelled with other ones."""
+    """Record the prediction settings in a new output root, or refuse to resume one labelled with
+    other settings, or to write into an existing folder this command did not create."""
     path = output_root / SETTINGS_JSON
     if path.is_file():
         previous = json.loads(path.read_text())
@@ -97,6 +101,11 @@ def check_settings(output_root: Path, settings: dict) -> None:
                 f"{ {k: previous.get(k) for k in changed} }); resume with the same flags or choose "
                 "a new --output-root"
             )
+    elif output_root.is_dir() and any(output_root.iterdir()):
+        raise DataError(
+            f"--output-root {output_root} exists and holds files pseudo_label.py did not write "
+            f"(no {SETTINGS_JSON}): its Train/ would be mixed with them; choose a new folder"
+        )
     output_root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(settings, indent=2) + "\n")
 
@@ -108,7 +117,10 @@ def read_ensemble_output(output_root: Path, stem: str) -> tuple[np.ndarray, np.n
     pred = cv2.imread(str(pred_path), cv2.IMREAD_UNCHANGED)
     levels = cv2.imread(str(level_path), cv2.IMREAD_UNCHANGED)
     if pred is None or levels is None or levels.dtype != np.uint16:
-        raise DataError(f"{pred_path} or {level_path}: missing or unreadable; re-run to predict it")
+        raise DataError(
+            f"{pred_path} or {level_path}: missing or unreadable; delete both and run again to "
+            "predict the tile anew"
+        )
     return pred, levels
 
 
@@ -138,6 +150,12 @@ def write_pseudo_labels(
     images, masks = output_root / "Train" / "images_png", output_root / "Train" / "masks_png"
     images.mkdir(parents=True, exist_ok=True)
     masks.mkdir(parents=True, exist_ok=True)
+    # the summary marks a complete set of masks: gone while they are rewritten
+    (output_root / SUMMARY_JSON).unlink(missing_ok=True)
+    stems = {path.stem for path in inputs}
+    for stale in [*images.iterdir(), *masks.iterdir()]:  # tiles no longer in the input folder
+        if stale.stem not in stems and not stale.name.startswith("."):
+            stale.unlink()
     for path in inputs:
         pred, levels = read_ensemble_output(output_root, path.stem)
         write_png_atomic(
