@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO_ROOT
 
 # One thread: a smoke test, not a measurement; OpenMP threads spinning on a busy machine's cores
@@ -18,6 +20,7 @@ SMALLEST = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow  # the whole benchmark suite
 def test_suite_runs_every_part_and_writes_the_json(tmp_path):
     out = tmp_path / "cpu.json"
     result = subprocess.run(

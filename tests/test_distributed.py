@@ -118,12 +118,14 @@ def single_process_validation(checkpoint_path, data_root):
     return module, trainer
 
 
+@pytest.mark.slow  # two-process DDP training
 def test_ddp_ran_two_processes_with_gloo(ddp_run):
     output = ddp_run[2]
     assert "distributed_backend=gloo" in output
     assert "All distributed processes registered. Starting with 2 processes" in output
 
 
+@pytest.mark.slow  # two-process DDP training
 def test_ddp_validation_equals_single_process_validation_exactly(ddp_run):
     workdir, data_root, _ = ddp_run
     checkpoint = read_checkpoint(workdir / "weights" / "last.ckpt")

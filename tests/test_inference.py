@@ -208,6 +208,7 @@ def test_sliding_window_equals_the_whole_image_for_a_pointwise_model(tmp_path):
     torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow  # end-to-end CLI runs
 def test_sliding_window_through_the_cli_on_a_real_model(tmp_path):
     checkpoint = save(tiny_ftunetformer(seed=1).eval(), tmp_path / "m.ckpt")
     inputs = write_inputs(tmp_path / "in", [(150, 230)])
@@ -364,6 +365,7 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     assert result.returncode == 2 and "--flips" in result.stderr
 
 
+@pytest.mark.slow  # end-to-end CLI runs
 def test_killed_run_resumes_with_skip_existing(tmp_path):
     checkpoint = save(tiny_ftunetformer().eval(), tmp_path / "m.ckpt")
     inputs = write_inputs(tmp_path / "in", [(96, 96)] * 40)

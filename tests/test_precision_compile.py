@@ -131,6 +131,7 @@ def _check_checkpoint_loads(module, workdir, atol: float):
         torch.testing.assert_close(net(batch), module.net(batch), atol=atol, rtol=0)
 
 
+@pytest.mark.slow  # compiles a network
 def test_compile_switch_trains_and_last_checkpoint_loads(synthetic_root, tmp_path):
     # dynamo's "eager" backend: the compile path through Lightning without minutes of codegen
     module = _train_compiled(synthetic_root, tmp_path, '{"backend": "eager"}')

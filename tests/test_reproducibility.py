@@ -51,6 +51,7 @@ def validation(checkpoint: dict) -> tuple:
     return confusion, [float(score) for score in best]
 
 
+@pytest.mark.slow  # three training runs
 def test_same_seed_gives_identical_weights_and_metrics(three_runs):
     first, second, _ = three_runs
     assert first["state_dict"].keys() == second["state_dict"].keys()
@@ -60,6 +61,7 @@ def test_same_seed_gives_identical_weights_and_metrics(three_runs):
     assert first["global_step"] == second["global_step"] == 4
 
 
+@pytest.mark.slow  # three training runs
 def test_another_seed_gives_other_weights(three_runs):
     first, _, other = three_runs
     differing = [
