@@ -158,9 +158,10 @@ def test_original_pvt_v2_layout_is_converted_by_timms_filter(tmp_path):
     assert all(torch.equal(value, reference[k]) for k, value in backbone.state_dict().items())
 
 
-def test_torchvision_swin_v2_gives_torchvisions_stage_outputs(tmp_path, caplog):
-    """torchgeo's Satlas Swin-V2 layout, checked against torchvision's own network."""
-    torch.manual_seed(3)
+def torchvision_swin_v2(seed: int) -> SwinTransformer:
+    """torchvision's Swin-V2 at TINY_SWIN's size, window 8, in eval mode, its weights moved off
+    their initial values (zero biases, unit norms, equal logit scales) so the mapping shows."""
+    torch.manual_seed(seed)
     reference = SwinTransformer(
         patch_size=[4, 4],
         embed_dim=24,
@@ -171,9 +172,15 @@ def test_torchvision_swin_v2_gives_torchvisions_stage_outputs(tmp_path, caplog):
         block=SwinTransformerBlockV2,
         downsample_layer=PatchMergingV2,
     ).eval()
-    with torch.no_grad():  # off its initial values (zero biases, unit norms, equal logit scales)
+    with torch.no_grad():
         for parameter in reference.parameters():
             parameter.add_(0.2 * torch.randn_like(parameter))
+    return reference
+
+
+def test_torchvision_swin_v2_gives_torchvisions_stage_outputs(tmp_path, caplog):
+    """torchgeo's Satlas Swin-V2 layout, checked against torchvision's own network."""
+    reference = torchvision_swin_v2(seed=3)
     # Satlas' own files wrap it as backbone.backbone next to their FPN and heads.
     state = {f"backbone.backbone.{k}": v for k, v in reference.state_dict().items()}
     state["intermediates.0.fpn.weight"] = torch.zeros(1)
@@ -242,20 +249,7 @@ def test_satlas_swin_v2_through_a_network_built_for_512_tiles(tmp_path):
     torchvision-layout weights gives torchvision's stage features on a 512 tile."""
     from geoseg.models import UNetFormer
 
-    torch.manual_seed(4)
-    reference = SwinTransformer(
-        patch_size=[4, 4],
-        embed_dim=24,
-        depths=[2, 2, 2, 2],
-        num_heads=[1, 2, 4, 8],
-        window_size=[8, 8],
-        stochastic_depth_prob=0.0,
-        block=SwinTransformerBlockV2,
-        downsample_layer=PatchMergingV2,
-    ).eval()
-    with torch.no_grad():
-        for parameter in reference.parameters():
-            parameter.add_(0.2 * torch.randn_like(parameter))
+    reference = torchvision_swin_v2(seed=4)
     torch.save(reference.state_dict(), tmp_path / "swinv2.pth")
     net = UNetFormer(
         backbone="swinv2_tiny_window8_256",
