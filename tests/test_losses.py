@@ -1,5 +1,6 @@
 """Losses against hand-computed numbers and invariances (ignored pixels, uniform weights)."""
 
+import functools
 import math
 
 import pytest
@@ -69,9 +70,11 @@ def test_cross_entropy_matches_torch_with_weights_and_smoothing():
     [
         cross_entropy_loss,
         dice_loss,
+        functools.partial(dice_loss, class_weights=torch.tensor([1.0, 2.0, 0.5, 1.0])),
         CEDiceLoss(class_weights=[1.0, 2.0, 0.5, 1.0], label_smoothing=0.1),
+        CEDiceLoss(class_weights=[1.0, 2.0, 0.5, 1.0], class_weighted_dice=True, lovasz_weight=0.5),
     ],
-    ids=["ce", "dice", "ce_dice"],
+    ids=["ce", "dice", "dice_weighted", "ce_dice", "ce_dice_weighted_lovasz"],
 )
 def test_ignored_pixels_change_nothing(loss_fn):
     logits, target = random_batch()
@@ -94,8 +97,14 @@ def test_ignored_pixels_change_nothing(loss_fn):
 
 @pytest.mark.parametrize(
     "loss_fn",
-    [cross_entropy_loss, dice_loss, CEDiceLoss(class_weights=[1.0, 2.0, 0.5, 1.0])],
-    ids=["ce", "dice", "ce_dice"],
+    [
+        cross_entropy_loss,
+        dice_loss,
+        functools.partial(dice_loss, class_weights=torch.tensor([1.0, 2.0, 0.5, 1.0])),
+        CEDiceLoss(class_weights=[1.0, 2.0, 0.5, 1.0]),
+        CEDiceLoss(class_weights=[1.0, 2.0, 0.5, 1.0], class_weighted_dice=True),
+    ],
+    ids=["ce", "dice", "dice_weighted", "ce_dice", "ce_dice_weighted"],
 )
 def test_all_ignored_is_zero_with_zero_grad(loss_fn):
     logits = torch.randn(2, 4, 3, 3, requires_grad=True)
@@ -132,6 +141,59 @@ def test_dice_averages_over_classes_present_in_target():
     assert dice_loss(logits, target, smooth=s).item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_dice_class_weights_two_classes_by_hand():
+    # The example of test_dice_two_classes_by_hand with weights w = (1, 3):
+    # (w_0 * (1 - dice_0) + w_1 * (1 - dice_1)) / (w_0 + w_1).
+    logits = torch.tensor([[[[0.0, math.log(3.0), 5.0]], [[0.0, 0.0, -5.0]]]])
+    target = torch.tensor([[[0, 1, IGNORE]]])
+    s = 0.05
+    dice_0 = (2 * 0.5 + s) / (1.25 + 1 + s)  # = 1.05 / 2.3
+    dice_1 = (2 * 0.25 + s) / (0.75 + 1 + s)  # = 0.55 / 1.8
+    expected = (1 * (1 - dice_0) + 3 * (1 - dice_1)) / 4
+    loss = dice_loss(logits, target, smooth=s, class_weights=torch.tensor([1.0, 3.0]))
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_dice_class_weights_leave_out_absent_classes():
+    # Pixel a: p = (1/4, 1/4, 1/2), target 0; pixel b: p = (1/2, 1/8, 3/8), target 2; no smoothing.
+    # class 0: sum(p*t) = 1/4, sum(p) = 1/4 + 1/2 = 3/4, sum(t) = 1: dice_0 = (1/2) / (7/4) = 2/7
+    # class 2: sum(p*t) = 3/8, sum(p) = 1/2 + 3/8 = 7/8, sum(t) = 1: dice_2 = (3/4) / (15/8) = 2/5
+    # Class 1 is absent from the target: its weight 100 counts neither above nor below.
+    # (2 * (1 - 2/7) + 1 * (1 - 2/5)) / (2 + 1) = (10/7 + 3/5) / 3 = 71/105
+    logits = torch.log(torch.tensor([[2.0, 4.0], [2.0, 1.0], [4.0, 3.0]])).view(1, 3, 1, 2)
+    target = torch.tensor([[[0, 2]]])
+    weights = torch.tensor([2.0, 100.0, 1.0])
+    loss = dice_loss(logits, target, smooth=0.0, class_weights=weights)
+    assert loss.item() == pytest.approx(71 / 105, rel=1e-6)
+    # Unweighted: ((1 - 2/7) + (1 - 2/5)) / 2 = 46/70
+    assert dice_loss(logits, target, smooth=0.0).item() == pytest.approx(46 / 70, rel=1e-6)
+
+
+def test_dice_uniform_class_weights_equal_unweighted():
+    logits, target = random_batch()
+    plain = dice_loss(logits, target)
+    torch.testing.assert_close(dice_loss(logits, target, class_weights=torch.ones(4)), plain)
+    torch.testing.assert_close(
+        dice_loss(logits, target, class_weights=torch.full((4,), 2.5)), plain
+    )
+
+
+def test_dice_class_weights_of_present_classes_all_zero():
+    logits, target = random_batch()
+    target[target == 0] = 1  # class 0 absent: only its weight is non-zero
+    x = logits.clone().requires_grad_(True)
+    loss = dice_loss(x, target, class_weights=torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    loss.backward()
+    assert loss.item() == 0.0
+    assert torch.all(x.grad == 0)
+
+
+def test_dice_class_weights_of_the_wrong_shape():
+    logits, target = random_batch()
+    with pytest.raises(ValueError, match="class_weights"):
+        dice_loss(logits, target, class_weights=torch.ones(3))
+
+
 def test_dice_perfect_prediction_is_zero():
     target = torch.randint(0, 4, (2, 8, 8))
     target[0, 0] = IGNORE
@@ -154,6 +216,14 @@ def test_modules_match_functions():
     assert "class_weights" not in ce.state_dict()
     assert ce.to(torch.float64).class_weights.dtype == torch.float64
 
+    dice = DiceLoss(smooth=0.5, class_weights=[1.0, 2.0, 3.0, 4.0])
+    assert dice(logits, target).item() == pytest.approx(
+        dice_loss(logits, target, smooth=0.5, class_weights=weights).item()
+    )
+    assert "class_weights" in dict(dice.named_buffers())
+    assert "class_weights" not in dice.state_dict()
+    assert DiceLoss().class_weights is None
+
 
 def test_ce_dice_with_aux_output():
     logits, target = random_batch(seed=1)
@@ -163,6 +233,37 @@ def test_ce_dice_with_aux_output():
     assert loss(logits, target).item() == pytest.approx(main.item(), rel=1e-6)
     expected = main + 0.4 * cross_entropy_loss(aux_logits, target)
     assert loss((logits, aux_logits), target).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_ce_dice_class_weighted_dice():
+    logits, target = random_batch(seed=3)
+    weights = torch.tensor([1.0, 2.0, 0.5, 3.0])
+    loss = CEDiceLoss(class_weights=weights, class_weighted_dice=True, ce_weight=0.5)
+    expected = 0.5 * cross_entropy_loss(logits, target, class_weights=weights) + dice_loss(
+        logits, target, class_weights=weights
+    )
+    torch.testing.assert_close(loss(logits, target), expected)
+    # By default the weights reach the cross-entropy only.
+    default = CEDiceLoss(class_weights=weights, ce_weight=0.5)
+    expected = 0.5 * cross_entropy_loss(logits, target, class_weights=weights) + dice_loss(
+        logits, target
+    )
+    assert torch.equal(default(logits, target), expected)
+
+
+@pytest.mark.parametrize("name", ["ce_weight", "dice_weight", "aux_weight", "lovasz_weight"])
+def test_ce_dice_rejects_negative_weights(name):
+    with pytest.raises(ValueError, match=name):
+        CEDiceLoss(**{name: -0.1})
+    with pytest.raises(ValueError, match=name):
+        CEDiceLoss(**{name: float("nan")})
+
+
+def test_ce_dice_rejects_inconsistent_options():
+    with pytest.raises(ValueError, match="class_weighted_dice"):
+        CEDiceLoss(class_weighted_dice=True)
+    with pytest.raises(ValueError, match="all 0"):
+        CEDiceLoss(ce_weight=0.0, dice_weight=0.0)
 
 
 def test_bf16_logits_give_float32_loss():

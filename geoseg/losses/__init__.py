@@ -1,5 +1,6 @@
 """Segmentation losses with an explicit ``ignore_index``."""
 
+from geoseg.losses.lovasz import LovaszSoftmaxLoss, lovasz_softmax_loss
 from geoseg.losses.segmentation import (
     CEDiceLoss,
     CrossEntropyLoss,
@@ -8,4 +9,12 @@ from geoseg.losses.segmentation import (
     dice_loss,
 )
 
-__all__ = ["CEDiceLoss", "CrossEntropyLoss", "DiceLoss", "cross_entropy_loss", "dice_loss"]
+__all__ = [
+    "CEDiceLoss",
+    "CrossEntropyLoss",
+    "DiceLoss",
+    "LovaszSoftmaxLoss",
+    "cross_entropy_loss",
+    "dice_loss",
+    "lovasz_softmax_loss",
+]
