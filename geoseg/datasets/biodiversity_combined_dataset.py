@@ -25,16 +25,21 @@ class BiodiversityCombinedDataset(TargetDataset):
         sources: tuple[str, ...] = ("target", "oem"),
         **kwargs,
     ):
-        super().__init__(data_root, split, **kwargs)
         unknown = set(sources) - set(SOURCE_PREFIXES)
         if unknown:
             raise DataError(
                 f"unknown sources {sorted(unknown)}; expected some of {list(SOURCE_PREFIXES)}"
             )
-        prefixes = tuple(SOURCE_PREFIXES[source] for source in sources)
-        self.img_ids = [img_id for img_id in self.img_ids if img_id.startswith(prefixes)]
-        if not self.img_ids:
+        self.sources = tuple(sources)
+        super().__init__(data_root, split, **kwargs)
+
+    def select_tiles(self, img_ids: list[str]) -> list[str]:
+        """The tiles of the chosen sources."""
+        prefixes = tuple(SOURCE_PREFIXES[source] for source in self.sources)
+        selected = [img_id for img_id in img_ids if img_id.startswith(prefixes)]
+        if not selected:
             raise DataError(
-                f"{self.image_dir}: no tiles from {list(sources)} (names starting with {list(prefixes)}); "
-                "was it written by the combined-dataset build?"
+                f"{self.image_dir}: no tiles from {list(self.sources)} (names starting with "
+                f"{list(prefixes)}); was it written by the combined-dataset build?"
             )
+        return selected

@@ -11,6 +11,12 @@ from torch.utils.data import Dataset
 
 from geoseg.classes import IGNORE_INDEX, NUM_CLASSES
 from geoseg.datasets.io import list_files, read_image, read_mask
+from geoseg.datasets.rare_class_crop import (
+    ClassPixelIndex,
+    RareClassCrop,
+    crop_window,
+    draw_weights,
+)
 from geoseg.datasets.transforms import augment, image_to_tensor
 from geoseg.errors import DataError, preview
 
@@ -36,6 +42,11 @@ class TargetDataset(Dataset):
     A bad pair (unreadable, 16-bit, colour-coded mask, unknown ids, sizes that differ) is an error
     when it is read. With ``skip_invalid=True`` every pair is checked once here instead and the bad
     ones are left out, counted and logged (``skipped`` holds the reasons).
+
+    ``rare_class_crop`` (a ``RareClassCrop``): with its probability, an item is a crop around a
+    pixel of a class drawn with its weights, from a tile containing that class, instead of the
+    indexed tile's uniform crop (``img_id`` then names the tile used). The masks are indexed once
+    here for it.
     """
 
     def __init__(
@@ -50,6 +61,7 @@ class TargetDataset(Dataset):
         img_dir: str = "images_png",
         mask_dir: str = "masks_png",
         skip_invalid: bool = False,
+        rare_class_crop: RareClassCrop | None = None,
     ):
         self.data_root = Path(data_root)
         self.split = split
@@ -67,20 +79,41 @@ class TargetDataset(Dataset):
             if not folder.is_dir():
                 raise DataError(f"{folder}: folder not found. Expected the layout {TARGET_LAYOUT}.")
         self.image_paths, self.mask_paths = _match_pairs(self.image_dir, self.mask_dir)
-        self.img_ids = list(self.image_paths)
+        self.img_ids = self.select_tiles(list(self.image_paths))
         self._valid_ids = np.zeros(256, dtype=bool)
         self._valid_ids[:num_classes] = True
         self._valid_ids[ignore_index] = True
         self.skipped: list[str] = []
         if skip_invalid:
             self._drop_invalid_pairs()
+        self.rare_class_crop = rare_class_crop
+        if rare_class_crop is not None:
+            self._class_index = ClassPixelIndex(
+                len(self.img_ids),
+                lambda tile: self.load_mask(self.img_ids[tile]),
+                num_classes,
+                rare_class_crop.samples_per_class,
+            )
+            self._class_draw_weights = draw_weights(
+                rare_class_crop, self._class_index, str(self.mask_dir)
+            )
+
+    def select_tiles(self, img_ids: list[str]) -> list[str]:
+        """The stems this dataset serves, out of every matched pair (all of them here)."""
+        return img_ids
 
     def __len__(self) -> int:
         return len(self.img_ids)
 
     def __getitem__(self, index: int) -> dict:
-        img_id = self.img_ids[index]
-        image, mask = self.load_pair(img_id)
+        crop = self.rare_class_crop
+        if crop is not None and crop.p > 0 and float(torch.rand(())) < crop.p:
+            _, tile, row, column = self._class_index.draw(self._class_draw_weights)
+            img_id = self.img_ids[tile]
+            image, mask = crop_window(*self.load_pair(img_id), row, column, crop.window)
+        else:
+            img_id = self.img_ids[index]
+            image, mask = self.load_pair(img_id)
         if self.transform is not None:
             image, mask = augment(self.transform, image, mask)
         return {
@@ -92,12 +125,18 @@ class TargetDataset(Dataset):
     def load_pair(self, img_id: str) -> tuple[np.ndarray, np.ndarray]:
         """Read and check one pair: (H, W, 3) uint8 image, (H, W) uint8 mask."""
         image_path, mask_path = self.image_paths[img_id], self.mask_paths[img_id]
-        image, mask = read_image(image_path), read_mask(mask_path)
+        image, mask = read_image(image_path), self.load_mask(img_id)
         if image.shape[:2] != mask.shape:
             raise DataError(
                 f"{mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} differs from its image "
                 f"{image_path.name} ({image.shape[1]}x{image.shape[0]}, width x height)"
             )
+        return image, mask
+
+    def load_mask(self, img_id: str) -> np.ndarray:
+        """Read and check one mask: (H, W) uint8 class ids or ignore."""
+        mask_path = self.mask_paths[img_id]
+        mask = read_mask(mask_path)
         if not self._valid_ids[mask].all():
             bad = sorted(
                 set(np.unique(mask).tolist()) - set(np.flatnonzero(self._valid_ids).tolist())
@@ -106,7 +145,7 @@ class TargetDataset(Dataset):
                 f"{mask_path}: mask values {bad} are not class ids; expected 0..{self.num_classes - 1} "
                 f"or {self.ignore_index} (ignore)"
             )
-        return image, mask
+        return mask
 
     def _drop_invalid_pairs(self) -> None:
         valid = []
