@@ -62,6 +62,8 @@ SUPERVISED_DEFAULTS = {
     "deterministic": False,
     # torch.compile the network (and the KD teacher): True, or a dict of torch.compile arguments
     "compile": False,
+    # Batch-level mixing of training batches: CutMix, ClassMix or MixUp from geoseg.datasets
+    "batch_mix": None,
     "accumulate_grad_batches": 1,
     "gradient_clip_val": None,
     # Colours of the classes in logged pictures and saved in checkpoints (default: PALETTE for

@@ -442,3 +442,40 @@ def test_cli_without_teacher_names_the_file_and_the_stage(kd_run, synthetic_root
     last_line = result.stderr.strip().splitlines()[-1]
     assert "missing/last.ckpt: teacher checkpoint not found" in last_line
     assert "train the teacher with the supervised stage first" in last_line
+
+
+def test_the_teacher_sees_the_mixed_batch(teacher_path):
+    from geoseg.datasets import ClassMix
+
+    module = kd_module(teacher_path, kd_warmup_epochs=0, batch_mix=ClassMix(p=1.0))
+    module.log = module.log_dict = lambda *args, **kwargs: None  # no trainer attached
+    seen = []
+    module.teacher.register_forward_hook(lambda _, args, __: seen.append(args[0].clone()))
+    batch = _batch()
+    torch.manual_seed(3)
+    expected = ClassMix(p=1.0)(batch)
+    torch.manual_seed(3)
+    module.training_step(batch, 0)
+    assert torch.equal(seen[0], expected["img"]) and not torch.equal(seen[0], batch["img"])
+
+
+def test_a_mixup_batch_trains_on_the_blend_of_the_two_targets_losses(teacher_path):
+    from geoseg.datasets import MIXUP_TARGET, MIXUP_WEIGHT, MixUp
+
+    module = kd_module(teacher_path, kd_warmup_epochs=0, kd_alpha=1.0, batch_mix=MixUp(p=1.0))
+    module.log = module.log_dict = lambda *args, **kwargs: None
+    module.net.eval()  # no dropout: the same logits on every call
+    batch = _batch()
+    torch.manual_seed(5)
+    mixed = MixUp(p=1.0)(batch)
+    lam = mixed[MIXUP_WEIGHT]
+    assert 0 < lam < 1 and not torch.equal(mixed[MIXUP_TARGET], batch["gt_semantic_seg"])
+    with torch.no_grad():
+        logits = module.net(mixed["img"])
+        loss = CEDiceLoss(ignore_index=IGNORE_INDEX)
+        expected = lam * loss(logits, batch["gt_semantic_seg"]) + (1 - lam) * loss(
+            logits, mixed[MIXUP_TARGET]
+        )
+        torch.manual_seed(5)
+        total = module.training_step(batch, 0)
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)

@@ -10,22 +10,47 @@ from geoseg.classes import (
     colorize_mask,
 )
 from geoseg.datasets.biodiversity_combined_dataset import BiodiversityCombinedDataset
+from geoseg.datasets.mixing import (
+    MIXUP_TARGET,
+    MIXUP_WEIGHT,
+    BatchMix,
+    ClassMix,
+    CutMix,
+    MixUp,
+    ignore_mask,
+    mixed_loss,
+)
+from geoseg.datasets.rare_class_crop import RareClassCrop
 from geoseg.datasets.self_training import SelfTrainingDataset
+from geoseg.datasets.stats import WEIGHT_SCHEMES, ClassStatistics, class_statistics, class_weights
 from geoseg.datasets.target_dataset import TargetDataset
 from geoseg.datasets.transforms import augment, image_to_tensor, train_transform
 
 __all__ = [
+    "BatchMix",
     "BiodiversityCombinedDataset",
     "CLASSES",
+    "ClassStatistics",
+    "ClassMix",
+    "CutMix",
     "IGNORE_INDEX",
     "IMAGENET_NORMALIZATION",
+    "MIXUP_TARGET",
+    "MIXUP_WEIGHT",
+    "MixUp",
     "NUM_CLASSES",
     "OEM_TO_TARGET",
     "PALETTE",
+    "RareClassCrop",
     "SelfTrainingDataset",
     "TargetDataset",
+    "WEIGHT_SCHEMES",
     "colorize_mask",
     "augment",
+    "class_statistics",
+    "class_weights",
+    "ignore_mask",
     "image_to_tensor",
+    "mixed_loss",
     "train_transform",
 ]

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from geoseg.config import SUPERVISED_DEFAULTS, SUPERVISED_REQUIRED
+from geoseg.datasets.mixing import ignore_mask
 from geoseg.errors import CheckpointError, ConfigError
 from geoseg.losses.kd import compute_kd_loss
 from geoseg.models.checkpoint import load_model_and_spec
@@ -132,7 +133,8 @@ class KDModule(SupervisedModule):
         return self._teacher(img)
 
     def distillation_step(self, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
-        """The training loss of this epoch for ``batch`` and its terms, keyed by their log names."""
+        """The training loss of this epoch for ``batch`` (already mixed, if ``batch_mix`` is set:
+        the teacher sees the mixed images) and its terms, keyed by their log names."""
         supervised, logits = self.supervised_step(batch)
         terms = {"train/supervised_loss": supervised}
         if not self.is_distilling():
@@ -142,13 +144,14 @@ class KDModule(SupervisedModule):
             self.teacher_logits(batch["img"]),
             temperature=self.kd_temperature,
             confidence_threshold=self.kd_confidence_threshold,
-            ignore_mask=batch["gt_semantic_seg"] == self.ignore_index,
+            ignore_mask=ignore_mask(batch, self.ignore_index),
         )
         terms["train/kd_loss"] = kd
         terms["kd/kept_fraction"] = kept_fraction
         return self.kd_alpha * supervised + (1.0 - self.kd_alpha) * kd, terms
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        batch = self.mix_batch(batch)
         loss, terms = self.distillation_step(batch)
         batch_size = len(batch["img"])
         self.log_dict(terms, on_step=True, on_epoch=False, sync_dist=True, batch_size=batch_size)

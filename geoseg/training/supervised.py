@@ -8,6 +8,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
 from geoseg.classes import colorize_mask, default_palette
+from geoseg.datasets.mixing import BatchMix, mixed_loss
 from geoseg.errors import ConfigError
 from geoseg.metrics import confusion_matrix, format_scores_table, segmentation_scores
 from geoseg.models.checkpoint import CHECKPOINT_KEY, as_plain, describe_model
@@ -28,7 +29,9 @@ class SupervisedModule(pl.LightningModule):
     Confusion matrices accumulate on the device and are summed across processes before scoring;
     the last validation's are kept in ``last_val_confusion`` (name -> (C, C) int64 on the CPU) and
     saved in checkpoints under ``"geoseg_validation"``. ``compile`` (True or a dict of
-    ``torch.compile`` arguments) compiles the network in place.
+    ``torch.compile`` arguments) compiles the network in place. ``batch_mix`` (``CutMix``,
+    ``ClassMix`` or ``MixUp`` from ``geoseg.datasets``) mixes each training batch before the
+    forward pass; validation batches are never mixed.
     """
 
     def __init__(
@@ -44,6 +47,7 @@ class SupervisedModule(pl.LightningModule):
         val_set_names: tuple[str, ...] = ("val",),
         num_logged_images: int = 4,
         compile: bool | dict = False,
+        batch_mix: BatchMix | None = None,
     ):
         super().__init__()
         original = getattr(net, "_orig_mod", None)
@@ -65,6 +69,7 @@ class SupervisedModule(pl.LightningModule):
         self.palette = tuple(palette) if palette else default_palette(len(self.classes))
         self.val_set_names = tuple(val_set_names)
         self.num_logged_images = num_logged_images
+        self.batch_mix = batch_mix
         self.last_val_confusion: dict[str, torch.Tensor] = {}
         self.last_val_epoch: int | None = None
         num_classes = len(self.classes)
@@ -93,6 +98,7 @@ class SupervisedModule(pl.LightningModule):
             val_set_names=names,
             num_logged_images=config.num_logged_images,
             compile=config.compile,
+            batch_mix=config.batch_mix,
             **kwargs,
         )
 
@@ -110,16 +116,22 @@ class SupervisedModule(pl.LightningModule):
 
     # --- training -----------------------------------------------------------------------------
 
+    def mix_batch(self, batch: dict) -> dict:
+        """The training batch after ``batch_mix`` (unchanged without one)."""
+        return batch if self.batch_mix is None else self.batch_mix(batch)
+
     def supervised_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward the batch; return (supervised loss, main logits (B, C, H, W))."""
-        target = batch["gt_semantic_seg"]
+        """Forward the batch; return (supervised loss, main logits (B, C, H, W)). For a MixUp
+        batch the loss is the same blend of the two targets' losses as of the images."""
         if self.uses_aux_head:
-            logits, aux_logits = self.net.forward_with_aux(batch["img"])
-            return self.loss((logits, aux_logits), target), logits
-        logits = self.net(batch["img"])
-        return self.loss(logits, target), logits
+            output = self.net.forward_with_aux(batch["img"])
+            logits = output[0]
+        else:
+            output = logits = self.net(batch["img"])
+        return mixed_loss(self.loss, output, batch), logits
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        batch = self.mix_batch(batch)
         loss, _ = self.supervised_step(batch)
         self.log_train_loss(loss, len(batch["img"]))
         return loss
