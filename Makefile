@@ -45,8 +45,9 @@ demo-quick: install
 		DEMO_COMMAND='make demo-quick'
 
 # `make ablation` measures the recipe's next steps on the same synthetic data and seeds: other
-# architectures trained as the FT-UNetFormer student (step 1 + step 2), their ensemble, and
-# self-training on the unlabelled tiles the ensemble pseudo-labels (step 3). Its runs
+# architectures trained as the FT-UNetFormer student (step 1 + step 2), their ensemble,
+# self-training on the unlabelled tiles the ensemble pseudo-labels (step 3), and step 2 with one
+# lever against class imbalance or one mixing augmentation at a time. Its runs
 # have their own folders (model_weights/ablation, lightning_logs/ablation, outputs/ablation).
 ablation: install
 	$(MAKE) ablation-pipeline PYTHON=$(abspath $(PYTHON)) SEEDS="$(SEEDS)" \
@@ -67,6 +68,9 @@ SINGLE_MODELS := teacher student_target_only student_pretrain_all student_ft_tar
 # the ablation's step 2 students, one per family (FT-UNetFormer's is the demo's step 2)
 FAMILIES := segformer upernet
 ABLATION_MODELS := student_ft_target_kd $(foreach family,$(FAMILIES),$(family)_ft_target_kd)
+# the ablation's step 2 levers (config/demo/step2_<lever>.py)
+LEVERS := class_weighted lovasz rare_class_crops classmix
+LEVER_MODELS := $(foreach lever,$(LEVERS),student_ft_target_kd_$(lever))
 DEMO_VARS = PYTHON=$(PYTHON) DEMO_CONFIGS=$(DEMO_CONFIGS) DEMO_DATA=$(DEMO_DATA) \
 	DEMO_OUT=$(DEMO_OUT) RUN_SET=$(RUN_SET)
 
@@ -125,12 +129,16 @@ $(DEMO_OUT)/seed_%/student_pretrain_all.trained:
 		$(call seed_run,student_pretrain_all)
 	touch $@
 
-$(DEMO_OUT)/seed_%/student_ft_target_kd.trained: $(DEMO_OUT)/seed_%/teacher.trained \
-		$(DEMO_OUT)/seed_%/student_pretrain_all.trained
-	$(PYTHON) $(REPO)/train_kd.py -c $(DEMO_CONFIGS)/step2_finetune_target_kd.py \
-		$(call seed_run,student_ft_target_kd) $(teacher_of_seed) \
-		pretrained_ckpt_path=$(DEMO_WEIGHTS)/seed_$*/student_pretrain_all/last.ckpt
-	touch $@
+# A step 2 run: $(1) trained with $(DEMO_CONFIGS)/$(2) from the step 1 run $(3), distilled from
+# the seed's teacher.
+define step2_run
+$$(DEMO_OUT)/seed_%/$(1).trained: $$(DEMO_OUT)/seed_%/teacher.trained \
+		$$(DEMO_OUT)/seed_%/$(3).trained
+	$$(PYTHON) $$(REPO)/train_kd.py -c $$(DEMO_CONFIGS)/$(2) $$(call seed_run,$(1)) \
+		$$(teacher_of_seed) pretrained_ckpt_path=$$(DEMO_WEIGHTS)/seed_$$*/$(3)/last.ckpt
+	touch $$@
+endef
+$(eval $(call step2_run,student_ft_target_kd,step2_finetune_target_kd.py,student_pretrain_all))
 
 # Every single model at scale 1 without flips, step 2 with TTA, and the recipe's step 3: the
 # ensemble of the baseline and step 2 with TTA; then all of them scored in one pass.
@@ -160,14 +168,14 @@ $$(DEMO_OUT)/seed_%/$(1)_pretrain_all.trained:
 		$$(call seed_run,$(1)_pretrain_all)
 	touch $$@
 
-$$(DEMO_OUT)/seed_%/$(1)_ft_target_kd.trained: $$(DEMO_OUT)/seed_%/teacher.trained \
-		$$(DEMO_OUT)/seed_%/$(1)_pretrain_all.trained
-	$$(PYTHON) $$(REPO)/train_kd.py -c $$(DEMO_CONFIGS)/$(1)_step2_finetune_target_kd.py \
-		$$(call seed_run,$(1)_ft_target_kd) $$(teacher_of_seed) \
-		pretrained_ckpt_path=$$(DEMO_WEIGHTS)/seed_$$*/$(1)_pretrain_all/last.ckpt
-	touch $$@
+$(call step2_run,$(1)_ft_target_kd,$(1)_step2_finetune_target_kd.py,$(1)_pretrain_all)
 endef
 $(foreach family,$(FAMILIES),$(eval $(call family_runs,$(family))))
+
+# The levers against class imbalance and the mixing augmentation: step 2 with one change each
+# ($(DEMO_CONFIGS)/step2_<lever>.py), from the same step 1 and teacher.
+$(foreach lever,$(LEVERS),$(eval $(call \
+	step2_run,student_ft_target_kd_$(lever),step2_$(lever).py,student_pretrain_all)))
 
 # Self-training: the families' ensemble (with TTA) labels the unlabelled tiles, then step 3
 # trains the step 2 student on Train + those pseudo-labels (config/demo/step3_self_training.py
@@ -186,8 +194,9 @@ $(DEMO_OUT)/seed_%/student_self_training.trained: $(DEMO_OUT)/seed_%/pseudo_labe
 	touch $@
 
 # The ablation's models at scale 1 without flips, and the ensemble of the different families.
-$(DEMO_OUT)/seed_%/ablation_scored: $(foreach model,$(ABLATION_MODELS) student_self_training,$(DEMO_OUT)/seed_%/$(model).trained)
-	for model in $(ABLATION_MODELS) student_self_training; do \
+SCORED_ALONE := $(ABLATION_MODELS) student_self_training $(LEVER_MODELS)
+$(DEMO_OUT)/seed_%/ablation_scored: $(foreach model,$(SCORED_ALONE),$(DEMO_OUT)/seed_%/$(model).trained)
+	for model in $(SCORED_ALONE); do \
 		$(PYTHON) $(REPO)/ensemble_inference.py --input-dir $(TEST_SPLIT)/images_png \
 			--output-dir $(@D)/predictions/$$model --scales 1.0 --flips none \
 			--checkpoints $(DEMO_WEIGHTS)/seed_$*/$$model/last.ckpt || exit 1; \
@@ -196,7 +205,7 @@ $(DEMO_OUT)/seed_%/ablation_scored: $(foreach model,$(ABLATION_MODELS) student_s
 		--output-dir $(@D)/predictions/families_ensemble --scales 1.0 --flips none \
 		--checkpoints $(foreach model,$(ABLATION_MODELS),$(DEMO_WEIGHTS)/seed_$*/$(model)/last.ckpt)
 	$(PYTHON) $(REPO)/evaluation/model_metrics.py --gt-dir $(TEST_SPLIT)/masks_png --pred-dir \
-		$(foreach row,$(ABLATION_MODELS) student_self_training families_ensemble,$(@D)/predictions/$(row)) \
+		$(foreach row,$(SCORED_ALONE) families_ensemble,$(@D)/predictions/$(row)) \
 		> /dev/null
 	touch $@
 

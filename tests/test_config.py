@@ -207,3 +207,43 @@ def test_shared_blocks_are_imported_relatively_and_run_afresh_for_every_config(t
     first, second = load_config(path), load_config(path)
     assert first.max_epoch == second.max_epoch == 3
     assert first.token is not second.token
+
+
+LEVERS = ("class_weighted", "lovasz", "rare_class_crops", "classmix")
+
+
+@pytest.mark.parametrize("lever", LEVERS)
+def test_each_demo_lever_config_changes_step_2_in_its_lever_alone(
+    lever, demo_data_dir, monkeypatch
+):
+    monkeypatch.chdir(demo_data_dir)
+    configs = REPO_ROOT / "config" / "demo"
+    step2 = load_config(configs / "step2_finetune_target_kd.py", KD_REQUIRED, KD_DEFAULTS)
+    config = load_config(configs / f"step2_{lever}.py", KD_REQUIRED, KD_DEFAULTS)
+    assert config.run_name == f"demo/student_ft_target_kd_{lever}"
+    for name in ("pretrained_ckpt_path", "teacher_ckpt_path", "max_epoch", "kd_alpha"):
+        assert getattr(config, name) == getattr(step2, name)
+    assert config.net.init_args == step2.net.init_args
+    changed = {
+        "loss": config.loss.ce.class_weights is not None
+        or config.loss.lovasz_weight != step2.loss.lovasz_weight,
+        "crops": config.train_loader.dataset.rare_class_crop is not None,
+        "mix": config.batch_mix is not None,
+    }
+    expected = {
+        "class_weighted": "loss",
+        "lovasz": "loss",
+        "rare_class_crops": "crops",
+        "classmix": "mix",
+    }[lever]
+    assert [name for name, yes in changed.items() if yes] == [expected]
+    if lever == "class_weighted":
+        weights = config.loss.ce.class_weights
+        present = weights > 0
+        assert weights[present].mean().item() == pytest.approx(1.0)
+    if lever == "lovasz":
+        assert (config.loss.dice_weight, config.loss.lovasz_weight) == (0.0, 1.0)
+    if lever == "rare_class_crops":
+        assert config.train_loader.dataset.rare_class_crop.p == 0.5
+    if lever == "classmix":
+        assert type(config.batch_mix).__name__ == "ClassMix" and config.batch_mix.p == 0.5

@@ -123,6 +123,10 @@ def test_ablation_compares_the_families_ensemble_with_each_seeds_best_member():
                 "upernet_ft_target_kd": 0.66,
                 "families_ensemble": 0.68,
                 "student_self_training": 0.62,
+                "student_ft_target_kd_class_weighted": 0.61,
+                "student_ft_target_kd_lovasz": 0.63,
+                "student_ft_target_kd_rare_class_crops": 0.58,
+                "student_ft_target_kd_classmix": 0.60,
             },
             2: {
                 "student_ft_target_kd": 0.70,
@@ -130,24 +134,35 @@ def test_ablation_compares_the_families_ensemble_with_each_seeds_best_member():
                 "upernet_ft_target_kd": 0.62,
                 "families_ensemble": 0.71,
                 "student_self_training": 0.69,
+                "student_ft_target_kd_class_weighted": 0.69,
+                "student_ft_target_kd_lovasz": 0.72,
+                "student_ft_target_kd_rare_class_crops": 0.66,
+                "student_ft_target_kd_classmix": 0.70,
             },
         }
     )
     best = add_best_member(scores)
     assert best == {1: "upernet_ft_target_kd", 2: "student_ft_target_kd"}
     assert scores[1][BEST_MEMBER]["mIoU"] == 0.66
-    segformer, upernet, ensemble, self_training = judge_claims(scores, ABLATION_CLAIMS)
+    judged = judge_claims(scores, ABLATION_CLAIMS)
+    segformer, upernet, ensemble, self_training, *levers = judged
     assert segformer[1].values == pytest.approx((-0.05, -0.05)) and segformer[2] == NOT_HELD
     assert upernet[1].values == pytest.approx((0.06, -0.08)) and upernet[2] == INCONCLUSIVE
     assert ensemble[1].values == pytest.approx((0.02, 0.01)) and ensemble[2] == HELD
     assert (
         self_training[1].values == pytest.approx((0.02, -0.01)) and self_training[2] == INCONCLUSIVE
     )
+    # each lever against step 2 as it is: +1/-1 points, +3/+2, -2/-4, 0/0
+    class_weighted, lovasz, rare_class_crops, classmix = levers
+    assert class_weighted[1].values == pytest.approx((0.01, -0.01))
+    assert class_weighted[2] == INCONCLUSIVE
+    assert lovasz[1].values == pytest.approx((0.03, 0.02)) and lovasz[2] == HELD
+    assert rare_class_crops[1].values == pytest.approx((-0.02, -0.04))
+    assert rare_class_crops[2] == NOT_HELD
+    assert classmix[1].values == pytest.approx((0.0, 0.0)) and classmix[2] == INCONCLUSIVE
     counts = {"pixels": 100, "disagree": 10, "a_right": 5, "b_right": 4, "merged_right": 6}
     disagreement = {"segformer_ft_target_kd": {1: counts, 2: counts}}
-    report = render_ablation_markdown(
-        scores, [segformer, upernet, ensemble, self_training], best, disagreement, {"seeds": "1 2"}
-    )
+    report = render_ablation_markdown(scores, judged, best, disagreement, {"seeds": "1 2"})
     assert "| ensemble of the three families | 69.50 ± 2.12 [68.00, 71.00] |" in report
     assert "**held**: ensemble of the three families beats its best member" in report
     assert "per seed: 2.00, 1.00." in report
@@ -156,3 +171,6 @@ def test_ablation_compares_the_families_ensemble_with_each_seeds_best_member():
     assert "the ensemble on 60.00 ± 0.00 [60.00, 60.00]%" in report
     assert "| step 3: FT-UNetFormer self-trained on pseudo-labels | 65.50 ± 4.95" in report
     assert "**inconclusive**: step 3: FT-UNetFormer self-trained on pseudo-labels beats" in report
+    assert "| step 2 + Lovász in place of Dice | 67.50 ± 6.36 [63.00, 72.00] |" in report
+    assert "**held**: step 2 + Lovász in place of Dice beats FT-UNetFormer step 2" in report
+    assert "**did not hold**: step 2 + rare-class crops beats FT-UNetFormer step 2" in report

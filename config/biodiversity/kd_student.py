@@ -14,15 +14,36 @@ from geoseg.training import data_loaders, param_groups
 # --- data: the target domain only ---------------------------------------------------------------
 data_root = "data/biodiversity"
 img_size = 512
-train_loader, val_loader = data_loaders(
-    TargetDataset(data_root, "Train", transform=train_transform(img_size)),
-    TargetDataset(data_root, "Val"),
-    batch_size=2,  # per GPU, as step 1
-    num_workers=4,
-)
+
+
+def target_loaders(**train_options):
+    """(train_loader, val_loader) of the target data; ``train_options`` go to the Train dataset."""
+    return data_loaders(
+        TargetDataset(data_root, "Train", transform=train_transform(img_size), **train_options),
+        TargetDataset(data_root, "Val"),
+        batch_size=2,  # per GPU, as step 1
+        num_workers=4,
+    )
+
+
+train_loader, val_loader = target_loaders()
 # the supervised term: CE + Dice, + 0.4 x CE on the auxiliary head of networks that have one
 # (UPerNet; FT-UNetFormer has none)
 loss = CEDiceLoss()
+
+# --- class imbalance and mixing: each lever off; `make ablation` measures them on the demo -------
+# Train's class shares and weights: python -m geoseg.datasets.stats --root data/biodiversity
+# (writes data/biodiversity/Train/class_statistics.json, which ClassStatistics.load reads).
+# Imports: from geoseg.datasets import ClassMix, CutMix, MixUp, RareClassCrop, class_weights
+# Class-weighted CE (add class_weighted_dice=True to weight the Dice term too):
+#   loss = CEDiceLoss(class_weights=class_weights(data_root, "Train", "inverse_sqrt_frequency"))
+# Lovász-softmax, a direct surrogate of IoU, in place of Dice (or alone: LovaszSoftmaxLoss()):
+#   loss = CEDiceLoss(dice_weight=0.0, lovasz_weight=1.0)
+# Rare-class crops: half the items centred on a pixel of a class drawn uniformly among Train's
+# classes (class_weights=... to favour some), from a tile containing it:
+#   train_loader, val_loader = target_loaders(rare_class_crop=RareClassCrop(img_size, p=0.5))
+# Mixing of training batches (the teacher sees the mixed images): ClassMix, CutMix or MixUp:
+#   batch_mix = ClassMix(p=0.5)
 
 # --- knowledge distillation ---------------------------------------------------------------------
 # frozen, any architecture; a GeoSeg teacher once converted by python -m geoseg.models.import_geoseg

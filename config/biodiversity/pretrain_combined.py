@@ -26,6 +26,9 @@ train_loader, val_loader = data_loaders(
 )
 # CE + Dice, + 0.4 x CE on the auxiliary head of the networks that have one (UPerNet)
 loss = CEDiceLoss()
+# Class imbalance and mixing: the levers of kd_student.py work here too, with the statistics of
+# the combined Train split, e.g. (from geoseg.datasets import class_weights)
+#   loss = CEDiceLoss(class_weights=class_weights(combined_root, "Train", "inverse_sqrt_frequency"))
 
 # --- optimisation -------------------------------------------------------------------------------
 max_epoch = 50

@@ -8,13 +8,23 @@ from geoseg.losses import CEDiceLoss
 from geoseg.training import data_loaders
 
 data_root = "data/demo/biodiversity"
-train_loader, val_loader = data_loaders(
-    TargetDataset(data_root, "Train", transform=train_transform(64)),
-    TargetDataset(data_root, "Val"),
-    batch_size=8,
-    num_workers=2,
-)
+img_size = 64
+
+
+def target_loaders(**train_options):
+    """(train_loader, val_loader) of the target data; ``train_options`` go to the Train dataset."""
+    return data_loaders(
+        TargetDataset(data_root, "Train", transform=train_transform(img_size), **train_options),
+        TargetDataset(data_root, "Val"),
+        batch_size=8,
+        num_workers=2,
+    )
+
+
+train_loader, val_loader = target_loaders()
 loss = CEDiceLoss()
+# The levers make ablation measures, each in its own config (step2_<lever>.py):
+# class-weighted CE, Lovász in place of Dice, rare-class crops, ClassMix.
 
 # knowledge distillation: the real settings (kd_alpha weights the supervised term)
 teacher_ckpt_path = "model_weights/demo/teacher/last.ckpt"

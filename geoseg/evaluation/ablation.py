@@ -8,7 +8,9 @@ Levers measured: other architectures trained as the FT-UNetFormer student (step 
 OpenEarthMap, step 2 with KD); the ensemble of the different families against its best member
 (chosen per seed on the Test split itself, the strictest reference the ensemble can face); and
 self-training (step 3: the step 2 student trained on Train + the unlabelled tiles the families'
-ensemble pseudo-labelled) against step 2.
+ensemble pseudo-labelled) against step 2; and step 2 with one lever against class imbalance or
+one mixing augmentation (class-weighted CE, Lovász in place of Dice, rare-class crops, ClassMix)
+against step 2 as it is.
 """
 
 from collections.abc import Sequence
@@ -35,6 +37,30 @@ ABLATION_ROWS = (
     Row("ensemble of the three families", FAMILIES_ENSEMBLE),
     Row("step 3: FT-UNetFormer self-trained on pseudo-labels", SELF_TRAINING),
 )
+# Step 2 with one change each (config/demo/step2_<lever>.py): folder, row label, what it changes.
+LEVERS = (
+    (
+        "student_ft_target_kd_class_weighted",
+        "step 2 + class-weighted CE",
+        "cross-entropy weighted by the inverse square root of Train's class shares helps",
+    ),
+    (
+        "student_ft_target_kd_lovasz",
+        "step 2 + Lovász in place of Dice",
+        "CE + Lovász-softmax (an IoU surrogate) beats CE + Dice",
+    ),
+    (
+        "student_ft_target_kd_rare_class_crops",
+        "step 2 + rare-class crops",
+        "half the crops centred on a pixel of a class drawn uniformly among Train's helps",
+    ),
+    (
+        "student_ft_target_kd_classmix",
+        "step 2 + ClassMix",
+        "pasting half the classes of another image of the batch (p = 0.5) helps",
+    ),
+)
+ABLATION_ROWS += tuple(Row(label, folder) for folder, label, _ in LEVERS)
 ABLATION_CLAIMS = (
     Claim("segformer_ft_target_kd", REFERENCE, "SegFormer is a stronger step 2 student"),
     Claim("upernet_ft_target_kd", REFERENCE, "UPerNet is a stronger step 2 student"),
@@ -49,6 +75,7 @@ ABLATION_CLAIMS = (
         "training step 2 further on Train + the ensemble's confident pseudo-labels helps; this "
         "also adds a second schedule, with no control run on Train alone",
     ),
+    *(Claim(folder, REFERENCE, change) for folder, _, change in LEVERS),
 )
 
 
