@@ -129,8 +129,8 @@ $(DEMO_OUT)/seed_%/student_pretrain_all.trained:
 		$(call seed_run,student_pretrain_all)
 	touch $@
 
-# A step 2 run: $(1) trained with $(DEMO_CONFIGS)/$(2) from the step 1 run $(3), distilled from
-# the seed's teacher.
+# A step 2 run: $(1) trained with $(DEMO_CONFIGS)/$(2) from the step 1 run $(3) of the same seed,
+# distilled from that seed's teacher.
 define step2_run
 $$(DEMO_OUT)/seed_%/$(1).trained: $$(DEMO_OUT)/seed_%/teacher.trained \
 		$$(DEMO_OUT)/seed_%/$(3).trained

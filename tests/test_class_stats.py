@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from geoseg.classes import CLASSES
 from geoseg.classes import IGNORE_INDEX as IGNORE
 from geoseg.cli import run_script
 from geoseg.datasets import WEIGHT_SCHEMES, ClassStatistics, class_statistics, class_weights
@@ -252,3 +253,15 @@ def test_real_chesapeake_val_shares(tmp_path):
     weights = stats.weights("median_frequency")
     assert weights[0] == weights[3] == weights[5] == 0.0
     assert weights[4] > weights[2] > weights[1]  # rarer classes weigh more
+
+
+def test_statistics_of_another_class_scheme_are_refused_on_load(tmp_path):
+    masks = tmp_path / "Train" / "masks_png"
+    masks.mkdir(parents=True)
+    cv2.imwrite(str(masks / "a.png"), np.array([[0, 1], [2, 2]], np.uint8))
+    main(["--root", str(tmp_path), "--classes", "bare,tree,water"])
+    path = tmp_path / "Train" / "class_statistics.json"
+    stats = ClassStatistics.load(path, classes=("bare", "tree", "water"))
+    assert stats.pixel_counts == (1, 1, 2)
+    with pytest.raises(DataError, match="statistics of the classes bare, tree, water; expected"):
+        ClassStatistics.load(path, classes=CLASSES)

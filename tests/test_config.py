@@ -15,6 +15,7 @@ from geoseg.config import (
 from geoseg.datasets.combine import CombineSettings, build_combined_dataset, plan_combined_dataset
 from geoseg.datasets.synthetic import write_openearthmap_release, write_target_dataset
 from geoseg.errors import ConfigError, DataError
+from geoseg.evaluation.ablation import LEVERS as ABLATION_LEVERS
 from geoseg.training.kd import KD_DEFAULTS, KD_REQUIRED
 
 from conftest import REPO_ROOT
@@ -209,7 +210,12 @@ def test_shared_blocks_are_imported_relatively_and_run_afresh_for_every_config(t
     assert first.token is not second.token
 
 
-LEVERS = ("class_weighted", "lovasz", "rare_class_crops", "classmix")
+LEVERS = tuple(folder.removeprefix("student_ft_target_kd_") for folder, _, _ in ABLATION_LEVERS)
+
+
+def test_the_makefile_trains_the_levers_the_ablation_report_reads():
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert f"LEVERS := {' '.join(LEVERS)}\n" in makefile
 
 
 @pytest.mark.parametrize("lever", LEVERS)

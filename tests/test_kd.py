@@ -479,3 +479,11 @@ def test_a_mixup_batch_trains_on_the_blend_of_the_two_targets_losses(teacher_pat
         torch.manual_seed(5)
         total = module.training_step(batch, 0)
     assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_a_batch_mix_that_is_not_a_mixing_transform_is_a_config_error(teacher_path):
+    from geoseg.datasets import ClassMix
+
+    for wrong in (ClassMix, "classmix"):  # the class itself, a name
+        with pytest.raises(ConfigError, match=r"batch_mix=.*expected None or a mixing transform"):
+            kd_module(teacher_path, batch_mix=wrong)

@@ -33,15 +33,16 @@ loss = CEDiceLoss()
 
 # --- class imbalance and mixing: each lever off; `make ablation` measures them on the demo -------
 # Train's class shares and weights: python -m geoseg.datasets.stats --root data/biodiversity
-# (writes data/biodiversity/Train/class_statistics.json, which ClassStatistics.load reads).
 # Imports: from geoseg.datasets import ClassMix, CutMix, MixUp, RareClassCrop, class_weights
-# Class-weighted CE (add class_weighted_dice=True to weight the Dice term too):
+# Class-weighted CE (add class_weighted_dice=True to weight the Dice term too); class_weights reads
+# the masks, ClassStatistics.load("data/biodiversity/Train/class_statistics.json").weights(...)
+# the file the command above wrote:
 #   loss = CEDiceLoss(class_weights=class_weights(data_root, "Train", "inverse_sqrt_frequency"))
 # Lovász-softmax, a direct surrogate of IoU, in place of Dice (or alone: LovaszSoftmaxLoss()):
 #   loss = CEDiceLoss(dice_weight=0.0, lovasz_weight=1.0)
-# Rare-class crops: half the items centred on a pixel of a class drawn uniformly among Train's
-# classes (class_weights=... to favour some), from a tile containing it:
-#   train_loader, val_loader = target_loaders(rare_class_crop=RareClassCrop(img_size, p=0.5))
+# Rare-class crops: half the items from a tile containing a class drawn uniformly among Train's
+# (class_weights=... to favour some), the crop centred on one of its pixels where the tile allows:
+#   train_loader, val_loader = target_loaders(rare_class_crop=RareClassCrop(p=0.5))
 # Mixing of training batches (the teacher sees the mixed images): ClassMix, CutMix or MixUp:
 #   batch_mix = ClassMix(p=0.5)
 

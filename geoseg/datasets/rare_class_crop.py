@@ -12,60 +12,38 @@ at most ``samples_per_class`` positions per class and tile), so a step costs not
 uniform crop.
 """
 
-import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class RareClassCrop:
     """Settings of rare-class crops for a training dataset (its ``rare_class_crop`` argument).
 
-    ``img_size`` and ``scale_range`` are those of the dataset's ``train_transform``: the dataset
-    cuts a window of ``ceil(img_size / scale_range[0])`` pixels centred on the drawn pixel and hands
-    it to the transform, whose random scale and crop then keep that pixel in the crop as long as
-    ``scale_range[1] <= 2 * scale_range[0]`` (and the window is not clipped by the tile's edge).
-    ``class_weights`` (one per class; None: every class present in the split equally likely) set
-    how often each class is drawn; a class absent from the split is never drawn.
+    With probability ``p`` an item is cropped around a pixel of a class drawn with
+    ``class_weights`` (one per class; None: every class present in the split equally likely; a
+    class absent from the split is never drawn) by the dataset's ``train_transform``, whose
+    ``around`` centres the crop on that pixel where the scaled tile allows.
     """
 
-    img_size: int
     p: float = 0.5
     class_weights: Sequence[float] | None = None
-    scale_range: tuple[float, float] = (0.75, 1.5)
     samples_per_class: int = 256
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.p <= 1.0:
+        if isinstance(self.p, bool) or not 0.0 <= self.p <= 1.0:  # NaN fails the comparison
             raise ValueError(f"RareClassCrop(p={self.p!r}): expected a probability in [0, 1]")
-        if int(self.img_size) != self.img_size or self.img_size < 1:
-            raise ValueError(f"RareClassCrop(img_size={self.img_size!r}): expected pixels >= 1")
-        low, high = self.scale_range
-        if not 0 < low <= high:
-            raise ValueError(
-                f"RareClassCrop(scale_range={self.scale_range!r}): expected 0 < low <= high"
-            )
-        if high > 2 * low:
-            log.warning(
-                "RareClassCrop(scale_range=%s): above a ratio of 2 the transform's random crop "
-                "can miss the drawn pixel at the largest scales",
-                self.scale_range,
-            )
-        if self.class_weights is not None and min(self.class_weights) < 0:
+        if self.class_weights is not None and not all(w >= 0 for w in self.class_weights):
             raise ValueError(
                 f"RareClassCrop(class_weights={tuple(self.class_weights)}): expected weights >= 0"
             )
-
-    @property
-    def window(self) -> int:
-        """Side of the window cut around the drawn pixel, in the tile's pixels."""
-        return math.ceil(self.img_size / self.scale_range[0])
+        if self.samples_per_class < 1:
+            raise ValueError(
+                f"RareClassCrop(samples_per_class={self.samples_per_class!r}): expected >= 1"
+            )
 
 
 class ClassPixelIndex:
@@ -137,18 +115,3 @@ def draw_weights(settings: RareClassCrop, index: ClassPixelIndex, source: str) -
             f"(present: {index.present_classes()})"
         )
     return weights
-
-
-def crop_window(
-    image: np.ndarray, mask: np.ndarray, row: int, column: int, side: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The ``side`` x ``side`` window centred on (row, column), moved inside the tile at its edges
-    (the whole tile along an axis shorter than ``side``)."""
-    height, width = mask.shape
-
-    def start(centre: int, length: int) -> int:
-        return min(max(centre - side // 2, 0), max(length - side, 0))
-
-    top, left = start(row, height), start(column, width)
-    window = (slice(top, top + side), slice(left, left + side))
-    return image[window], mask[window]

@@ -11,14 +11,9 @@ from torch.utils.data import Dataset
 
 from geoseg.classes import IGNORE_INDEX, NUM_CLASSES
 from geoseg.datasets.io import list_files, read_image, read_mask
-from geoseg.datasets.rare_class_crop import (
-    ClassPixelIndex,
-    RareClassCrop,
-    crop_window,
-    draw_weights,
-)
-from geoseg.datasets.transforms import augment, image_to_tensor
-from geoseg.errors import DataError, preview
+from geoseg.datasets.rare_class_crop import ClassPixelIndex, RareClassCrop, draw_weights
+from geoseg.datasets.transforms import TrainTransform, augment, image_to_tensor
+from geoseg.errors import ConfigError, DataError, preview
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +38,10 @@ class TargetDataset(Dataset):
     when it is read. With ``skip_invalid=True`` every pair is checked once here instead and the bad
     ones are left out, counted and logged (``skipped`` holds the reasons).
 
-    ``rare_class_crop`` (a ``RareClassCrop``): with its probability, an item is a crop around a
-    pixel of a class drawn with its weights, from a tile containing that class, instead of the
-    indexed tile's uniform crop (``img_id`` then names the tile used). The masks are indexed once
-    here for it.
+    ``rare_class_crop`` (a ``RareClassCrop``, with a ``train_transform``): with its probability,
+    an item is the transform's crop around a pixel of a class drawn with its weights, from a tile
+    containing that class, instead of the indexed tile's random crop (``img_id`` then names the
+    tile used). The masks are indexed once here for it.
     """
 
     def __init__(
@@ -88,6 +83,11 @@ class TargetDataset(Dataset):
             self._drop_invalid_pairs()
         self.rare_class_crop = rare_class_crop
         if rare_class_crop is not None:
+            if not isinstance(transform, TrainTransform):
+                raise ConfigError(
+                    f"{self.image_dir}: rare_class_crop needs transform=train_transform(...), "
+                    f"which crops around the drawn pixel; got transform={transform!r}"
+                )
             self._class_index = ClassPixelIndex(
                 len(self.img_ids),
                 lambda tile: self.load_mask(self.img_ids[tile]),
@@ -110,12 +110,12 @@ class TargetDataset(Dataset):
         if crop is not None and crop.p > 0 and float(torch.rand(())) < crop.p:
             _, tile, row, column = self._class_index.draw(self._class_draw_weights)
             img_id = self.img_ids[tile]
-            image, mask = crop_window(*self.load_pair(img_id), row, column, crop.window)
+            image, mask = self.transform.around(*self.load_pair(img_id), row, column)
         else:
             img_id = self.img_ids[index]
             image, mask = self.load_pair(img_id)
-        if self.transform is not None:
-            image, mask = augment(self.transform, image, mask)
+            if self.transform is not None:
+                image, mask = augment(self.transform, image, mask)
         return {
             "img": image_to_tensor(image),
             "gt_semantic_seg": torch.from_numpy(mask.astype(np.int64)),

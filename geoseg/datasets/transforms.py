@@ -8,35 +8,104 @@ import torch
 from geoseg.classes import IGNORE_INDEX
 
 
+class TrainTransform:
+    """The training augmentation: random scale, random crop to ``img_size`` (padding with ignore
+    where the scaled tile is smaller), flips, 90-degree rotations and mild colour jitter.
+
+    Called as an albumentations transform (``transform(image=..., mask=...)``). ``around`` makes
+    the same augmentation with the crop placed on a given pixel instead of at random.
+    """
+
+    def __init__(
+        self,
+        img_size: int = 512,
+        *,
+        scale_range: tuple[float, float] = (0.75, 1.5),
+        ignore_index: int = IGNORE_INDEX,
+    ):
+        low, high = scale_range
+        if not 0 < low <= high:
+            raise ValueError(f"scale_range={scale_range!r}: expected 0 < low <= high")
+        self.img_size = img_size
+        self.scale_range = (float(low), float(high))
+        self.ignore_index = ignore_index
+        self.compose = A.Compose(
+            [
+                # RandomScale draws the factor as 1 + U(limit): bilinear for images, nearest for
+                # masks.
+                A.RandomScale(
+                    scale_limit=(low - 1.0, high - 1.0), interpolation=cv2.INTER_LINEAR, p=1.0
+                ),
+                A.PadIfNeeded(
+                    min_height=img_size,
+                    min_width=img_size,
+                    border_mode=cv2.BORDER_CONSTANT,
+                    fill=0,
+                    fill_mask=ignore_index,
+                ),
+                A.RandomCrop(height=img_size, width=img_size),
+                *_appearance(),
+            ]
+        )
+        self.appearance = A.Compose(_appearance())
+
+    def set_random_seed(self, seed: int) -> None:
+        self.compose.set_random_seed(seed)
+
+    def __call__(self, **data) -> dict:
+        return self.compose(**data)
+
+    def around(
+        self, image: np.ndarray, mask: np.ndarray, row: int, column: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The augmentation with its crop holding the tile's pixel (row, column): centred on it
+        where the scaled tile allows, moved inside the tile at its edges. Draws from torch's
+        generator, as ``augment`` does."""
+        low, high = self.scale_range
+        scale = low + (high - low) * float(torch.rand(()))
+        height, width = mask.shape
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+        mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+        # Where the pixel lands in the scaled tile (nearest-neighbour's own mapping).
+        row = min(int((row + 0.5) * scale), size[1] - 1)
+        column = min(int((column + 0.5) * scale), size[0] - 1)
+        pad_bottom, pad_right = max(self.img_size - size[1], 0), max(self.img_size - size[0], 0)
+        if pad_bottom or pad_right:
+            image = cv2.copyMakeBorder(
+                image, 0, pad_bottom, 0, pad_right, cv2.BORDER_CONSTANT, value=0
+            )
+            mask = cv2.copyMakeBorder(
+                mask, 0, pad_bottom, 0, pad_right, cv2.BORDER_CONSTANT, value=self.ignore_index
+            )
+
+        def start(centre: int, length: int) -> int:
+            return min(max(centre - self.img_size // 2, 0), length - self.img_size)
+
+        top, left = start(row, mask.shape[0]), start(column, mask.shape[1])
+        window = (slice(top, top + self.img_size), slice(left, left + self.img_size))
+        return augment(self.appearance, image[window], mask[window])
+
+
+def _appearance() -> list:
+    """The augmentations after the crop: flips, 90-degree rotations, mild colour jitter."""
+    return [
+        A.HorizontalFlip(p=0.5),
+        A.VerticalFlip(p=0.5),
+        A.RandomRotate90(p=0.5),
+        A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
+    ]
+
+
 def train_transform(
     img_size: int = 512,
     *,
     scale_range: tuple[float, float] = (0.75, 1.5),
     ignore_index: int = IGNORE_INDEX,
-) -> A.Compose:
+) -> TrainTransform:
     """Random scale, random crop to ``img_size`` (padding with ignore where the tile is smaller),
-    flips, 90-degree rotations and mild colour jitter."""
-    low, high = scale_range
-    return A.Compose(
-        [
-            # RandomScale draws the factor as 1 + U(limit), bilinear for images, nearest for masks.
-            A.RandomScale(
-                scale_limit=(low - 1.0, high - 1.0), interpolation=cv2.INTER_LINEAR, p=1.0
-            ),
-            A.PadIfNeeded(
-                min_height=img_size,
-                min_width=img_size,
-                border_mode=cv2.BORDER_CONSTANT,
-                fill=0,
-                fill_mask=ignore_index,
-            ),
-            A.RandomCrop(height=img_size, width=img_size),
-            A.HorizontalFlip(p=0.5),
-            A.VerticalFlip(p=0.5),
-            A.RandomRotate90(p=0.5),
-            A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
-        ]
-    )
+    flips, 90-degree rotations and mild colour jitter (a ``TrainTransform``)."""
+    return TrainTransform(img_size, scale_range=scale_range, ignore_index=ignore_index)
 
 
 def augment(transform, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -52,7 +52,8 @@ LEVERS = (
     (
         "student_ft_target_kd_rare_class_crops",
         "step 2 + rare-class crops",
-        "half the crops centred on a pixel of a class drawn uniformly among Train's helps",
+        "half the items from a tile containing a class drawn uniformly among Train's, cropped "
+        "around one of its pixels, helps",
     ),
     (
         "student_ft_target_kd_classmix",

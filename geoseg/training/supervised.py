@@ -69,6 +69,11 @@ class SupervisedModule(pl.LightningModule):
         self.palette = tuple(palette) if palette else default_palette(len(self.classes))
         self.val_set_names = tuple(val_set_names)
         self.num_logged_images = num_logged_images
+        if batch_mix is not None and not isinstance(batch_mix, BatchMix):
+            raise ConfigError(
+                f"batch_mix={batch_mix!r}: expected None or a mixing transform such as "
+                "ClassMix(p=0.5), CutMix(p=0.5) or MixUp(p=0.5) from geoseg.datasets"
+            )
         self.batch_mix = batch_mix
         self.last_val_confusion: dict[str, torch.Tensor] = {}
         self.last_val_epoch: int | None = None

@@ -178,8 +178,11 @@ class ClassStatistics:
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ClassStatistics":
-        """Read a file written by ``save``; a missing or invalid file is a DataError naming it."""
+    def load(
+        cls, path: str | os.PathLike, classes: tuple[str, ...] | None = None
+    ) -> "ClassStatistics":
+        """Read a file written by ``save``; a missing or invalid file, or one of other classes
+        than ``classes`` (when given), is a DataError naming it."""
         path = Path(path)
         if not path.is_file():
             raise DataError(
@@ -193,9 +196,15 @@ class ClassStatistics:
                 f"{path}: not a readable JSON file of class statistics ({error})"
             ) from error
         try:
-            return cls.from_dict(data)
+            stats = cls.from_dict(data)
         except DataError as error:
             raise DataError(f"{path}: {error}") from error
+        if classes is not None and tuple(classes) != stats.classes:
+            raise DataError(
+                f"{path}: statistics of the classes {', '.join(stats.classes)}; expected "
+                f"{', '.join(classes)} (write them with --classes)"
+            )
+        return stats
 
     def _labelled_or_raise(self) -> int:
         total = self.labelled_pixels

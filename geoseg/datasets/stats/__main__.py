@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from geoseg.classes import IGNORE_INDEX
+from geoseg.classes import CLASSES, IGNORE_INDEX
 from geoseg.cli import run_script
 from geoseg.datasets.stats import STATISTICS_FILE, class_statistics, format_table
 from geoseg.datasets.stats import __doc__ as stats_doc
@@ -28,14 +28,25 @@ def main(argv: list[str] | None = None) -> None:
         help=f"JSON file to write (default <root>/<split>/{STATISTICS_FILE})",
     )
     parser.add_argument(
+        "--classes",
+        help="class names in id order, comma-separated (default: the six target classes, "
+        + ",".join(CLASSES)
+        + ")",
+    )
+    parser.add_argument(
         "--ignore-index",
         type=int,
         default=IGNORE_INDEX,
         help=f"mask id of unlabelled pixels (default {IGNORE_INDEX})",
     )
     args = parser.parse_args(argv)
+    classes = tuple(args.classes.split(",")) if args.classes else CLASSES
     stats = class_statistics(
-        args.root, args.split, ignore_index=args.ignore_index, mask_dir=args.mask_dir
+        args.root,
+        args.split,
+        classes=classes,
+        ignore_index=args.ignore_index,
+        mask_dir=args.mask_dir,
     )
     output = args.output or args.root / args.split / STATISTICS_FILE
     print(format_table(stats))
