@@ -12,7 +12,6 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,6 +20,7 @@ from geoseg.errors import ConfigError
 from geoseg.models.backbone_weights import load_backbone_weights
 from geoseg.models.checkpoint import as_plain
 from geoseg.models.input import InputNormalization, check_normalization
+from geoseg.models.pretrained import create_pretrained
 
 __all__ = [
     "FEATURE_STRIDES",
@@ -78,12 +78,12 @@ def create_backbone(
     from_timm = pretrained is True
     try:
         kwargs = {"dynamic_img_size": True, **kwargs}
-        backbone = timm.create_model(name, features_only=True, pretrained=from_timm, **kwargs)
+        backbone = create_pretrained(name, features_only=True, pretrained=from_timm, **kwargs)
     except TypeError as error:  # CNNs take no dynamic_img_size: any size works for them
         if "dynamic_img_size" not in str(error):
             raise
         kwargs.pop("dynamic_img_size")
-        backbone = timm.create_model(name, features_only=True, pretrained=from_timm, **kwargs)
+        backbone = create_pretrained(name, features_only=True, pretrained=from_timm, **kwargs)
     if pretrained and not from_timm:
         load_backbone_weights(backbone, name, pretrained, kwargs)
     return backbone

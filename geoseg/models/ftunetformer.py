@@ -4,7 +4,6 @@ import logging
 import os
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
 
@@ -15,6 +14,7 @@ from geoseg.models.checkpoint import (
     register_model,
     weight_differences,
 )
+from geoseg.models.pretrained import create_pretrained
 from geoseg.models.swin import SWIN_PRESETS, SwinTransformer, swin_state_dict
 from geoseg.models.unetformer import UNetFormer
 
@@ -68,7 +68,7 @@ def load_swin_weights(
     classifiers have none: they start as identity-like LayerNorms, as in mmsegmentation).
     """
     if source is True:
-        state, where = timm.create_model(name, pretrained=True).state_dict(), f"timm {name}"
+        state, where = create_pretrained(name).state_dict(), f"timm {name}"
     else:
         path = Path(source)
         if not path.is_file():
