@@ -1,7 +1,19 @@
 """The data loaders a training stage reads, built the same way for every config."""
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+
+def collate_tiles(samples: list[dict]) -> dict:
+    """``default_collate(samples)`` when every "img" has the same shape; otherwise
+    ``{"size_groups": [batch, ...]}``: one ``default_collate`` batch per (H, W) size, in order of
+    first appearance, each keeping its samples' order."""
+    if len({sample["img"].shape for sample in samples}) == 1:
+        return default_collate(samples)
+    groups: dict[tuple[int, int], list[dict]] = {}
+    for sample in samples:
+        groups.setdefault(tuple(sample["img"].shape[-2:]), []).append(sample)
+    return {"size_groups": [default_collate(group) for group in groups.values()]}
 
 
 def data_loaders(
@@ -19,6 +31,12 @@ def data_loaders(
     Each loader draws its shuffling and its workers' seeds from a generator of its own, seeded
     from the run's seed: how often validation runs, or with how many workers, does not change
     the training batches.
+
+    Validation tiles may differ in size: validation batches are collated by ``collate_tiles``,
+    which groups a batch's tiles by size instead of padding them. Each tile is then predicted as
+    at batch size 1, so the metrics are exact; padding would change the network's input near the
+    borders, and so its predictions there. Training crops all have one size and keep the default
+    collation.
     """
     options = dict(
         batch_size=batch_size,
@@ -34,5 +52,8 @@ def data_loaders(
 
     train_loader = loader(train_dataset, shuffle=True, drop_last=True)
     if isinstance(val_datasets, dict):
-        return train_loader, {name: loader(d) for name, d in val_datasets.items()}
-    return train_loader, loader(val_datasets)
+        val_loaders = {
+            name: loader(d, collate_fn=collate_tiles) for name, d in val_datasets.items()
+        }
+        return train_loader, val_loaders
+    return train_loader, loader(val_datasets, collate_fn=collate_tiles)

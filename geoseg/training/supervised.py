@@ -162,22 +162,34 @@ class SupervisedModule(pl.LightningModule):
         return "val_" if set_index == 0 else f"val_{self.val_set_names[set_index]}_"
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        logits = self.net(batch["img"])
-        loss = self.loss(logits, batch["gt_semantic_seg"])
-        pred = logits.argmax(dim=1)
-        self._confusion(dataloader_idx).add_(
-            confusion_matrix(pred, batch["gt_semantic_seg"], len(self.classes), self.ignore_index)
-        )
+        groups = size_groups(batch)
+        results = [self._validate_group(group, dataloader_idx) for group in groups]
+        losses = [loss for loss, _ in results]
+        sizes = [len(group["img"]) for group in groups]
+        # One value per step: the groups' losses weighted by their sample counts.
+        loss = losses[0] if len(groups) == 1 else sum(map(torch.mul, losses, sizes)) / sum(sizes)
         self.log(
             f"{self._prefix(dataloader_idx)}loss",
             loss,
             on_epoch=True,
             sync_dist=True,
             add_dataloader_idx=False,
-            batch_size=len(batch["img"]),
+            batch_size=sum(sizes),
         )
         if dataloader_idx == 0 and batch_idx == 0 and not self.trainer.sanity_checking:
-            self._log_predictions(batch, pred)
+            self._log_predictions(groups[0], results[0][1])
+
+    def _validate_group(
+        self, batch: dict, dataloader_idx: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward one batch of same-size tiles, add it to the confusion matrix; (loss, pred)."""
+        logits = self.net(batch["img"])
+        loss = self.loss(logits, batch["gt_semantic_seg"])
+        pred = logits.argmax(dim=1)
+        self._confusion(dataloader_idx).add_(
+            confusion_matrix(pred, batch["gt_semantic_seg"], len(self.classes), self.ignore_index)
+        )
+        return loss, pred
 
     def on_validation_epoch_end(self) -> None:
         for index, name in enumerate(self.val_set_names):
@@ -231,6 +243,12 @@ class SupervisedModule(pl.LightningModule):
                 "epoch": self.last_val_epoch,
                 "confusion_matrix": {k: v.tolist() for k, v in self.last_val_confusion.items()},
             }
+
+
+def size_groups(batch: dict) -> list[dict]:
+    """The same-size batches of a validation batch (see ``geoseg.training.data.collate_tiles``):
+    ``batch["size_groups"]`` for tiles of several sizes, else ``[batch]``."""
+    return batch.get("size_groups", [batch])
 
 
 def _check_config_normalization(config) -> None:
