@@ -1,20 +1,41 @@
 """Reading images and masks from disk, with errors that name the file and what was expected."""
 
+import logging
 import os
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from geoseg.errors import DataError
 from geoseg.files import write_atomic
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+# Decoded with OpenCV; every other file (GeoTIFF and the rest GDAL reads) with rasterio.
+OPENCV_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 # Our own data loaders parallelise over processes; OpenCV's thread pool inside each only competes.
 cv2.setNumThreads(0)
 # GeoTIFFs (OpenEarthMap) carry tags OpenCV does not know; its warning per file is noise.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+# GDAL's warnings (unknown tags, odd extra samples) are noise here: whatever makes a raster
+# unusable is raised as an error and reported with the file's name.
+logging.getLogger("rasterio._env").setLevel(logging.ERROR)
+
+
+def _is_raster(path: Path) -> bool:
+    return path.suffix.lower() not in OPENCV_EXTENSIONS
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes)")
 
 
 def _imread(path: Path) -> np.ndarray:
@@ -37,13 +58,92 @@ def _imread(path: Path) -> np.ndarray:
     return array
 
 
+def _open_raster(path: Path):
+    _check_file(path)
+    try:
+        with warnings.catch_warnings():  # tiles need no georeferencing
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except RasterioError as error:
+        raise DataError(f"{path}: unreadable or corrupt image file ({error})") from error
+
+
+def _read_bands(path: Path, dataset, indexes) -> np.ndarray:
+    try:
+        return dataset.read(indexes)
+    except RasterioError as error:
+        raise DataError(f"{path}: unreadable or corrupt image file ({error})") from error
+
+
+def _band_names(dataset) -> str:
+    return ", ".join(interp.name for interp in dataset.colorinterp)
+
+
+def _read_raster_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    with _open_raster(path) as dataset:
+        count, interps = dataset.count, dataset.colorinterp
+        if count == 1 or count == 3 or (count == 4 and interps[3] == ColorInterp.alpha):
+            bands = [1] if count == 1 else [1, 2, 3]  # a 4th band is alpha: the validity mask
+        else:
+            raise DataError(
+                f"{path}: raster has {count} bands ({_band_names(dataset)}); the networks read "
+                "3-band RGB (or 1-band grey, or RGB + alpha) for now. Extra bands such as "
+                "near-infrared are not dropped silently: write the RGB bands to their own file."
+            )
+        dtype = next(
+            (dataset.dtypes[b - 1] for b in bands if dataset.dtypes[b - 1] != "uint8"), None
+        )
+        if dtype is not None:
+            raise DataError(
+                f"{path}: image dtype is {dtype}; expected 8-bit (uint8) RGB. "
+                "Rescale it to 0-255 before training or inference."
+            )
+        array = _read_bands(path, dataset, bands)
+        if count == 1 and interps[0] == ColorInterp.palette:
+            lut = np.zeros((256, 3), np.uint8)
+            for index, colour in dataset.colormap(1).items():
+                lut[index] = colour[:3]
+            image = lut[array[0]]
+        elif count == 1:
+            image = np.repeat(array[0][:, :, None], 3, axis=2)
+        else:
+            image = np.ascontiguousarray(array.transpose(1, 2, 0))
+        # Only a raster that declares nodata, a mask band or alpha has pixels that are not valid.
+        if all(MaskFlags.all_valid in flags for flags in dataset.mask_flag_enums):
+            return image, None
+        try:
+            return image, dataset.dataset_mask() != 0
+        except RasterioError as error:
+            raise DataError(f"{path}: unreadable or corrupt image file ({error})") from error
+
+
+def read_image_and_valid(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read an RGB image as (H, W, 3) uint8, and where its pixels hold data as (H, W) bool.
+
+    PNG and JPEG are decoded as ``read_image`` describes, with ``valid`` None (an alpha channel
+    is dropped, not read as a mask). GeoTIFFs and other rasters are read with rasterio: 1 band is
+    grey (repeated to three) or a colour table (expanded), 3 bands are red, green, blue in band
+    order whatever the interleave or photometric tag, and 4 bands whose 4th is alpha are RGB plus
+    alpha. Any other band layout (2 bands, RGB + near-infrared, 5 or more) is an error naming the
+    file, as is anything that is not 8-bit. ``valid`` is False where the raster's nodata value, mask
+    band or alpha (0) says there is no data, and None when it declares none of them.
+    """
+    path = Path(path)
+    if _is_raster(path):
+        return _read_raster_image(path)
+    return read_image(path), None
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an RGB image as (H, W, 3) uint8.
 
     Grey images are repeated to three channels and an alpha channel is dropped; anything that is
-    not 8-bit is an error, since the normalisation statistics are on the 0-255 scale.
+    not 8-bit is an error, since the normalisation statistics are on the 0-255 scale. GeoTIFFs and
+    other rasters follow ``read_image_and_valid``'s band rules, without the validity mask.
     """
     path = Path(path)
+    if _is_raster(path):
+        return _read_raster_image(path)[0]
     array = _imread(path)
     if array.dtype != np.uint8:
         raise DataError(
@@ -65,8 +165,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """Read a single-channel mask of class ids as (H, W) uint8."""
+    """Read a single-channel mask of class ids as (H, W) uint8 (GeoTIFFs: one uint8 band)."""
     path = Path(path)
+    if _is_raster(path):
+        return _read_raster_mask(path)
     array = _imread(path)
     if array.ndim == 3:
         if array.shape[2] == 1:
@@ -80,6 +182,19 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     if array.dtype != np.uint8:
         raise DataError(f"{path}: mask dtype is {array.dtype}; expected uint8 class ids")
     return array
+
+
+def _read_raster_mask(path: Path) -> np.ndarray:
+    with _open_raster(path) as dataset:
+        if dataset.count != 1:
+            raise DataError(
+                f"{path}: mask has {dataset.count} bands ({_band_names(dataset)}); expected one "
+                "band of class ids. It looks like a colour-coded (RGB) mask: convert it to ids "
+                "with the palette in geoseg/classes.py."
+            )
+        if dataset.dtypes[0] != "uint8":
+            raise DataError(f"{path}: mask dtype is {dataset.dtypes[0]}; expected uint8 class ids")
+        return _read_bands(path, dataset, 1)
 
 
 def list_files(folder: str | os.PathLike, extensions=IMAGE_EXTENSIONS) -> dict[str, Path]:

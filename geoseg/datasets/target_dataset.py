@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from geoseg.classes import IGNORE_INDEX, NUM_CLASSES
-from geoseg.datasets.io import list_files, read_image, read_mask
+from geoseg.datasets.io import list_files, read_image_and_valid, read_mask
 from geoseg.datasets.rare_class_crop import ClassPixelIndex, RareClassCrop, draw_weights
 from geoseg.datasets.transforms import TrainTransform, augment, image_to_tensor
 from geoseg.errors import ConfigError, DataError, preview
@@ -123,14 +123,20 @@ class TargetDataset(Dataset):
         }
 
     def load_pair(self, img_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """Read and check one pair: (H, W, 3) uint8 image, (H, W) uint8 mask."""
+        """Read and check one pair: (H, W, 3) uint8 image, (H, W) uint8 mask.
+
+        Pixels the image marks as nodata (a raster's nodata value, mask band or alpha) are
+        ``ignore_index`` in the mask, so the losses and metrics leave them out.
+        """
         image_path, mask_path = self.image_paths[img_id], self.mask_paths[img_id]
-        image, mask = read_image(image_path), self.load_mask(img_id)
+        (image, valid), mask = read_image_and_valid(image_path), self.load_mask(img_id)
         if image.shape[:2] != mask.shape:
             raise DataError(
                 f"{mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} differs from its image "
                 f"{image_path.name} ({image.shape[1]}x{image.shape[0]}, width x height)"
             )
+        if valid is not None:
+            mask = np.where(valid, mask, np.uint8(self.ignore_index))
         return image, mask
 
     def load_mask(self, img_id: str) -> np.ndarray:
