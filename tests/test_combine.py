@@ -343,3 +343,26 @@ def test_step1_style_training_logs_both_validation_sets(sources, monkeypatch):
     scalars = set(EventAccumulator(str(run_dir)).Reload().Tags()["scalars"])
     assert {"val_mIoU", "val_loss", "val_oem_mIoU", "val_oem_loss", "val_oem_IoU/forest"} <= scalars
     assert (workdir / "weights" / "last.ckpt").is_file()
+
+
+def test_oem_image_nodata_becomes_ignore_in_the_converted_mask(tmp_path):
+    import rasterio
+
+    from geoseg.datasets.combine import convert_oem_pair
+    from geoseg.datasets.openearthmap import OEMPair
+
+    image = np.full((3, 8, 8), 90, np.uint8)
+    image[:, :2, :] = 0  # the top two rows are nodata in every band
+    label = np.full((8, 8), 5, np.uint8)  # OEM tree -> target forest
+    for path, data, nodata in (("img.tif", image, 0), ("lbl.tif", label[None], None)):
+        profile = dict(driver="GTiff", width=8, height=8, count=len(data), dtype="uint8")
+        with rasterio.open(tmp_path / path, "w", nodata=nodata, **profile) as raster:
+            raster.write(data)
+    folder = tmp_path / "out"
+    for name in ("images_png", "masks_png"):
+        (folder / name).mkdir(parents=True)
+    pair = OEMPair("tile.tif", tmp_path / "img.tif", tmp_path / "lbl.tif")
+    before, after = convert_oem_pair(pair, folder, 1.0, OEM_TO_TARGET, 255)
+    mask = read_mask(folder / "masks_png" / "oem_tile.png")
+    assert (mask[:2] == 255).all() and (mask[2:] == OEM_TO_TARGET[5]).all()
+    assert before[5] == 64 and after[255] == 16 and after[OEM_TO_TARGET[5]] == 48

@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from geoseg.classes import CLASSES, IGNORE_INDEX, OEM_CLASSES, OEM_TO_TARGET
-from geoseg.datasets.io import read_image, read_mask, write_png_atomic
+from geoseg.datasets.io import read_image_and_valid, read_mask, write_png_atomic
 from geoseg.datasets.openearthmap import OEMPair, locate_pairs, read_split_list, remap_lookup_table
 from geoseg.datasets.target_dataset import TargetDataset
 from geoseg.errors import DataError
@@ -236,15 +236,18 @@ def convert_oem_pair(
     """Write one OpenEarthMap tile as ``oem_<stem>.png`` image and remapped mask under ``folder``.
 
     Returns the (256,) pixel counts of the label before and after the remap, or the reason the
-    tile was skipped (unreadable, or image and label of different sizes).
+    tile was skipped (unreadable, or image and label of different sizes). Pixels that are nodata
+    in the image (its nodata value, mask or alpha) become ``ignore_index`` in the mask.
     """
     try:
-        image, label = read_image(pair.image), read_mask(pair.label)
+        (image, valid), label = read_image_and_valid(pair.image), read_mask(pair.label)
     except DataError as error:
         return str(error)
     if image.shape[:2] != label.shape:
         return f"{pair.label}: label size {label.shape[::-1]} differs from its image {image.shape[1::-1]}"
     mask = remap_lookup_table(remap, ignore_index)[label]
+    if valid is not None:
+        mask[~valid] = ignore_index
     if scale != 1.0:
         height, width = label.shape
         size = (max(round(width * scale), 1), max(round(height * scale), 1))
