@@ -6,11 +6,19 @@
         --checkpoint2 model_weights/biodiversity/student_ft_target_kd/last.ckpt \
         --scales 0.75,1.0,1.25 --save-rgb
 
-Writes ``<output-dir>/<stem>.png`` (uint8 class ids, the input's exact size) for every input image
-(PNG, JPEG or TIFF; grey is repeated to RGB, an alpha channel is dropped), and with --save-rgb
+Writes ``<output-dir>/<stem>.png`` (uint8 class ids, the input's exact size) for every PNG or
+JPEG input image (grey is repeated to RGB, an alpha channel is dropped), and with --save-rgb
 ``rgb/<stem>.png`` in the palette, with --save-probs ``confidence/<stem>.png`` (the merged map's
-largest class probability x 255). Each file is written under a temporary name and renamed, so an
-interrupted run leaves no truncated PNG; --skip-existing resumes it.
+largest class probability x 255, or x 65535 with --confidence-bits 16).
+
+GeoTIFF inputs (.tif, .tiff) are scenes of any size: they are predicted strip by strip by sliding
+window (--tile-size, default 1024 for them), one at a time, in memory that grows with the width
+only, into ``<output-dir>/<stem>.tif``: a Cloud-Optimized GeoTIFF of class ids with the input's
+CRS and transform, the palette as its colour map, and nodata 255 where the input has no data
+(and ``confidence/<stem>.tif`` with --save-probs).
+
+Each file is written under a temporary name and renamed, so an interrupted run leaves no truncated
+file; --skip-existing resumes it.
 """
 
 import argparse
@@ -27,7 +35,10 @@ from geoseg.inference import (
     parse_flips,
     parse_scales,
     pending_inputs,
+    pending_scenes,
     predict_folder,
+    predict_scenes,
+    split_scenes,
 )
 from geoseg.models import ModelSpec, load_model_and_spec
 
@@ -108,9 +119,24 @@ def parse_args() -> argparse.Namespace:
         f"{LEGACY_FOLDER / (MEMBERS[1] + '.ckpt')} where it exists)",
     )
     add_ensemble_arguments(parser)
-    parser.add_argument("--save-rgb", action="store_true", help="also write rgb/<stem>.png")
     parser.add_argument(
-        "--save-probs", action="store_true", help="also write confidence/<stem>.png (uint8)"
+        "--save-rgb",
+        action="store_true",
+        help="also write rgb/<stem>.png (PNG and JPEG inputs; a GeoTIFF output carries the "
+        "palette as its colour map, so it needs no separate RGB file)",
+    )
+    parser.add_argument(
+        "--save-probs",
+        "--save-confidence",
+        action="store_true",
+        help="also write confidence/<stem>.png (.tif for GeoTIFF inputs)",
+    )
+    parser.add_argument(
+        "--confidence-bits",
+        type=int,
+        choices=(8, 16),
+        default=8,
+        help="confidence as round(probability x 255) in uint8 or x 65535 in uint16",
     )
     parser.add_argument(
         "--skip-existing", action="store_true", help="skip inputs whose outputs are all written"
@@ -133,13 +159,28 @@ def main() -> None:
     ]
     predictor, specs, device = load_ensemble(checkpoints, args)
 
-    inputs = find_inputs(args.input_dir)
+    scenes, inputs = split_scenes(find_inputs(args.input_dir))
     if args.skip_existing:
         inputs = pending_inputs(inputs, args.output_dir, args.save_rgb, args.save_probs)
+        scenes = pending_scenes(scenes, args.output_dir, args.save_probs)
     print(
         f"{len(checkpoints)} models x {len(args.scales)} scales x {len(args.flips)} flips = "
-        f"{predictor.passes} predictions per pixel on {device}; {len(inputs)} images to predict"
+        f"{predictor.passes} predictions per pixel on {device}; {len(inputs)} images and "
+        f"{len(scenes)} GeoTIFF scenes to predict"
     )
+    predict_scenes(
+        predictor,
+        scenes,
+        args.output_dir,
+        tile_size=args.tile_size or 1024,
+        overlap=args.overlap,
+        save_confidence=args.save_probs,
+        confidence_bits=args.confidence_bits,
+        palette=specs[0].palette,
+    )
+    if scenes and not inputs:
+        print(f"wrote {len(scenes)} scenes to {args.output_dir}")
+        return
     predict_folder(
         predictor,
         inputs,
@@ -150,9 +191,10 @@ def main() -> None:
         overlap=args.overlap,
         save_rgb=args.save_rgb,
         save_confidence=args.save_probs,
+        confidence_bits=args.confidence_bits,
         palette=specs[0].palette,
     )
-    print(f"wrote {len(inputs)} predictions to {args.output_dir}")
+    print(f"wrote {len(inputs)} predictions and {len(scenes)} scenes to {args.output_dir}")
 
 
 if __name__ == "__main__":

@@ -229,7 +229,7 @@ def test_self_training_dataset_draws_the_share_and_keeps_ignore_pixels(tmp_path)
     torch.manual_seed(0)
     first = [dataset[i]["id"] for i in (6, 7)]
     torch.manual_seed(0)
-    assert [dataset[i]["id"] for i in (6, 7)] == first  # reproducible from the seed
+    assert [dataset[i]["id"] for i in (6, 7)] == first  # a seed reproduces them
     assert all(name.startswith("p") for name in first)
     everything = SelfTrainingDataset(labelled, pseudo[:3], pseudo_share=None)
     assert [everything[i]["id"] for i in range(9)][6:] == ["p0", "p1", "p2"]

@@ -58,7 +58,8 @@ def _imread(path: Path) -> np.ndarray:
     return array
 
 
-def _open_raster(path: Path):
+def open_raster(path: Path):
+    """``path`` opened with rasterio; a missing, empty or unreadable file is a DataError."""
     _check_file(path)
     try:
         with warnings.catch_warnings():  # tiles need no georeferencing
@@ -68,9 +69,9 @@ def _open_raster(path: Path):
         raise DataError(f"{path}: unreadable or corrupt image file ({error})") from error
 
 
-def _read_bands(path: Path, dataset, indexes) -> np.ndarray:
+def _read_bands(path: Path, dataset, indexes, window=None) -> np.ndarray:
     try:
-        return dataset.read(indexes)
+        return dataset.read(indexes, window=window)
     except RasterioError as error:
         raise DataError(f"{path}: unreadable or corrupt image file ({error})") from error
 
@@ -79,42 +80,58 @@ def _band_names(dataset) -> str:
     return ", ".join(interp.name for interp in dataset.colorinterp)
 
 
-def _read_raster_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    with _open_raster(path) as dataset:
-        count, interps = dataset.count, dataset.colorinterp
-        if count == 1 or count == 3 or (count == 4 and interps[3] == ColorInterp.alpha):
-            bands = [1] if count == 1 else [1, 2, 3]  # a 4th band is alpha: the validity mask
-        else:
-            raise DataError(
-                f"{path}: raster has {count} bands ({_band_names(dataset)}); the networks read "
-                "3-band RGB (or 1-band grey, or RGB + alpha) for now. Extra bands such as "
-                "near-infrared are not dropped silently: write the RGB bands to their own file."
-            )
-        dtype = next(
-            (dataset.dtypes[b - 1] for b in bands if dataset.dtypes[b - 1] != "uint8"), None
+def raster_bands(path: Path, dataset) -> list[int]:
+    """The bands of ``dataset`` that hold the image (1 grey or colour table, or red, green, blue),
+    after checking its layout and dtype; an unsupported raster is a DataError naming ``path``."""
+    count, interps = dataset.count, dataset.colorinterp
+    if count == 1 or count == 3 or (count == 4 and interps[3] == ColorInterp.alpha):
+        bands = [1] if count == 1 else [1, 2, 3]  # a 4th band is alpha: the validity mask
+    else:
+        raise DataError(
+            f"{path}: raster has {count} bands ({_band_names(dataset)}); the networks read "
+            "3-band RGB (or 1-band grey, or RGB + alpha) for now. Extra bands such as "
+            "near-infrared are not dropped silently: write the RGB bands to their own file."
         )
-        if dtype is not None:
-            raise DataError(
-                f"{path}: image dtype is {dtype}; expected 8-bit (uint8) RGB. "
-                "Rescale it to 0-255 before training or inference."
-            )
-        array = _read_bands(path, dataset, bands)
-        if count == 1 and interps[0] == ColorInterp.palette:
-            lut = np.zeros((256, 3), np.uint8)
-            for index, colour in dataset.colormap(1).items():
-                lut[index] = colour[:3]
-            image = lut[array[0]]
-        elif count == 1:
-            image = np.repeat(array[0][:, :, None], 3, axis=2)
-        else:
-            image = np.ascontiguousarray(array.transpose(1, 2, 0))
-        # Only a raster that declares nodata, a mask band or alpha has pixels that are not valid.
-        if all(MaskFlags.all_valid in flags for flags in dataset.mask_flag_enums):
-            return image, None
-        try:
-            return image, dataset.dataset_mask() != 0
-        except RasterioError as error:
-            raise DataError(f"{path}: unreadable or corrupt image file ({error})") from error
+    dtype = next((dataset.dtypes[b - 1] for b in bands if dataset.dtypes[b - 1] != "uint8"), None)
+    if dtype is not None:
+        raise DataError(
+            f"{path}: image dtype is {dtype}; expected 8-bit (uint8) RGB. "
+            "Rescale it to 0-255 before training or inference."
+        )
+    return bands
+
+
+def raster_has_validity(dataset) -> bool:
+    """Whether ``dataset`` declares a nodata value, a mask band or alpha (pixels may be invalid)."""
+    return not all(MaskFlags.all_valid in flags for flags in dataset.mask_flag_enums)
+
+
+def read_raster_window(
+    path: Path, dataset, bands: list[int], window=None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``bands`` (from ``raster_bands``) of ``dataset`` inside ``window`` (a rasterio Window; None:
+    all of it) as (H, W, 3) uint8 RGB, and where it holds data as (H, W) bool (None: all valid)."""
+    array = _read_bands(path, dataset, bands, window)
+    if len(bands) == 1 and dataset.colorinterp[0] == ColorInterp.palette:
+        lut = np.zeros((256, 3), np.uint8)
+        for index, colour in dataset.colormap(1).items():
+            lut[index] = colour[:3]
+        image = lut[array[0]]
+    elif len(bands) == 1:
+        image = np.repeat(array[0][:, :, None], 3, axis=2)
+    else:
+        image = np.ascontiguousarray(array.transpose(1, 2, 0))
+    if not raster_has_validity(dataset):
+        return image, None
+    try:
+        return image, dataset.dataset_mask(window=window) != 0
+    except RasterioError as error:
+        raise DataError(f"{path}: unreadable or corrupt image file ({error})") from error
+
+
+def _read_raster_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    with open_raster(path) as dataset:
+        return read_raster_window(path, dataset, raster_bands(path, dataset))
 
 
 def read_image_and_valid(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
@@ -185,7 +202,7 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
 
 
 def _read_raster_mask(path: Path) -> np.ndarray:
-    with _open_raster(path) as dataset:
+    with open_raster(path) as dataset:
         if dataset.count != 1:
             raise DataError(
                 f"{path}: mask has {dataset.count} bands ({_band_names(dataset)}); expected one "

@@ -8,6 +8,14 @@ from geoseg.inference.io import (
     write_prediction,
 )
 from geoseg.inference.run import predict_folder
+from geoseg.inference.scene import (
+    merged_scene,
+    pending_scenes,
+    predict_scene,
+    predict_scenes,
+    scene_output_paths,
+    split_scenes,
+)
 from geoseg.inference.tta import EnsemblePredictor, check_same_classes, parse_flips, parse_scales
 
 __all__ = [
@@ -16,9 +24,15 @@ __all__ = [
     "InputImages",
     "check_same_classes",
     "find_inputs",
+    "merged_scene",
     "parse_flips",
     "parse_scales",
     "pending_inputs",
+    "pending_scenes",
     "predict_folder",
+    "predict_scene",
+    "predict_scenes",
+    "scene_output_paths",
+    "split_scenes",
     "write_prediction",
 ]

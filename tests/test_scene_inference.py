@@ -1,0 +1,241 @@
+"""GeoTIFF scenes through ensemble_inference.py: strip-wise windows, georeferenced COG outputs."""
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.transform import Affine
+from torch import nn
+
+from geoseg.classes import PALETTE
+from geoseg.datasets import CLASSES, IGNORE_INDEX
+from geoseg.datasets.io import open_raster, read_mask
+from geoseg.errors import DataError
+from geoseg.inference import EnsemblePredictor, merged_scene, predict_scene
+from geoseg.models import FTUNetFormer, load_model, save_model
+
+from conftest import REALDATA, REPO_ROOT
+
+SCRIPT = str(REPO_ROOT / "ensemble_inference.py")
+CRS = "EPSG:32631"
+TRANSFORM = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0)
+
+
+def tiny_net(seed: int = 0) -> FTUNetFormer:
+    torch.manual_seed(seed)
+    net = FTUNetFormer(
+        num_classes=len(CLASSES),
+        backbone="swin_tiny_patch4_window7_224",
+        backbone_kwargs=dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
+        decode_channels=16,
+        window_size=4,
+    )
+    # Untrained, it predicts one class almost everywhere; sharp norm layers make the argmax vary.
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_var.fill_(0.01)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny.ckpt"
+    save_model(tiny_net(), path, classes=CLASSES, ignore_index=IGNORE_INDEX)
+    return path
+
+
+def write_geotiff(path, bands: np.ndarray, **profile):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count, height, width = bands.shape
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=count,
+        dtype=bands.dtype,
+        crs=CRS,
+        transform=TRANSFORM,
+        **profile,
+    ) as dataset:
+        dataset.write(bands)
+    return path
+
+
+def random_bands(height, width, seed=0, low=0):
+    return np.random.default_rng(seed).integers(low, 256, (3, height, width), dtype=np.uint8)
+
+
+FAST = ["--num-workers", "0", "--scales", "1.0", "--flips", "none"]
+
+
+def run_main(monkeypatch, capsys, *args) -> str:
+    """ensemble_inference.py's main() in this process (no interpreter start); its stdout."""
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    import ensemble_inference
+
+    monkeypatch.setattr(sys, "argv", [SCRIPT, *FAST, *map(str, args)])
+    ensemble_inference.main()
+    return capsys.readouterr().out
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, SCRIPT, *FAST, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def leftovers(folder):
+    return sorted(path.name for path in folder.rglob(".*"))
+
+
+def test_strips_equal_the_whole_image_sliding_window(tmp_path, checkpoint):
+    bands = random_bands(300, 260)
+    source = write_geotiff(tmp_path / "scene.tif", bands)
+    predictor = EnsemblePredictor([load_model(checkpoint)])
+    with open_raster(source) as dataset:
+        strips = list(merged_scene(predictor, source, dataset, tile_size=128, overlap=32))
+    tops = [top for top, _, _ in strips]
+    rows = [merged.shape[1] for _, merged, _ in strips]
+    # every row once, top to bottom, in pieces of at most 64 rows
+    assert tops == [sum(rows[:index]) for index in range(len(rows))] and sum(rows) == 300
+    assert max(rows) <= 64
+    assert all(valid is None for _, _, valid in strips)
+    whole = torch.cat([merged for _, merged, _ in strips], dim=1)
+    expected = predictor.merged_tiled(torch.from_numpy(bands)[None].float(), 128, 32)[0]
+    torch.testing.assert_close(whole, expected, rtol=0, atol=1e-5)
+
+    output, confidence = tmp_path / "out" / "scene.tif", tmp_path / "out" / "conf" / "scene.tif"
+    predict_scene(
+        predictor,
+        source,
+        output,
+        tile_size=128,
+        overlap=32,
+        confidence_output=confidence,
+        confidence_bits=16,
+    )
+    pred, top_prob = predictor.predict(torch.from_numpy(bands)[None].float(), 128, 32)
+    with rasterio.open(output) as dataset:
+        assert dataset.nodata is None  # the input declares no nodata
+        classes = dataset.read(1)
+    assert len(np.unique(classes)) >= 3
+    assert np.mean(classes == pred[0].numpy()) > 0.999  # argmax ties aside
+    with rasterio.open(confidence) as dataset:
+        assert dataset.dtypes[0] == "uint16" and dataset.crs == CRS
+        levels = dataset.read(1).astype(np.int64)
+    assert np.abs(levels - (top_prob[0] * 65535).round().numpy()).max() <= 1
+    assert leftovers(tmp_path / "out") == []
+
+
+def test_openearthmap_scenes_keep_georeferencing_and_match_the_png_path(
+    tmp_path, checkpoint, monkeypatch, capsys
+):
+    images = REALDATA / "openearthmap_samples" / "images"
+    if not images.is_dir():
+        pytest.skip(f"{images} not present")
+    tiles = ["--tile-size", 512, "--overlap", 64, "--checkpoints", checkpoint]
+    run_main(
+        monkeypatch, capsys, "--input-dir", images, "--output-dir", tmp_path / "scenes", *tiles
+    )
+    pngs = tmp_path / "pngs"
+    pngs.mkdir()
+    sources = sorted(images.glob("*.tif"))
+    assert sources
+    for source in sources:
+        cv2.imwrite(str(pngs / f"{source.stem}.png"), cv2.imread(str(source)))
+    run_main(monkeypatch, capsys, "--input-dir", pngs, "--output-dir", tmp_path / "png_out", *tiles)
+    for source in sources:
+        with rasterio.open(source) as src, rasterio.open(tmp_path / "scenes" / source.name) as out:
+            assert out.crs == src.crs and out.transform == src.transform
+            assert (out.width, out.height, out.count, out.dtypes) == (
+                src.width,
+                src.height,
+                1,
+                ("uint8",),
+            )
+            colormap = out.colormap(1)
+            assert [colormap[index][:3] for index in range(len(PALETTE))] == list(PALETTE)
+            assert out.block_shapes == [(512, 512)] and out.compression.name == "deflate"
+            assert out.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+            assert out.overviews(1) == [2]
+            classes = out.read(1)
+        expected = read_mask(tmp_path / "png_out" / f"{source.stem}.png")
+        assert len(np.unique(expected)) >= 2
+        assert np.array_equal(classes, expected)
+    assert leftovers(tmp_path / "scenes") == []
+
+
+def test_input_nodata_becomes_output_nodata_exactly_there(
+    tmp_path, checkpoint, monkeypatch, capsys
+):
+    bands = random_bands(150, 170, seed=1, low=1)  # no pixel is 0 by chance
+    bands[:, 40:90, 60:130] = 0
+    source = write_geotiff(tmp_path / "in" / "holes.tif", bands, nodata=0)
+    run_main(
+        monkeypatch,
+        capsys,
+        "--input-dir",
+        tmp_path / "in",
+        "--output-dir",
+        tmp_path / "out",
+        "--checkpoints",
+        checkpoint,
+        "--tile-size",
+        64,
+        "--overlap",
+        16,
+        "--save-confidence",
+    )
+    hole = np.zeros((150, 170), bool)
+    hole[40:90, 60:130] = True
+    with rasterio.open(tmp_path / "out" / "holes.tif") as out:
+        assert out.nodata == IGNORE_INDEX
+        classes = out.read(1)
+        assert np.array_equal(out.dataset_mask() == 0, hole)
+    assert np.array_equal(classes == IGNORE_INDEX, hole)
+    assert classes[~hole].max() < len(CLASSES)
+    with rasterio.open(tmp_path / "out" / "confidence" / "holes.tif") as out:
+        assert out.nodata == 0 and out.transform == TRANSFORM
+        confidence = out.read(1)
+    assert np.array_equal(confidence == 0, hole)
+    assert source.is_file()
+
+
+def test_skip_existing_leaves_outputs_alone_and_bad_bands_are_one_error_line(
+    tmp_path, checkpoint, monkeypatch, capsys
+):
+    write_geotiff(tmp_path / "in" / "small.tif", random_bands(70, 90, seed=2))
+    args = ["--input-dir", tmp_path / "in", "--output-dir", tmp_path / "out"]
+    args += ["--checkpoints", checkpoint, "--tile-size", 64, "--overlap", 8]
+    run_main(monkeypatch, capsys, *args)
+    output = tmp_path / "out" / "small.tif"
+    before = output.stat().st_mtime_ns
+    assert "0 GeoTIFF scenes to predict" in run_main(monkeypatch, capsys, *args, "--skip-existing")
+    assert output.stat().st_mtime_ns == before
+    assert leftovers(tmp_path / "out") == []
+
+    bad = tmp_path / "bad"
+    write_geotiff(bad / "five.tif", np.zeros((5, 20, 20), np.uint8))
+    result = run_cli(
+        "--input-dir", bad, "--output-dir", tmp_path / "bad_out", "--checkpoints", checkpoint,
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and "five.tif" in lines[-1]
+    assert "5 bands" in lines[-1] and "Traceback" not in result.stderr
+    assert not (tmp_path / "bad_out" / "five.tif").exists()
+    assert leftovers(tmp_path / "bad_out") == []
+    with pytest.raises(DataError, match="5 bands"):
+        predict_scene(
+            EnsemblePredictor([load_model(checkpoint)]), bad / "five.tif", tmp_path / "x.tif"
+        )
