@@ -6,8 +6,9 @@
 Writes a synthetic RGB GeoTIFF per size (tiled, compressed, with a CRS), then maps each with
 ``ensemble_inference.py`` (one model at scale 1 without flips, ``--tile-size`` windows) in a fresh
 process, and reports that process's peak resident memory and the time of the mapping itself (model
-loading, reading, predicting, writing; the interpreter's start-up left out) per megapixel. Memory bounded by the window, not the scene, shows as a peak that barely grows while
-the scene grows 64 times.
+loading, reading, predicting, writing; the interpreter's start-up left out) per megapixel. The
+accumulators hold one strip (classes x tile rows x scene width), so the peak grows with the scene's
+width, not with its area, which grows 64 times.
 """
 
 import argparse

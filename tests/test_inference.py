@@ -401,7 +401,7 @@ def test_killed_run_resumes_with_skip_existing(tmp_path):
         "--save-rgb",
         "--skip-existing",
     )
-    assert f"{40 - len(done_before)} images to predict" in result.stdout
+    assert f"{40 - len(done_before)} images and 0 GeoTIFF scenes to predict" in result.stdout
     for index in range(40):
         mask = read_mask(output / f"tile_{index:03d}.png")  # every file complete and readable
         assert mask.shape == (96, 96)
