@@ -7,13 +7,14 @@
         --scales 0.75,1.0,1.25 --save-rgb
 
 Writes ``<output-dir>/<stem>.png`` (uint8 class ids, the input's exact size) for every PNG or
-JPEG input image (grey is repeated to RGB, an alpha channel is dropped), and with --save-rgb
+JPEG input image (grey is repeated to RGB, an alpha channel is dropped; the bands the checkpoints
+name for multispectral models), and with --save-rgb
 ``rgb/<stem>.png`` in the palette, with --save-probs ``confidence/<stem>.png`` (the merged map's
 largest class probability x 255, or x 65535 with --confidence-bits 16).
 
-GeoTIFF inputs (.tif, .tiff) are scenes of any size: they are predicted strip by strip by sliding
-window (--tile-size, default 1024 for them), one at a time, in memory that grows with the width
-only, into ``<output-dir>/<stem>.tif``: a Cloud-Optimized GeoTIFF of class ids with the input's
+GeoTIFF inputs (.tif, .tiff) are scenes of any size: they are predicted tile by tile by sliding
+window (--tile-size, default 1024 for them), one at a time, in memory bounded by the tile size and
+batch (not the scene), into ``<output-dir>/<stem>.tif``: a Cloud-Optimized GeoTIFF of class ids with the input's
 CRS and transform, the palette as its colour map, and nodata 255 where the input has no data
 (and ``confidence/<stem>.tif`` with --save-probs).
 
@@ -30,6 +31,7 @@ from geoseg.cli import run_script
 from geoseg.errors import DataError
 from geoseg.inference import (
     EnsemblePredictor,
+    check_same_bands,
     check_same_classes,
     find_inputs,
     parse_flips,
@@ -41,6 +43,10 @@ from geoseg.inference import (
     split_scenes,
 )
 from geoseg.models import ModelSpec, load_model_and_spec
+
+# GeoTIFF scenes are predicted by sliding window, these many tiles of this size per forward pass
+# unless --tile-size / --batch-size say otherwise.
+SCENE_TILE_SIZE, SCENE_TILES_PER_BATCH = 1024, 4
 
 # The recipe's ensemble: the baseline and the step 2 student, where their stages write them. The
 # folder ensemble_checkpoints/ (copies under the stage names) is used instead where it exists.
@@ -69,10 +75,20 @@ def add_ensemble_arguments(
         default="logits",
         help="average the logits (the recipe's rule) or the softmax probabilities",
     )
-    parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="images per forward pass (default 1), or tiles of a GeoTIFF scene (default "
+        f"{SCENE_TILES_PER_BATCH})",
+    )
     parser.add_argument("--num-workers", type=int, default=2, help="image decoding processes")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--tile-size", type=int, help="predict large images by sliding window")
+    parser.add_argument(
+        "--tile-size",
+        type=int,
+        help="predict large images by sliding window of this size (GeoTIFF scenes always are: "
+        f"default {SCENE_TILE_SIZE})",
+    )
     parser.add_argument("--overlap", type=int, default=128, help="sliding-window overlap in pixels")
 
 
@@ -82,8 +98,11 @@ def check_ensemble_arguments(parser: argparse.ArgumentParser, args: argparse.Nam
         args.scales, args.flips = parse_scales(args.scales), parse_flips(args.flips)
     except ValueError as error:
         parser.error(str(error))
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    tile_size = args.tile_size or SCENE_TILE_SIZE
+    if not 0 <= args.overlap < tile_size:
+        parser.error(f"--overlap must be in [0, tile size {tile_size}), got {args.overlap}")
 
 
 def load_ensemble(
@@ -96,6 +115,7 @@ def load_ensemble(
     # loaded once, before any input is read
     models, specs = zip(*(load_model_and_spec(path) for path in checkpoints), strict=True)
     check_same_classes(specs, [str(path) for path in checkpoints])
+    check_same_bands(specs, [str(path) for path in checkpoints])
     predictor = EnsemblePredictor(
         models, scales=args.scales, flips=args.flips, merge=args.merge, device=device
     )
@@ -172,11 +192,13 @@ def main() -> None:
         predictor,
         scenes,
         args.output_dir,
-        tile_size=args.tile_size or 1024,
+        tile_size=args.tile_size or SCENE_TILE_SIZE,
         overlap=args.overlap,
+        tiles_per_batch=args.batch_size or SCENE_TILES_PER_BATCH,
         save_confidence=args.save_probs,
         confidence_bits=args.confidence_bits,
         palette=specs[0].palette,
+        raster=specs[0].raster,
     )
     if scenes and not inputs:
         print(f"wrote {len(scenes)} scenes to {args.output_dir}")
@@ -185,7 +207,7 @@ def main() -> None:
         predictor,
         inputs,
         args.output_dir,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or 1,
         num_workers=args.num_workers,
         tile_size=args.tile_size,
         overlap=args.overlap,
@@ -193,6 +215,7 @@ def main() -> None:
         save_confidence=args.save_probs,
         confidence_bits=args.confidence_bits,
         palette=specs[0].palette,
+        raster=specs[0].raster,
     )
     print(f"wrote {len(inputs)} predictions and {len(scenes)} scenes to {args.output_dir}")
 

@@ -95,12 +95,13 @@ def main() -> None:
         predictor,
         pending,
         ensemble_dir,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or 1,
         num_workers=args.num_workers,
         tile_size=args.tile_size,
         overlap=args.overlap,
         save_confidence=True,
         confidence_bits=16,
+        raster=specs[0].raster,
     )
     summary = write_pseudo_labels(
         args.output_root,

@@ -1,4 +1,4 @@
-"""GeoTIFF scenes through ensemble_inference.py: strip-wise windows, georeferenced COG outputs."""
+"""GeoTIFF scenes through ensemble_inference.py: tile-wise windows, georeferenced COG outputs."""
 
 import subprocess
 import sys
@@ -15,7 +15,7 @@ from geoseg.classes import PALETTE
 from geoseg.datasets import CLASSES, IGNORE_INDEX
 from geoseg.datasets.io import open_raster, read_mask
 from geoseg.errors import DataError
-from geoseg.inference import EnsemblePredictor, merged_scene, predict_scene
+from geoseg.inference import EnsemblePredictor, merged_scene, predict_scene, predict_scenes
 from geoseg.models import FTUNetFormer, load_model, save_model
 
 from conftest import REALDATA, REPO_ROOT
@@ -98,21 +98,41 @@ def leftovers(folder):
     return sorted(path.name for path in folder.rglob(".*"))
 
 
-def test_strips_equal_the_whole_image_sliding_window(tmp_path, checkpoint):
+def assemble(pieces, height, width):
+    """The (C, height, width) map that ``merged_scene``'s pieces make up, after checking that they
+    cover every pixel exactly once in pieces of at most 64 rows."""
+    covered = np.zeros((height, width), int)
+    whole = None
+    for top, left, merged, _ in pieces:
+        _, rows, columns = merged.shape
+        assert rows <= 64
+        if whole is None:
+            whole = torch.full((merged.shape[0], height, width), float("nan"))
+        whole[:, top : top + rows, left : left + columns] = merged
+        covered[top : top + rows, left : left + columns] += 1
+    assert (covered == 1).all()
+    return whole
+
+
+def test_pieces_equal_the_whole_image_sliding_window(tmp_path, checkpoint):
     bands = random_bands(300, 260)
     source = write_geotiff(tmp_path / "scene.tif", bands)
     predictor = EnsemblePredictor([load_model(checkpoint)])
+    image = torch.from_numpy(bands)[None].float()
     with open_raster(source) as dataset:
-        strips = list(merged_scene(predictor, source, dataset, tile_size=128, overlap=32))
-    tops = [top for top, _, _ in strips]
-    rows = [merged.shape[1] for _, merged, _ in strips]
-    # every row once, top to bottom, in pieces of at most 64 rows
-    assert tops == [sum(rows[:index]) for index in range(len(rows))] and sum(rows) == 300
-    assert max(rows) <= 64
-    assert all(valid is None for _, _, valid in strips)
-    whole = torch.cat([merged for _, merged, _ in strips], dim=1)
-    expected = predictor.merged_tiled(torch.from_numpy(bands)[None].float(), 128, 32)[0]
-    torch.testing.assert_close(whole, expected, rtol=0, atol=1e-5)
+        pieces = list(merged_scene(predictor, source, dataset, tile_size=128, overlap=32))
+        # One tile per batch, as the whole image is predicted with tiles_per_batch=1: the networks
+        # see the same batches, so only the order of sums could differ, and it does not.
+        one_by_one = list(
+            merged_scene(predictor, source, dataset, tile_size=128, overlap=32, tiles_per_batch=1)
+        )
+    assert all(valid is None for *_, valid in pieces)
+    expected = predictor.merged_tiled(image, 128, 32)[0]
+    torch.testing.assert_close(assemble(pieces, 300, 260), expected, rtol=0, atol=1e-5)
+    assert max(merged.shape[2] for _, _, merged, _ in one_by_one) <= 128  # never the whole width
+    assert torch.equal(
+        assemble(one_by_one, 300, 260), predictor.merged_tiled(image, 128, 32, tiles_per_batch=1)[0]
+    )
 
     output, confidence = tmp_path / "out" / "scene.tif", tmp_path / "out" / "conf" / "scene.tif"
     predict_scene(
@@ -239,3 +259,13 @@ def test_skip_existing_leaves_outputs_alone_and_bad_bands_are_one_error_line(
         predict_scene(
             EnsemblePredictor([load_model(checkpoint)]), bad / "five.tif", tmp_path / "x.tif"
         )
+
+
+def test_scenes_are_all_checked_before_any_is_predicted(tmp_path, checkpoint):
+    good = write_geotiff(tmp_path / "in" / "good.tif", random_bands(40, 50, seed=3))
+    bad = write_geotiff(tmp_path / "in" / "five.tif", np.zeros((5, 20, 20), np.uint8))
+    output_dir = tmp_path / "out"
+    predictor = EnsemblePredictor([load_model(checkpoint)])  # an RGB model
+    with pytest.raises(DataError, match="five.tif.*5 bands"):
+        predict_scenes(predictor, [good, bad], output_dir, tile_size=32, overlap=8)
+    assert not output_dir.exists() or list(output_dir.rglob("*")) == []

@@ -12,6 +12,15 @@ from geoseg.models import FTUNetFormer, SegFormer, UPerNet
 # backbone_kwargs={"img_size": 512}, pretrained="satlas_swinv2_b_naip_rgb.pth", normalization=...)
 # (the README lists which weights fit which backbone, and the input scaling they expect).
 BACKBONE_WEIGHTS = True
+# Multispectral or 16-bit tiles (e.g. RGB + near-infrared): the network reads the bands of a
+# RasterInput, and every dataset is given the same one (README: "Multispectral and 16-bit data"):
+#   from geoseg.bands import RasterInput
+#   from geoseg.datasets import band_statistics_cached
+#   stats = band_statistics_cached(
+#       "data/biodiversity", "Train", raster=RasterInput(bands=(1, 2, 3, 4), dtype="uint16")
+#   )
+#   FTUNetFormer(raster=stats.raster_input(), normalization=stats.normalization, pretrained=...)
+#   TargetDataset(..., raster=stats.raster_input())
 SEGFORMER_BACKBONE_WEIGHTS = True
 UPERNET_BACKBONE_WEIGHTS = True
 

@@ -22,11 +22,22 @@ from geoseg.datasets.mixing import (
 )
 from geoseg.datasets.rare_class_crop import RareClassCrop
 from geoseg.datasets.self_training import SelfTrainingDataset
-from geoseg.datasets.stats import WEIGHT_SCHEMES, ClassStatistics, class_statistics, class_weights
+from geoseg.datasets.stats import (
+    BAND_STATISTICS_FILE,
+    WEIGHT_SCHEMES,
+    BandStatistics,
+    ClassStatistics,
+    band_statistics,
+    band_statistics_cached,
+    class_statistics,
+    class_weights,
+)
 from geoseg.datasets.target_dataset import TargetDataset
 from geoseg.datasets.transforms import augment, image_to_tensor, train_transform
 
 __all__ = [
+    "BAND_STATISTICS_FILE",
+    "BandStatistics",
     "BatchMix",
     "BiodiversityCombinedDataset",
     "CLASSES",
@@ -47,6 +58,8 @@ __all__ = [
     "WEIGHT_SCHEMES",
     "colorize_mask",
     "augment",
+    "band_statistics",
+    "band_statistics_cached",
     "class_statistics",
     "class_weights",
     "ignore_mask",

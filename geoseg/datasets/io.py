@@ -11,6 +11,7 @@ import rasterio
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
+from geoseg.bands import RasterInput
 from geoseg.errors import DataError
 from geoseg.files import write_atomic
 
@@ -20,14 +21,13 @@ OPENCV_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 # Our own data loaders parallelise over processes; OpenCV's thread pool inside each only competes.
 cv2.setNumThreads(0)
-# GeoTIFFs (OpenEarthMap) carry tags OpenCV does not know; its warning per file is noise.
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 # GDAL's warnings (unknown tags, odd extra samples) are noise here: whatever makes a raster
 # unusable is raised as an error and reported with the file's name.
 logging.getLogger("rasterio._env").setLevel(logging.ERROR)
 
 
-def _is_raster(path: Path) -> bool:
+def is_raster(path: Path) -> bool:
+    """Whether ``path`` is read with rasterio (any GDAL format but PNG/JPEG), so may hold nodata."""
     return path.suffix.lower() not in OPENCV_EXTENSIONS
 
 
@@ -80,23 +80,37 @@ def _band_names(dataset) -> str:
     return ", ".join(interp.name for interp in dataset.colorinterp)
 
 
-def raster_bands(path: Path, dataset) -> list[int]:
-    """The bands of ``dataset`` that hold the image (1 grey or colour table, or red, green, blue),
-    after checking its layout and dtype; an unsupported raster is a DataError naming ``path``."""
+def raster_bands(path: Path, dataset, raster: RasterInput | None = None) -> list[int]:
+    """The bands of ``dataset`` that hold the image, after checking its layout and dtype.
+
+    With ``raster`` (a network's contract): its bands, once the raster's band count and dtype are
+    checked against it. Without: 1 band (grey or colour table) or red, green, blue of uint8 RGB
+    (a 4th band must be alpha: the validity mask). A raster that does not fit is a DataError
+    naming ``path``, what it holds and what is expected.
+    """
     count, interps = dataset.count, dataset.colorinterp
+    if raster is not None:
+        dtype = dataset.dtypes[0]
+        if count != raster.count or dtype != raster.dtype:
+            raise DataError(
+                f"{path}: raster has {count} {dtype} bands ({_band_names(dataset)}); the model "
+                f"reads {raster.describe()}"
+            )
+        return list(raster.bands)
     if count == 1 or count == 3 or (count == 4 and interps[3] == ColorInterp.alpha):
-        bands = [1] if count == 1 else [1, 2, 3]  # a 4th band is alpha: the validity mask
+        bands = [1] if count == 1 else [1, 2, 3]
     else:
         raise DataError(
-            f"{path}: raster has {count} bands ({_band_names(dataset)}); the networks read "
-            "3-band RGB (or 1-band grey, or RGB + alpha) for now. Extra bands such as "
-            "near-infrared are not dropped silently: write the RGB bands to their own file."
+            f"{path}: raster has {count} bands ({_band_names(dataset)}); an RGB model reads "
+            "3-band RGB (or 1-band grey, or RGB + alpha). For extra bands such as near-infrared, "
+            "train a model that reads them (a RasterInput in the network's config)."
         )
     dtype = next((dataset.dtypes[b - 1] for b in bands if dataset.dtypes[b - 1] != "uint8"), None)
     if dtype is not None:
         raise DataError(
-            f"{path}: image dtype is {dtype}; expected 8-bit (uint8) RGB. "
-            "Rescale it to 0-255 before training or inference."
+            f"{path}: image dtype is {dtype}; expected 8-bit (uint8) RGB for an RGB model. "
+            "Rescale it to 0-255, or train a model that reads it (a RasterInput with its dtype "
+            "and scaling)."
         )
     return bands
 
@@ -107,12 +121,15 @@ def raster_has_validity(dataset) -> bool:
 
 
 def read_raster_window(
-    path: Path, dataset, bands: list[int], window=None
+    path: Path, dataset, bands: list[int], window=None, raster: RasterInput | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``bands`` (from ``raster_bands``) of ``dataset`` inside ``window`` (a rasterio Window; None:
-    all of it) as (H, W, 3) uint8 RGB, and where it holds data as (H, W) bool (None: all valid)."""
+    all of it) as (H, W, 3) uint8 RGB, or with ``raster`` as (H, W, bands) in the raster's dtype;
+    and where it holds data as (H, W) bool (None: all valid)."""
     array = _read_bands(path, dataset, bands, window)
-    if len(bands) == 1 and dataset.colorinterp[0] == ColorInterp.palette:
+    if raster is not None:
+        image = np.ascontiguousarray(array.transpose(1, 2, 0))
+    elif len(bands) == 1 and dataset.colorinterp[0] == ColorInterp.palette:
         lut = np.zeros((256, 3), np.uint8)
         for index, colour in dataset.colormap(1).items():
             lut[index] = colour[:3]
@@ -129,25 +146,33 @@ def read_raster_window(
         raise DataError(f"{path}: unreadable or corrupt image file ({error})") from error
 
 
-def _read_raster_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+def _read_raster_image(
+    path: Path, raster: RasterInput | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     with open_raster(path) as dataset:
-        return read_raster_window(path, dataset, raster_bands(path, dataset))
+        bands = raster_bands(path, dataset, raster)
+        return read_raster_window(path, dataset, bands, raster=raster)
 
 
-def read_image_and_valid(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read an RGB image as (H, W, 3) uint8, and where its pixels hold data as (H, W) bool.
+def read_image_and_valid(
+    path: str | os.PathLike, raster: RasterInput | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read an image as (H, W, C), and where its pixels hold data as (H, W) bool.
 
-    PNG and JPEG are decoded as ``read_image`` describes, with ``valid`` None (an alpha channel
-    is dropped, not read as a mask). GeoTIFFs and other rasters are read with rasterio: 1 band is
-    grey (repeated to three) or a colour table (expanded), 3 bands are red, green, blue in band
-    order whatever the interleave or photometric tag, and 4 bands whose 4th is alpha are RGB plus
-    alpha. Any other band layout (2 bands, RGB + near-infrared, 5 or more) is an error naming the
-    file, as is anything that is not 8-bit. ``valid`` is False where the raster's nodata value, mask
-    band or alpha (0) says there is no data, and None when it declares none of them.
+    With ``raster`` (a network's contract), any file GDAL reads (GeoTIFF, PNG, ...) is read with
+    rasterio: the contract's bands in its dtype, after checking the file's band count and dtype.
+    Without, an RGB image as (H, W, 3) uint8: PNG and JPEG are decoded as ``read_image``
+    describes, with ``valid`` None (an alpha channel is dropped, not read as a mask). GeoTIFFs and
+    other rasters are read with rasterio: 1 band is grey (repeated to three) or a colour table
+    (expanded), 3 bands are red, green, blue in band order whatever the interleave or photometric
+    tag, and 4 bands whose 4th is alpha are RGB plus alpha. Any other band layout (2 bands, RGB +
+    near-infrared, 5 or more) is an error naming the file, as is anything that is not 8-bit.
+    ``valid`` is False where the raster's nodata value, mask band or alpha (0) says there is no
+    data, and None when it declares none of them.
     """
     path = Path(path)
-    if _is_raster(path):
-        return _read_raster_image(path)
+    if raster is not None or is_raster(path):
+        return _read_raster_image(path, raster)
     return read_image(path), None
 
 
@@ -159,13 +184,14 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     other rasters follow ``read_image_and_valid``'s band rules, without the validity mask.
     """
     path = Path(path)
-    if _is_raster(path):
+    if is_raster(path):
         return _read_raster_image(path)[0]
     array = _imread(path)
     if array.dtype != np.uint8:
         raise DataError(
-            f"{path}: image dtype is {array.dtype}; expected 8-bit (uint8) RGB. "
-            "Rescale it to 0-255 before training or inference."
+            f"{path}: image dtype is {array.dtype}; expected 8-bit (uint8) RGB for an RGB model. "
+            "Rescale it to 0-255, or train a model that reads it (a RasterInput with its dtype "
+            "and scaling)."
         )
     if array.ndim == 2:
         return np.repeat(array[:, :, None], 3, axis=2)
@@ -184,7 +210,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def read_mask(path: str | os.PathLike) -> np.ndarray:
     """Read a single-channel mask of class ids as (H, W) uint8 (GeoTIFFs: one uint8 band)."""
     path = Path(path)
-    if _is_raster(path):
+    if is_raster(path):
         return _read_raster_mask(path)
     array = _imread(path)
     if array.ndim == 3:

@@ -1,4 +1,5 @@
-"""The target dataset: RGB tiles with single-channel class-id masks, one folder pair per split."""
+"""The target dataset: image tiles (RGB, or the bands of a ``RasterInput``) with single-channel
+class-id masks, one folder pair per split."""
 
 import logging
 import os
@@ -9,8 +10,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from geoseg.bands import RasterInput
 from geoseg.classes import IGNORE_INDEX, NUM_CLASSES
-from geoseg.datasets.io import list_files, read_image_and_valid, read_mask
+from geoseg.datasets.io import is_raster, list_files, read_image_and_valid, read_mask
 from geoseg.datasets.rare_class_crop import ClassPixelIndex, RareClassCrop, draw_weights
 from geoseg.datasets.transforms import TrainTransform, augment, image_to_tensor
 from geoseg.errors import ConfigError, DataError, preview
@@ -33,6 +35,10 @@ class TargetDataset(Dataset):
 
     Items: ``{"img": (3, H, W) float32 on the 0-255 scale, "gt_semantic_seg": (H, W) int64,
     "img_id": stem}``. The network normalises its input itself.
+
+    ``raster`` (a ``RasterInput``, the network's): images are rasters of its band count and dtype
+    (GeoTIFF or any format GDAL reads), items hold its bands as raw float32 values, and a file of
+    another band count or dtype is an error naming it. The network scales them itself.
 
     A bad pair (unreadable, 16-bit, colour-coded mask, unknown ids, sizes that differ) is an error
     when it is read. With ``skip_invalid=True`` every pair is checked once here instead and the bad
@@ -57,8 +63,10 @@ class TargetDataset(Dataset):
         mask_dir: str = "masks_png",
         skip_invalid: bool = False,
         rare_class_crop: RareClassCrop | None = None,
+        raster: RasterInput | None = None,
     ):
         self.data_root = Path(data_root)
+        self.raster = RasterInput.of(raster)
         self.split = split
         self.transform = transform
         self.num_classes = num_classes
@@ -90,7 +98,7 @@ class TargetDataset(Dataset):
                 )
             self._class_index = ClassPixelIndex(
                 len(self.img_ids),
-                lambda tile: self.load_mask(self.img_ids[tile]),
+                lambda tile: self.labelled_mask(self.img_ids[tile]),
                 num_classes,
                 rare_class_crop.samples_per_class,
             )
@@ -123,13 +131,17 @@ class TargetDataset(Dataset):
         }
 
     def load_pair(self, img_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """Read and check one pair: (H, W, 3) uint8 image, (H, W) uint8 mask.
+        """Read and check one pair: (H, W, 3) uint8 image (with a ``raster``: (H, W, bands)
+        float32), (H, W) uint8 mask.
 
         Pixels the image marks as nodata (a raster's nodata value, mask band or alpha) are
         ``ignore_index`` in the mask, so the losses and metrics leave them out.
         """
         image_path, mask_path = self.image_paths[img_id], self.mask_paths[img_id]
-        (image, valid), mask = read_image_and_valid(image_path), self.load_mask(img_id)
+        (image, valid) = read_image_and_valid(image_path, self.raster)
+        mask = self.load_mask(img_id)
+        if image.dtype != np.uint8:  # 16-bit and other bands are augmented as float32
+            image = image.astype(np.float32)
         if image.shape[:2] != mask.shape:
             raise DataError(
                 f"{mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} differs from its image "
@@ -138,6 +150,13 @@ class TargetDataset(Dataset):
         if valid is not None:
             mask = np.where(valid, mask, np.uint8(self.ignore_index))
         return image, mask
+
+    def labelled_mask(self, img_id: str) -> np.ndarray:
+        """The mask of ``img_id`` with the image's nodata as ignore (``load_pair``'s), reading
+        the image only where it can mark nodata (rasters)."""
+        if self.raster is None and not is_raster(self.image_paths[img_id]):
+            return self.load_mask(img_id)
+        return self.load_pair(img_id)[1]
 
     def load_mask(self, img_id: str) -> np.ndarray:
         """Read and check one mask: (H, W) uint8 class ids or ignore."""

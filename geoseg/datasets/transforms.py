@@ -1,4 +1,5 @@
-"""Augmentations (albumentations, on uint8 arrays), applied reproducibly, and images as tensors."""
+"""Augmentations (albumentations, on uint8 RGB or float32 bands), applied reproducibly, and images
+as tensors."""
 
 import albumentations as A
 import cv2
@@ -10,7 +11,8 @@ from geoseg.classes import IGNORE_INDEX
 
 class TrainTransform:
     """The training augmentation: random scale, random crop to ``img_size`` (padding with ignore
-    where the scaled tile is smaller), flips, 90-degree rotations and mild colour jitter.
+    where the scaled tile is smaller), flips, 90-degree rotations and mild colour jitter (8-bit
+    RGB only: other bands keep their values, which have a physical meaning).
 
     Called as an albumentations transform (``transform(image=..., mask=...)``). ``around`` makes
     the same augmentation with the crop placed on a given pixel instead of at random.
@@ -29,31 +31,39 @@ class TrainTransform:
         self.img_size = img_size
         self.scale_range = (float(low), float(high))
         self.ignore_index = ignore_index
-        self.compose = A.Compose(
-            [
-                # RandomScale draws the factor as 1 + U(limit): bilinear for images, nearest for
-                # masks.
-                A.RandomScale(
-                    scale_limit=(low - 1.0, high - 1.0), interpolation=cv2.INTER_LINEAR, p=1.0
-                ),
-                A.PadIfNeeded(
-                    min_height=img_size,
-                    min_width=img_size,
-                    border_mode=cv2.BORDER_CONSTANT,
-                    fill=0,
-                    fill_mask=ignore_index,
-                ),
-                A.RandomCrop(height=img_size, width=img_size),
-                *_appearance(),
-            ]
-        )
-        self.appearance = A.Compose(_appearance())
+
+        def pipeline(colour: bool) -> A.Compose:
+            return A.Compose(
+                [
+                    # RandomScale draws the factor as 1 + U(limit): bilinear for images, nearest
+                    # for masks.
+                    A.RandomScale(
+                        scale_limit=(low - 1.0, high - 1.0),
+                        interpolation=cv2.INTER_LINEAR,
+                        p=1.0,
+                    ),
+                    A.PadIfNeeded(
+                        min_height=img_size,
+                        min_width=img_size,
+                        border_mode=cv2.BORDER_CONSTANT,
+                        fill=0,
+                        fill_mask=ignore_index,
+                    ),
+                    A.RandomCrop(height=img_size, width=img_size),
+                    *_appearance(colour),
+                ]
+            )
+
+        self.compose, self.compose_bands = pipeline(colour=True), pipeline(colour=False)
+        self.appearance = A.Compose(_appearance(colour=True))
+        self.appearance_bands = A.Compose(_appearance(colour=False))
 
     def set_random_seed(self, seed: int) -> None:
         self.compose.set_random_seed(seed)
+        self.compose_bands.set_random_seed(seed)
 
     def __call__(self, **data) -> dict:
-        return self.compose(**data)
+        return (self.compose if _is_rgb(data["image"]) else self.compose_bands)(**data)
 
     def around(
         self, image: np.ndarray, mask: np.ndarray, row: int, column: int
@@ -84,16 +94,23 @@ class TrainTransform:
 
         top, left = start(row, mask.shape[0]), start(column, mask.shape[1])
         window = (slice(top, top + self.img_size), slice(left, left + self.img_size))
-        return augment(self.appearance, image[window], mask[window])
+        appearance = self.appearance if _is_rgb(image) else self.appearance_bands
+        return augment(appearance, image[window], mask[window])
 
 
-def _appearance() -> list:
-    """The augmentations after the crop: flips, 90-degree rotations, mild colour jitter."""
+def _is_rgb(image: np.ndarray) -> bool:
+    return image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+
+
+def _appearance(colour: bool) -> list:
+    """The augmentations after the crop: flips, 90-degree rotations, mild colour jitter (with
+    ``colour``)."""
+    jitter = A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5)
     return [
         A.HorizontalFlip(p=0.5),
         A.VerticalFlip(p=0.5),
         A.RandomRotate90(p=0.5),
-        A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
+        *([jitter] if colour else []),
     ]
 
 

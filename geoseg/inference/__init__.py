@@ -16,12 +16,19 @@ from geoseg.inference.scene import (
     scene_output_paths,
     split_scenes,
 )
-from geoseg.inference.tta import EnsemblePredictor, check_same_classes, parse_flips, parse_scales
+from geoseg.inference.tta import (
+    EnsemblePredictor,
+    check_same_bands,
+    check_same_classes,
+    parse_flips,
+    parse_scales,
+)
 
 __all__ = [
     "BackgroundWriter",
     "EnsemblePredictor",
     "InputImages",
+    "check_same_bands",
     "check_same_classes",
     "find_inputs",
     "merged_scene",

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from geoseg.bands import RasterInput
 from geoseg.classes import colorize_mask
-from geoseg.datasets.io import list_files, read_image, write_png_atomic
+from geoseg.datasets.io import list_files, read_image_and_valid, write_png_atomic
 from geoseg.errors import DataError
 
 RGB_DIR, CONFIDENCE_DIR = "rgb", "confidence"
@@ -24,14 +25,17 @@ def find_inputs(input_dir: str | os.PathLike) -> list[Path]:
 
 
 class InputImages(Dataset):
-    """Input images as (3, H, W) uint8 RGB tensors (grey repeated, alpha dropped).
+    """Input images as (3, H, W) uint8 RGB tensors (grey repeated, alpha dropped), or with a
+    ``raster`` (the networks' bands) as (bands, H, W) float32 raw values; ``valid``: (H, W) bool
+    where a raster holds data (None: all of it).
 
     A file that cannot be read yields an ``error`` message instead of an image, so the main
     process can stop with that message rather than a worker traceback.
     """
 
-    def __init__(self, paths: list[Path]):
+    def __init__(self, paths: list[Path], raster: RasterInput | None = None):
         self.paths = paths
+        self.raster = raster
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -39,10 +43,17 @@ class InputImages(Dataset):
     def __getitem__(self, index: int) -> dict:
         path = self.paths[index]
         try:
-            image = torch.from_numpy(read_image(path)).permute(2, 0, 1).contiguous()
+            image, valid = read_image_and_valid(path, self.raster)
         except DataError as error:
-            return {"stem": path.stem, "image": None, "error": str(error)}
-        return {"stem": path.stem, "image": image, "error": None}
+            return {"stem": path.stem, "image": None, "valid": None, "error": str(error)}
+        if image.dtype != np.uint8:  # torch computes on 16-bit and other types as float32
+            image = image.astype(np.float32)
+        return {
+            "stem": path.stem,
+            "image": torch.from_numpy(image).permute(2, 0, 1).contiguous(),
+            "valid": None if valid is None else torch.from_numpy(valid),
+            "error": None,
+        }
 
 
 def output_paths(output_dir: Path, stem: str, save_rgb: bool, save_confidence: bool) -> list[Path]:

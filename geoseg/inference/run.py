@@ -7,7 +7,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from geoseg.classes import PALETTE
+from geoseg.bands import RasterInput
+from geoseg.classes import IGNORE_INDEX, PALETTE
 from geoseg.errors import DataError
 from geoseg.inference.io import (
     BackgroundWriter,
@@ -32,13 +33,16 @@ def predict_folder(
     save_confidence: bool = False,
     confidence_bits: int = 8,
     palette: tuple | None = None,
+    raster: RasterInput | None = None,
 ) -> None:
     """Write ``<output_dir>/<stem>.png`` (and rgb/ in ``palette``, confidence/) for every input.
 
     The confidence (the merged map's top probability) is stored as an 8- or 16-bit PNG of
-    ``round(confidence x (2**confidence_bits - 1))``. Images are decoded in ``num_workers``
-    processes and written in a background thread while the next batch is predicted;
-    ``batch_size`` images of the same size share a forward pass.
+    ``round(confidence x (2**confidence_bits - 1))``. ``raster``: the bands the networks read
+    (None: 8-bit RGB); pixels a raster marks as nodata are 255 in the map and 0 in the
+    confidence. Images are decoded in ``num_workers`` processes and written in a background
+    thread while the next batch is predicted; ``batch_size`` images of the same size share a
+    forward pass.
     """
     if confidence_bits not in (8, 16):
         raise ValueError(f"confidence_bits must be 8 or 16, got {confidence_bits}")
@@ -47,7 +51,7 @@ def predict_folder(
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(path.parent)  # left by an interrupted run
     loader = DataLoader(
-        InputImages(inputs), batch_size=batch_size, num_workers=num_workers, collate_fn=list
+        InputImages(inputs, raster), batch_size=batch_size, num_workers=num_workers, collate_fn=list
     )
     with BackgroundWriter() as writer, tqdm(total=len(inputs), unit="img") as progress:
         for items in loader:
@@ -62,6 +66,10 @@ def predict_folder(
                 pred = pred.to(torch.uint8).cpu().numpy()
                 confidence = (confidence * levels).round().cpu().numpy().astype(level_type)
                 for index, item in enumerate(group):
+                    if item["valid"] is not None:
+                        nodata = ~item["valid"].numpy()
+                        pred[index][nodata] = IGNORE_INDEX
+                        confidence[index][nodata] = 0
                     writer.submit(
                         write_prediction,
                         output_dir,

@@ -1,10 +1,13 @@
-"""Predicting a georeferenced scene of any size strip by strip, into Cloud-Optimized GeoTIFFs.
+"""Predicting a georeferenced scene of any size tile by tile, into Cloud-Optimized GeoTIFFs.
 
-The scene is never read or held whole: tiles are read window by window, their merged maps are
-blended into an accumulator that covers one strip of ``tile_size`` rows (on the CPU), and rows no
-later tile touches are finalised and written. Peak memory grows with the scene's width, not its
-area. Tile positions, blend weights and their order are those of
-``EnsemblePredictor.merged_tiled``, so the result is the same as predicting the whole image.
+The scene is never read or held whole: each tile's window is read on its own, the merged maps of a
+batch of tiles are blended (on the CPU) into the columns that no later tile of their row touches,
+and those are finalised and written as they come. Peak memory depends on the tile size and the
+batch, not on the scene's size, apart from the partial sums of the ``overlap`` rows between two
+tile rows (classes x overlap x scene width float32, and their weights: 59 MB for a scene 16,384 px
+wide, 6 classes and an overlap of 128). Tile positions, blend weights and the order of sums are
+those of ``EnsemblePredictor.merged_tiled``, so the result is the same as predicting the whole
+image.
 """
 
 import os
@@ -18,6 +21,7 @@ import torch
 from rasterio.windows import Window
 from tqdm import tqdm
 
+from geoseg.bands import RasterInput
 from geoseg.classes import IGNORE_INDEX, PALETTE
 from geoseg.datasets.io import open_raster, raster_bands, raster_has_validity, read_raster_window
 from geoseg.errors import DataError
@@ -70,11 +74,16 @@ def predict_scenes(
     save_confidence: bool = False,
     confidence_bits: int = 8,
     palette: tuple | None = None,
+    raster: RasterInput | None = None,
 ) -> None:
     """``predict_scene`` for each of ``scenes``, one at a time, into ``<output_dir>/<stem>.tif``
-    (and ``confidence/<stem>.tif``)."""
+    (and ``confidence/<stem>.tif``). Every scene's band layout is checked first, so that a scene
+    the networks cannot read fails before hours of work on the others."""
     if not scenes:
         return
+    for source in scenes:
+        with open_raster(source) as dataset:
+            raster_bands(source, dataset, raster)
     for path in scene_output_paths(output_dir, "any", save_confidence):
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(path.parent)  # left by an interrupted run
@@ -90,6 +99,8 @@ def predict_scenes(
             confidence_output=confidence[0] if confidence else None,
             confidence_bits=confidence_bits,
             palette=palette,
+            raster=raster,
+            progress=True,
         )
 
 
@@ -101,56 +112,147 @@ def merged_scene(
     tile_size: int = 1024,
     overlap: int = 128,
     tiles_per_batch: int = 4,
-) -> Iterator[tuple[int, torch.Tensor, np.ndarray | None]]:
-    """Yield ``(top, merged, valid)`` pieces of ``dataset``, at most ``FINAL_ROWS`` rows each, from
-    top to bottom.
+    raster: RasterInput | None = None,
+    progress: bool = False,
+) -> Iterator[tuple[int, int, torch.Tensor, np.ndarray | None]]:
+    """Yield ``(top, left, merged, valid)`` pieces of ``dataset``, at most ``FINAL_ROWS`` rows each.
 
-    ``merged`` is the (C, rows, width) float32 CPU map that ``predictor.merged_tiled`` gives for
-    those rows of the whole image; ``valid`` the rows' (rows, width) validity (None: all valid).
-    The strips cover the scene exactly once.
+    ``merged`` is the (C, rows, columns) float32 CPU map that ``predictor.merged_tiled`` gives for
+    that window of the whole image; ``valid`` the window's (rows, columns) validity (None: all
+    valid). The pieces cover the scene exactly once, tile row by tile row, left to right within
+    one. ``raster``: the bands the networks read (None: RGB). ``progress``: show a bar of tiles.
+
+    Memory depends on the tile size and ``tiles_per_batch``, not on the scene: tiles are read one
+    window at a time, and a batch's merged maps are blended only into the columns that no later
+    tile of the row touches, which are then emitted. Across tile rows only the partial sums of the
+    ``overlap`` rows the next tile row blends into are kept (C x overlap x width float32: the one
+    part that grows with the width). A last tile row pushed up against the bottom border overlaps
+    the one above by more than ``overlap``; the two are predicted side by side instead.
     """
     if not 0 <= overlap < tile_size:
         raise ValueError(f"overlap must be in [0, tile size {tile_size}), got {overlap}")
     if tiles_per_batch < 1:
         raise ValueError(f"tiles_per_batch must be at least 1, got {tiles_per_batch}")
-    bands = raster_bands(path, dataset)
+    bands = raster_bands(path, dataset, raster)
+    masked = raster_has_validity(dataset)
     height, width = dataset.height, dataset.width
     tops = _tile_starts(height, tile_size, overlap)
     lefts = _tile_starts(width, tile_size, overlap)
     tile_h, tile_w = min(tile_size, height), min(tile_size, width)
     cpu = torch.device("cpu")
     weight = _blend_window(tile_h, overlap, cpu)[:, None] * _blend_window(tile_w, overlap, cpu)
-    # Rows [tops[i], tops[i] + tile_h): the only rows tiles of row i and later can still touch.
-    total = weight_sum = None
+    batches = [lefts[at : at + tiles_per_batch] for at in range(0, len(lefts), tiles_per_batch)]
+    # Tile rows predicted together (a pass): one, or the last two where they overlap by more than
+    # ``overlap``, so that no more than ``overlap`` rows are carried from one pass to the next.
+    passes: list[list[int]] = []
     for row, top in enumerate(tops):
-        image, valid = read_raster_window(path, dataset, bands, Window(0, top, width, tile_h))
-        strip = torch.from_numpy(image).permute(2, 0, 1)  # (3, tile_h, width) uint8
-        for start in range(0, len(lefts), tiles_per_batch):
-            chunk = lefts[start : start + tiles_per_batch]
-            tiles = torch.stack([strip[:, :, x : x + tile_w] for x in chunk])
-            merged = predictor.merged(tiles).float().cpu()
-            if total is None:
-                total = merged.new_zeros(merged.shape[1], tile_h, width)
-                weight_sum = merged.new_zeros(1, tile_h, width)
-            for index, left in enumerate(chunk):
-                total[:, :, left : left + tile_w] += weight * merged[index]
-                weight_sum[:, :, left : left + tile_w] += weight
-        # Rows above the next tile row are final; the last tile row finalises the rest. They go
-        # out FINAL_ROWS at a time, so the finalised maps never take a strip's worth of memory.
-        done = (tops[row + 1] if row + 1 < len(tops) else top + tile_h) - top
-        for first in range(0, done, FINAL_ROWS):
-            rows = slice(first, min(first + FINAL_ROWS, done))
-            yield (
-                top + first,
-                total[:, rows] / weight_sum[:, rows],
-                None if valid is None else valid[rows],
+        if passes and tops[row - 1] + tile_h - top > overlap:
+            passes[-1].append(top)
+        else:
+            passes.append([top])
+    # Per pass: its tile tops, the rows its tiles cover, and the rows final once it is done.
+    plans = []
+    for index, pass_tops in enumerate(passes):
+        following = passes[index + 1][0] if index + 1 < len(passes) else height
+        plans.append((pass_tops, pass_tops[-1] + tile_h - pass_tops[0], following - pass_tops[0]))
+    most_carried = max(rows - done for _, rows, done in plans)
+    # Partial sums of the rows the next pass still blends into, over the whole width. A pass reads
+    # and then overwrites them column by column, so one buffer serves as carry-in and carry-out.
+    carried = carried_weight = None
+    carried_rows = 0
+    with tqdm(total=len(tops) * len(lefts), unit="tile", leave=False, disable=not progress) as bar:
+        for pass_tops, rows_in_pass, done in plans:
+            top = pass_tops[0]
+            keep = rows_in_pass - done
+            # Per tile row of the pass, left to right: the columns of merged tiles not blended yet,
+            # as (first column, merged (C, tile_h, n), weights (tile_h, n), validity or None).
+            pending: list[list[tuple]] = [[] for _ in pass_tops]
+            blended = 0  # columns left of it are emitted
+            for number, chunk in enumerate(batches):
+                for row_pending, tile_top in zip(pending, pass_tops, strict=True):
+                    windows = [Window(left, tile_top, tile_w, tile_h) for left in chunk]
+                    merged, valids = _merged_windows(
+                        predictor, path, dataset, bands, windows, raster
+                    )
+                    row_pending += zip(chunk, merged, [weight] * len(chunk), valids, strict=True)
+                    bar.update(len(chunk))
+                # The tiles of the next batch start at `final`: the columns left of it are complete.
+                final = batches[number + 1][0] if number + 1 < len(batches) else width
+                columns = slice(blended, final)
+                classes = merged.shape[1]
+                total = torch.zeros(classes, rows_in_pass, final - blended)
+                weight_sum = torch.zeros(1, rows_in_pass, final - blended)
+                valid = np.zeros((rows_in_pass, final - blended), bool) if masked else None
+                if carried_rows:
+                    total[:, :carried_rows] = carried[:, :carried_rows, columns]
+                    weight_sum[:, :carried_rows] = carried_weight[:, :carried_rows, columns]
+                # Tile rows in order, each left to right: the whole image's order of sums per pixel.
+                for row_pending, tile_top in zip(pending, pass_tops, strict=True):
+                    rows = slice(tile_top - top, tile_top - top + tile_h)
+                    for start, tile, tile_weight, tile_valid in row_pending:
+                        count = min(start + tile.shape[-1], final) - start
+                        into = slice(start - blended, start - blended + count)
+                        total[:, rows, into] += tile_weight[:, :count] * tile[:, :, :count]
+                        weight_sum[:, rows, into] += tile_weight[:, :count]
+                        if valid is not None:
+                            valid[rows, into] = tile_valid[:, :count]
+                for first in range(0, done, FINAL_ROWS):
+                    rows = slice(first, min(first + FINAL_ROWS, done))
+                    yield (
+                        top + first,
+                        blended,
+                        total[:, rows] / weight_sum[:, rows],
+                        None if valid is None else valid[rows],
+                    )
+                if keep:
+                    if carried is None:
+                        carried = torch.zeros(classes, most_carried, width)
+                        carried_weight = torch.zeros(1, most_carried, width)
+                    carried[:, :keep, columns] = total[:, done:]
+                    carried_weight[:, :keep, columns] = weight_sum[:, done:]
+                blended = final
+                for row_pending in pending:
+                    row_pending[:] = _columns_from(row_pending, final)
+                del merged, total, weight_sum, valid  # freed before the next batch is predicted
+            carried_rows = keep
+
+
+def _merged_windows(
+    predictor: EnsemblePredictor,
+    path: Path,
+    dataset,
+    bands: list[int],
+    windows: list[Window],
+    raster: RasterInput | None,
+) -> tuple[torch.Tensor, list[np.ndarray | None]]:
+    """The (tiles, C, h, w) float32 CPU merged maps of ``windows`` of ``dataset``, predicted as one
+    batch, and each window's validity (None: all valid)."""
+    images, valids = [], []
+    for window in windows:
+        image, valid = read_raster_window(path, dataset, bands, window, raster)
+        if image.dtype != np.uint8:  # torch computes on 16-bit and other types as float32
+            image = image.astype(np.float32)
+        images.append(torch.from_numpy(image).permute(2, 0, 1))  # (bands, h, w)
+        valids.append(valid)
+    return predictor.merged(torch.stack(images)).float().cpu(), valids
+
+
+def _columns_from(pending: list[tuple], column: int) -> list[tuple]:
+    """The parts of ``pending`` merged tiles from ``column`` on; the merged maps are copied so that
+    the batch they came from is freed."""
+    kept = []
+    for start, tile, tile_weight, tile_valid in pending:
+        cut = column - start
+        if cut < tile.shape[-1]:
+            kept.append(
+                (
+                    column,
+                    tile[:, :, cut:].clone(),
+                    tile_weight[:, cut:],
+                    None if tile_valid is None else tile_valid[:, cut:],
+                )
             )
-        # Shift the accumulator up to the next tile row, in place; the rows below start empty.
-        keep = tile_h - done
-        total[:, :keep] = total[:, done:].clone()
-        weight_sum[:, :keep] = weight_sum[:, done:].clone()
-        total[:, keep:] = 0
-        weight_sum[:, keep:] = 0
+    return kept
 
 
 def predict_scene(
@@ -164,6 +266,8 @@ def predict_scene(
     confidence_output: Path | None = None,
     confidence_bits: int = 8,
     palette: tuple | None = None,
+    raster: RasterInput | None = None,
+    progress: bool = False,
 ) -> None:
     """Predict the GeoTIFF ``source`` into the Cloud-Optimized GeoTIFF ``output``.
 
@@ -173,6 +277,7 @@ def predict_scene(
     (optional): the merged map's top probability as round(confidence x (2**bits - 1)) in
     uint8/uint16, nodata 0 where the input is nodata. Each file is written under a hidden
     ``.<name>.tmp`` name and renamed, the class map last; an interrupted run leaves no partial file.
+    ``progress``: show a bar of the scene's tiles.
     """
     if confidence_bits not in (8, 16):
         raise ValueError(f"confidence_bits must be 8 or 16, got {confidence_bits}")
@@ -180,7 +285,7 @@ def predict_scene(
     levels, level_type = (255, "uint8") if confidence_bits == 8 else (65535, "uint16")
     palette = palette or PALETTE
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(source) as dataset:
-        raster_bands(source, dataset)  # an unsupported raster fails before any prediction
+        raster_bands(source, dataset, raster)  # a raster that does not fit fails before any work
         masked = raster_has_validity(dataset)
         base = {
             "driver": "GTiff",
@@ -196,8 +301,8 @@ def predict_scene(
             "zlevel": 1,  # the COG copy compresses again
             "BIGTIFF": "IF_SAFER",
         }
-        classes_tmp = _strips_name(output)
-        confidence_tmp = None if confidence_output is None else _strips_name(confidence_output)
+        classes_tmp = _pieces_name(output)
+        confidence_tmp = None if confidence_output is None else _pieces_name(confidence_output)
         try:
             with rasterio.open(
                 classes_tmp, "w", **base, dtype="uint8", nodata=IGNORE_INDEX if masked else None
@@ -213,18 +318,20 @@ def predict_scene(
                         nodata=CONFIDENCE_NODATA if masked else None,
                     )
                 try:
-                    for top, merged, valid in merged_scene(
+                    for top, left, merged, valid in merged_scene(
                         predictor,
                         source,
                         dataset,
                         tile_size=tile_size,
                         overlap=overlap,
                         tiles_per_batch=tiles_per_batch,
+                        raster=raster,
+                        progress=progress,
                     ):
                         probs = merged if predictor.merge == "probs" else merged.softmax(dim=0)
                         top_prob, pred = probs.max(dim=0)
                         pred = pred.to(torch.uint8).numpy()
-                        window = Window(0, top, dataset.width, pred.shape[0])
+                        window = Window(left, top, pred.shape[1], pred.shape[0])
                         if valid is not None:
                             pred[~valid] = IGNORE_INDEX
                         classes.write(pred, 1, window=window)
@@ -246,11 +353,11 @@ def predict_scene(
                     tmp.unlink(missing_ok=True)
 
 
-def _strips_name(path: Path) -> Path:
-    """The hidden tiled GTiff the strips are written to before the COG copy (``.<name>.*.tmp``,
+def _pieces_name(path: Path) -> Path:
+    """The hidden tiled GTiff the pieces are written to before the COG copy (``.<name>.*.tmp``,
     so ``remove_stale_temporaries`` cleans one an interrupted run left)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.strips.tmp")
+    return path.with_name(f".{path.name}.pieces.tmp")
 
 
 def _colormap(palette: tuple) -> dict[int, tuple[int, int, int, int]]:
@@ -261,14 +368,14 @@ def _colormap(palette: tuple) -> dict[int, tuple[int, int, int, int]]:
     return colours
 
 
-def _write_cog(strips: Path, output: Path, resampling: str) -> None:
-    """Copy the tiled GTiff ``strips`` to ``output`` as a Cloud-Optimized GeoTIFF (512 blocks,
+def _write_cog(pieces: Path, output: Path, resampling: str) -> None:
+    """Copy the tiled GTiff ``pieces`` to ``output`` as a Cloud-Optimized GeoTIFF (512 blocks,
     DEFLATE, overviews), through a temporary name and a rename. The COG driver keeps the colour
     map, nodata and georeferencing."""
 
     def copy(tmp: Path) -> None:
         rasterio.shutil.copy(
-            os.fspath(strips),
+            os.fspath(pieces),
             os.fspath(tmp),
             driver="COG",
             compress="DEFLATE",

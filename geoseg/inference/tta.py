@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from geoseg.bands import RasterInput, describe_input, same_raster_input
 from geoseg.errors import CheckpointError
 from geoseg.models.checkpoint import ModelSpec
 
@@ -52,10 +53,23 @@ def check_same_classes(specs: Sequence[ModelSpec], names: Sequence[str]) -> tupl
     return first
 
 
+def check_same_bands(specs: Sequence[ModelSpec], names: Sequence[str]) -> RasterInput | None:
+    """The bands every member reads (None: 8-bit RGB); members fed different bands cannot share
+    one read of the input."""
+    for spec, name in zip(specs[1:], names[1:], strict=True):
+        if not same_raster_input([specs[0].raster, spec.raster]):
+            raise CheckpointError(
+                f"{name} reads {describe_input(spec.raster)}, but {names[0]} reads "
+                f"{describe_input(specs[0].raster)}: an ensemble reads one set of bands"
+            )
+    return specs[0].raster
+
+
 class EnsemblePredictor:
     """Merged TTA maps of several models (each from ``geoseg.models.load_model``).
 
-    images: (B, C, H, W) float on their native scale (0-255 RGB); each model normalises its input.
+    images: (B, C, H, W) on their native scale (0-255 RGB, raw band values); each model scales and
+    normalises its input.
     """
 
     def __init__(

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import timm
 import torch
+from timm.models import adapt_input_conv
 from torch import nn
 
 from geoseg.errors import CheckpointError, preview
@@ -86,6 +87,9 @@ def load_backbone_weights(
     unexpected = [key for key in unknown if key.split(".")[0] not in heads]
     not_in_backbone = sorted(key for key in state if key in full.keys and key not in to_backbone)
     mapped = {to_backbone[key]: value for key, value in state.items() if key in to_backbone}
+    first = to_backbone.get(_first_conv(full.meta))
+    if first in mapped and first in own:
+        mapped[first] = adapt_rgb_weights(mapped[first], own[first], f"{path} ({first})")
 
     report = weight_differences(own, mapped)
     missing = [
@@ -121,6 +125,20 @@ def load_backbone_weights(
         )
         or "nothing",
     )
+
+
+def adapt_rgb_weights(weight: torch.Tensor, own: torch.Tensor, where: str) -> torch.Tensor:
+    """``weight``, a first conv of RGB weights (out, 3, k, k), fitted to ``own``'s band count
+    as timm's ``adapt_input_conv`` does: summed for 1 band, else the RGB filters repeated over the
+    bands (band b takes filter b mod 3) and scaled by 3 / bands, which keeps the activations'
+    scale. Weights of another shape are returned as they are (the caller reports the misfit)."""
+    bands = own.shape[1] if own.ndim == 4 else None
+    if weight.ndim != 4 or weight.shape[1] != 3 or bands in (None, 3):
+        return weight
+    if weight.shape[0] != own.shape[0] or weight.shape[2:] != own.shape[2:]:
+        return weight
+    log.info("%s: RGB weights extended to %d input bands (timm's adapt_input_conv)", where, bands)
+    return adapt_input_conv(bands, weight)
 
 
 # --- reading -------------------------------------------------------------------------------------

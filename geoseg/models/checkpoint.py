@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from geoseg.bands import RasterInput
 from geoseg.classes import default_palette
 from geoseg.errors import CheckpointError, preview
 from geoseg.files import write_atomic
@@ -81,6 +82,11 @@ class ModelSpec:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def raster(self) -> RasterInput | None:
+        """The bands the network reads and their scaling (None: 8-bit RGB)."""
+        return RasterInput.of(self.model_kwargs.get("raster"))
 
     @property
     def normalization(self) -> dict | None:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from geoseg.bands import RasterInput, network_raster_input
 from geoseg.errors import ConfigError
 from geoseg.models.backbone_weights import load_backbone_weights
 from geoseg.models.checkpoint import as_plain
@@ -104,7 +105,7 @@ def stride_feature_indices(reductions: Sequence[int], backbone: str) -> list[int
     return [len(reductions) - 1 - reductions[::-1].index(s) for s in FEATURE_STRIDES]
 
 
-def backbone_rounds_up(features, side: int = 61) -> bool:
+def backbone_rounds_up(features, in_chans: int = 3, side: int = 61) -> bool:
     """Whether ``features`` (image -> maps at strides 4..32) rounds sizes up to whole strides,
     as the published networks' backbones do (ResNet's padded strided convs, a Swin that pads to
     whole patches): tried on one ``side`` x ``side`` image in eval mode, nothing kept.
@@ -118,7 +119,7 @@ def backbone_rounds_up(features, side: int = 61) -> bool:
     module.eval()
     try:
         with torch.no_grad():
-            maps = features(torch.zeros(1, 3, side, side, device=device))
+            maps = features(torch.zeros(1, in_chans, side, side, device=device))
         return [tuple(m.shape[-2:]) for m in maps] == [
             (-(-side // s),) * 2 for s in FEATURE_STRIDES
         ]
@@ -129,12 +130,16 @@ def backbone_rounds_up(features, side: int = 61) -> bool:
 
 
 class EncoderDecoder(nn.Module):
-    """Backbone -> decoder, any input size: image (B, 3, H, W) -> logits (B, K, H, W).
+    """Backbone -> decoder, any input size: image (B, C, H, W) -> logits (B, K, H, W).
 
-    The input is on its native scale (0-255 RGB): the network applies its own ``normalization``
-    (mean/std per band, ImageNet's by default; None for inputs normalised beforehand).
+    The input is on its native scale (0-255 RGB, raw values of 16-bit bands): the network applies
+    its own ``normalization`` (mean/std per band, ImageNet's by default; None for inputs normalised
+    beforehand). ``raster`` (a ``RasterInput``) makes it read other bands than 8-bit RGB: their
+    number is ``in_chans`` (3 without one), and its scaling comes before the normalisation.
+    ``in_chans`` alone (not 3) means bands 1..in_chans of 8-bit rasters.
     ``pretrained`` is False, True (the backbone's published ImageNet weights, through timm) or a
-    local weights file of the backbone; ``backbone_kwargs`` go to the backbone's constructor.
+    local weights file of the backbone (RGB weights are extended to other band counts as timm's
+    ``adapt_input_conv`` does); ``backbone_kwargs`` go to the backbone's constructor.
 
     Subclasses set ``defaults`` (arguments left as None take these) and implement
     ``build_decoder``: a module called as ``decoder(features, with_aux)`` on the four NCHW feature
@@ -159,16 +164,31 @@ class EncoderDecoder(nn.Module):
         pretrained: bool | str,
         backbone_kwargs: dict | None,
         normalization: dict | None,
+        in_chans: int | None = None,
+        raster: RasterInput | dict | None = None,
         **decoder_args: Any,
     ) -> None:
         super().__init__()
+        self.raster = network_raster_input(in_chans, raster)
+        self.in_chans = 3 if self.raster is None else self.raster.in_chans
         backbone = backbone or self.defaults["backbone"]
         decoder_args = {
             key: self.defaults[key] if value is None else value
             for key, value in decoder_args.items()
         }
         backbone_kwargs = dict(backbone_kwargs or {})
+        if "in_chans" in backbone_kwargs:
+            raise ConfigError(
+                f"backbone_kwargs={backbone_kwargs!r}: set in_chans (or raster) on the network, "
+                "which passes it to the backbone"
+            )
         normalization = check_normalization(normalization)
+        if normalization is not None and len(normalization["mean"]) != self.in_chans:
+            raise ConfigError(
+                f"normalization has {len(normalization['mean'])} values per statistic; the "
+                f"network reads {self.in_chans} bands: give one mean and std per band "
+                "(BandStatistics.normalization computes them on the Train split)"
+            )
         self.init_args: dict[str, Any] = as_plain(
             dict(
                 num_classes=num_classes,
@@ -176,19 +196,23 @@ class EncoderDecoder(nn.Module):
                 pretrained=False,
                 backbone_kwargs=backbone_kwargs,
                 normalization=normalization,
+                # recorded for other bands than RGB only: RGB records stay as they were
+                **({} if self.raster is None else {"raster": self.raster.to_dict()}),
                 **decoder_args,
             ),
             "init_args",
         )
-        self.input_normalization = InputNormalization(normalization)
+        self.input_normalization = InputNormalization(
+            normalization, None if self.raster is None else self.raster.scaling
+        )
         self.backbone, channels, reductions = self.build_backbone(
-            backbone, pretrained, backbone_kwargs
+            backbone, pretrained, {**backbone_kwargs, "in_chans": self.in_chans}
         )
         self.feature_indices = stride_feature_indices(reductions, backbone)
         # timm's Swin backbones return NHWC maps; the decoders take NCHW
         self.features_channels_last = getattr(self.backbone, "output_fmt", "NCHW") == "NHWC"
         self.size_divisor = max(FEATURE_STRIDES)
-        self.backbone_rounds_up = backbone_rounds_up(self.features)
+        self.backbone_rounds_up = backbone_rounds_up(self.features, self.in_chans)
         self.decoder = self.build_decoder(
             [channels[i] for i in self.feature_indices], num_classes=num_classes, **decoder_args
         )

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from geoseg.errors import CheckpointError, preview
+from geoseg.models.backbone_weights import adapt_rgb_weights
 from geoseg.models.checkpoint import (
     extract_state_dict,
     read_checkpoint,
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 @register_model
 class FTUNetFormer(UNetFormer):
-    """Swin backbone + UNetFormer decoder: image (B, 3, H, W) -> logits (B, K, H, W), any H, W.
+    """Swin backbone + UNetFormer decoder: image (B, C, H, W) -> logits (B, K, H, W), any H, W.
 
     The published network by default: Swin-Base window 7, a 256-channel decoder with 16 heads,
     dropout 0.2, no auxiliary head. ``backbone`` names a Swin preset (timm's model names, e.g.
@@ -79,6 +80,9 @@ def load_swin_weights(
         state, where = _read_state_dict(path), str(path)
     mapped, left_out = swin_state_dict(state)
     own = backbone.state_dict()
+    first = "patch_embed.proj.weight"
+    if first in mapped:
+        mapped[first] = adapt_rgb_weights(mapped[first], own[first], f"{where} ({first})")
     differences = weight_differences(own, mapped)
     mismatched = [
         f"{key} {tuple(mapped[key].shape)}, expected {tuple(own[key].shape)}"

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from geoseg.bands import RasterInput
 from geoseg.classes import IMAGENET_NORMALIZATION, NUM_CLASSES
 from geoseg.models.checkpoint import register_model
 from geoseg.models.decoder import ConvBNReLU
@@ -70,6 +71,8 @@ class SegFormer(EncoderDecoder):
         embed_dim: int | None = None,
         dropout: float | None = None,
         normalization: dict | None = IMAGENET_NORMALIZATION,
+        in_chans: int | None = None,
+        raster: RasterInput | dict | None = None,
     ) -> None:
         super().__init__(
             num_classes=num_classes,
@@ -77,6 +80,8 @@ class SegFormer(EncoderDecoder):
             pretrained=pretrained,
             backbone_kwargs=backbone_kwargs,
             normalization=normalization,
+            in_chans=in_chans,
+            raster=raster,
             embed_dim=embed_dim,
             dropout=dropout,
         )

@@ -202,7 +202,7 @@ class SwinTransformer(nn.Module):
         num_heads: Sequence[int] = (4, 8, 16, 32),
         window_size: int = 7,
         drop_path_rate: float = 0.3,
-        in_channels: int = 3,
+        in_chans: int = 3,
         patch_size: int = 4,
     ) -> None:
         super().__init__()
@@ -214,7 +214,7 @@ class SwinTransformer(nn.Module):
             if dim % heads:
                 raise ValueError(f"Swin stage width {dim} is not divisible by {heads} heads")
         self.patch_embed = nn.Module()
-        self.patch_embed.proj = nn.Conv2d(in_channels, embed_dim, patch_size, stride=patch_size)
+        self.patch_embed.proj = nn.Conv2d(in_chans, embed_dim, patch_size, stride=patch_size)
         self.patch_embed.norm = nn.LayerNorm(embed_dim)
         # stochastic depth grows linearly over all blocks
         rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()

@@ -4,6 +4,7 @@ from typing import Any
 
 from torch import nn
 
+from geoseg.bands import RasterInput
 from geoseg.classes import IMAGENET_NORMALIZATION, NUM_CLASSES
 from geoseg.models.checkpoint import register_model
 from geoseg.models.decoder import UNetFormerDecoder
@@ -42,6 +43,8 @@ class UNetFormer(EncoderDecoder):
         dropout: float | None = None,
         aux_head: bool | None = None,
         normalization: dict | None = IMAGENET_NORMALIZATION,
+        in_chans: int | None = None,
+        raster: RasterInput | dict | None = None,
     ) -> None:
         super().__init__(
             num_classes=num_classes,
@@ -49,6 +52,8 @@ class UNetFormer(EncoderDecoder):
             pretrained=pretrained,
             backbone_kwargs=backbone_kwargs,
             normalization=normalization,
+            in_chans=in_chans,
+            raster=raster,
             decode_channels=decode_channels,
             window_size=window_size,
             num_heads=num_heads,

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from geoseg.bands import RasterInput
 from geoseg.classes import IMAGENET_NORMALIZATION, NUM_CLASSES
 from geoseg.errors import TrainingError
 from geoseg.models.checkpoint import register_model
@@ -142,6 +143,8 @@ class UPerNet(EncoderDecoder):
         aux_head: bool | None = None,
         aux_channels: int | None = None,
         normalization: dict | None = IMAGENET_NORMALIZATION,
+        in_chans: int | None = None,
+        raster: RasterInput | dict | None = None,
     ) -> None:
         super().__init__(
             num_classes=num_classes,
@@ -149,6 +152,8 @@ class UPerNet(EncoderDecoder):
             pretrained=pretrained,
             backbone_kwargs=backbone_kwargs,
             normalization=normalization,
+            in_chans=in_chans,
+            raster=raster,
             channels=channels,
             pool_scales=pool_scales,
             dropout=dropout,

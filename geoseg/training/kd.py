@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from geoseg.bands import RasterInput, describe_input, same_raster_input
 from geoseg.config import SUPERVISED_DEFAULTS, SUPERVISED_REQUIRED
 from geoseg.datasets.mixing import ignore_mask
 from geoseg.errors import CheckpointError, ConfigError
@@ -32,11 +33,15 @@ KD_DEFAULTS = {**SUPERVISED_DEFAULTS, **KD_SETTINGS}
 
 
 def load_teacher(
-    path: str | os.PathLike, classes: tuple[str, ...], config_path: str | None = None
+    path: str | os.PathLike,
+    classes: tuple[str, ...],
+    config_path: str | None = None,
+    raster: RasterInput | None = None,
 ) -> nn.Module:
     """Rebuild the teacher saved in ``path`` (any registered architecture), frozen and in eval mode.
 
-    Its class scheme must be the student's: the KD loss compares the two class by class.
+    Its class scheme must be the student's: the KD loss compares the two class by class; and it
+    must read the bands the student reads (``raster``), since it sees the student's batches.
     """
     path = Path(path)
     if not path.is_file():
@@ -53,6 +58,11 @@ def load_teacher(
             f"{path}: the teacher has {spec.num_classes} classes "
             f"({', '.join(spec.classes)}) but the student's config has {len(classes)} "
             f"({', '.join(classes)}); distil from a teacher trained on the student's class scheme"
+        )
+    if not same_raster_input([spec.raster, raster]):
+        raise CheckpointError(
+            f"{path}: the teacher reads {describe_input(spec.raster)}, the student "
+            f"{describe_input(raster)}; distil from a teacher of the same bands"
         )
     return teacher.requires_grad_(False).eval()
 
@@ -96,7 +106,12 @@ class KDModule(SupervisedModule):
     @classmethod
     def from_config(cls, config, **kwargs) -> "KDModule":
         """Build the module and load the teacher from a config loaded with KD_REQUIRED/KD_DEFAULTS."""
-        teacher = load_teacher(config.teacher_ckpt_path, tuple(config.classes), config.config_path)
+        teacher = load_teacher(
+            config.teacher_ckpt_path,
+            tuple(config.classes),
+            config.config_path,
+            getattr(config.net, "raster", None),
+        )
         settings = {name: getattr(config, name) for name in KD_SETTINGS}
         try:
             return super().from_config(config, teacher=teacher, **settings, **kwargs)
@@ -123,7 +138,7 @@ class KDModule(SupervisedModule):
     # student's backward pass, which inference tensors may not be.
     @torch.no_grad()
     def teacher_logits(self, img: Tensor) -> Tensor:
-        """img: (B, 3, H, W) on its native scale -> teacher logits (B, C, h, w)."""
+        """img: (B, bands, H, W) on its native scale -> teacher logits (B, C, h, w)."""
         param = next(self._teacher.parameters(), None)
         if param is not None and param.device != img.device:
             self._teacher.to(img.device)

@@ -9,6 +9,7 @@ import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from geoseg.bands import describe_input, same_raster_input
 from geoseg.errors import CheckpointError, ConfigError
 from geoseg.models.checkpoint import load_pretrained_weights
 from geoseg.training.callbacks import AtomicCheckpointIO, reliability_callbacks
@@ -85,10 +86,29 @@ def build_trainer(config: SimpleNamespace) -> pl.Trainer:
     )
 
 
+def check_input_bands(config: SimpleNamespace) -> None:
+    """Every dataset of the config must read the bands its network takes (a ``RasterInput``
+    given to the network and not to a dataset would fail late, on the first batch)."""
+    expected = getattr(config.net, "raster", None)
+    val_loaders = config.val_loader
+    if not isinstance(val_loaders, dict):
+        val_loaders = {"val_loader": val_loaders}
+    for name, loader in {"train_loader": config.train_loader, **val_loaders}.items():
+        dataset = getattr(loader, "dataset", None)
+        if not hasattr(dataset, "raster"):  # a dataset of the user's own: not checked
+            continue
+        if not same_raster_input([dataset.raster, expected]):
+            raise ConfigError(
+                f"{config.config_path}: {name}'s dataset reads {describe_input(dataset.raster)}, "
+                f"the network {describe_input(expected)}; give both the same raster=..."
+            )
+
+
 def train(
     config: SimpleNamespace, module_class=SupervisedModule
 ) -> tuple[pl.Trainer, pl.LightningModule]:
     """Run one training stage: initialise or resume, fit, and return the trainer and module."""
+    check_input_bands(config)
     if config.pretrained_ckpt_path and not config.resume_ckpt_path:
         if not Path(config.pretrained_ckpt_path).is_file():
             raise CheckpointError(

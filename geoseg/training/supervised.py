@@ -7,6 +7,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
+from geoseg.bands import picture
 from geoseg.classes import colorize_mask, default_palette
 from geoseg.datasets.mixing import BatchMix, mixed_loss
 from geoseg.errors import ConfigError
@@ -221,8 +222,7 @@ class SupervisedModule(pl.LightningModule):
             return
         rows = []
         for index in range(min(self.num_logged_images, len(pred))):
-            image = batch["img"][index, :3].detach().float().clamp(0, 255).round().byte()
-            image = image.permute(1, 2, 0).cpu().numpy()
+            image = picture(batch["img"][index], getattr(self.net, "raster", None))
             mask = batch["gt_semantic_seg"][index].cpu().numpy().astype(np.uint8)
             prediction = pred[index].cpu().numpy().astype(np.uint8)
             colours = [

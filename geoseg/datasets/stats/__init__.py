@@ -12,6 +12,11 @@ masks again::
     class_weights = ClassStatistics.load("data/biodiversity/Train/class_statistics.json").weights(
         "median_frequency"
     )
+
+With ``--bands`` (e.g. ``--bands 1,2,3,4 --dtype uint16``) it computes band statistics instead:
+the percentiles and mean/std of each band over the valid pixels of the split's images
+(``<root>/<split>/images_png``), saved as ``<root>/<split>/band_statistics.json``; they give a
+multi-band or 16-bit model its scaling and normalisation (``geoseg.datasets.stats.bands``).
 """
 
 import json
@@ -23,6 +28,11 @@ import numpy as np
 
 from geoseg.classes import CLASSES, IGNORE_INDEX
 from geoseg.datasets.io import list_files, read_mask
+from geoseg.datasets.stats.bands import BAND_STATISTICS_FILE as BAND_STATISTICS_FILE
+from geoseg.datasets.stats.bands import BandStatistics as BandStatistics
+from geoseg.datasets.stats.bands import band_statistics as band_statistics
+from geoseg.datasets.stats.bands import band_statistics_cached as band_statistics_cached
+from geoseg.datasets.stats.bands import format_band_table as format_band_table
 from geoseg.errors import ConfigError, DataError
 from geoseg.files import write_text_atomic
 
