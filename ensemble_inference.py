@@ -20,6 +20,9 @@ CRS and transform, the palette as its colour map, and nodata 255 where the input
 
 Each file is written under a temporary name and renamed, so an interrupted run leaves no truncated
 file; --skip-existing resumes it.
+
+Launched as several processes (``torchrun --nproc-per-node 4 ensemble_inference.py ...`` or
+``srun``), each process predicts its own share of the inputs (whole scenes) on its own GPU.
 """
 
 import argparse
@@ -42,6 +45,7 @@ from geoseg.inference import (
     predict_scenes,
     split_scenes,
 )
+from geoseg.inference.shards import launch_rank, shard
 from geoseg.models import ModelSpec, load_model_and_spec
 
 # GeoTIFF scenes are predicted by sliding window, these many tiles of this size per forward pass
@@ -109,9 +113,13 @@ def load_ensemble(
     checkpoints: list[Path], args: argparse.Namespace
 ) -> tuple[EnsemblePredictor, list[ModelSpec], torch.device]:
     """The models of ``checkpoints`` (same class scheme) in a predictor with the TTA flags."""
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
+    _, world_size, local_rank = launch_rank()
+    if args.device != "auto":
+        device = torch.device(args.device)
+    elif torch.cuda.is_available():  # one GPU per process when launched as several
+        device = torch.device("cuda", local_rank if world_size > 1 else torch.cuda.current_device())
+    else:
+        device = torch.device("cpu")
     # loaded once, before any input is read
     models, specs = zip(*(load_model_and_spec(path) for path in checkpoints), strict=True)
     check_same_classes(specs, [str(path) for path in checkpoints])
@@ -179,12 +187,19 @@ def main() -> None:
     ]
     predictor, specs, device = load_ensemble(checkpoints, args)
 
-    scenes, inputs = split_scenes(find_inputs(args.input_dir))
+    # Under torchrun or srun, this process's share; split before --skip-existing looks at the
+    # outputs, which the other processes are writing meanwhile.
+    rank, world_size, _ = launch_rank()
+    scenes, inputs = (
+        shard(paths, rank, world_size) for paths in split_scenes(find_inputs(args.input_dir))
+    )
+    own_scenes, own_inputs = scenes, inputs
     if args.skip_existing:
         inputs = pending_inputs(inputs, args.output_dir, args.save_rgb, args.save_probs)
         scenes = pending_scenes(scenes, args.output_dir, args.save_probs)
+    where = f"process {rank} of {world_size}, " if world_size > 1 else ""
     print(
-        f"{len(checkpoints)} models x {len(args.scales)} scales x {len(args.flips)} flips = "
+        f"{where}{len(checkpoints)} models x {len(args.scales)} scales x {len(args.flips)} flips = "
         f"{predictor.passes} predictions per pixel on {device}; {len(inputs)} images and "
         f"{len(scenes)} GeoTIFF scenes to predict"
     )
@@ -199,6 +214,7 @@ def main() -> None:
         confidence_bits=args.confidence_bits,
         palette=specs[0].palette,
         raster=specs[0].raster,
+        leftovers_of=own_scenes,
     )
     if scenes and not inputs:
         print(f"wrote {len(scenes)} scenes to {args.output_dir}")
@@ -216,6 +232,7 @@ def main() -> None:
         confidence_bits=args.confidence_bits,
         palette=specs[0].palette,
         raster=specs[0].raster,
+        leftovers_of=own_inputs,
     )
     print(f"wrote {len(inputs)} predictions and {len(scenes)} scenes to {args.output_dir}")
 

@@ -102,6 +102,7 @@ def main() -> None:
         save_confidence=True,
         confidence_bits=16,
         raster=specs[0].raster,
+        leftovers_of=inputs,
     )
     summary = write_pseudo_labels(
         args.output_root,

@@ -47,7 +47,12 @@ SUPERVISED_DEFAULTS = {
     "monitor_mode": "max",
     "check_val_every_n_epoch": 1,
     "pretrained_ckpt_path": None,
+    # A training checkpoint to continue from, or "auto": the newest of <weights_path>/last.ckpt and
+    # the checkpoint a SLURM pre-emption saved there, when one exists (a fresh start otherwise)
     "resume_ckpt_path": None,
+    # Where metrics go: "tensorboard", "csv", "mlflow", "wandb" or a list of them (MLflow and
+    # Weights & Biases need their own package)
+    "logger": "tensorboard",
     # last.ckpt is also written every this many optimizer steps (0 or None: only every epoch)
     "checkpoint_every_n_steps": 500,
     "accelerator": "auto",
@@ -86,6 +91,7 @@ OVERRIDABLE = (
     "pretrained_ckpt_path",
     "resume_ckpt_path",
     "teacher_ckpt_path",
+    "logger",
     "deterministic",
     "accelerator",
     "devices",

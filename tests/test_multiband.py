@@ -120,6 +120,11 @@ def test_a_four_band_network_records_its_contract_and_rebuilds_from_the_checkpoi
         assert torch.equal(loaded(x), net(x))
     with pytest.raises(ConfigError, match="normalization has 3 values"):
         FTUNetFormer(**TINY_SWIN, raster=FOUR_BANDS)  # ImageNet's RGB statistics by default
+    sixteen_bit_rgb = RasterInput(bands=(1, 2, 3), dtype="uint16", scaling={"divisor": 10000})
+    with pytest.raises(ConfigError, match="ImageNet's, on the 0-255 scale"):
+        FTUNetFormer(**TINY_SWIN, raster=sixteen_bit_rgb)
+    with pytest.raises(ValueError, match="input has 3 bands; the network reads 4"):
+        net(torch.zeros(1, 3, 32, 32))
 
 
 # --- RGB weights extended to more bands ------------------------------------------------------
@@ -175,6 +180,19 @@ def test_four_band_uint16_raster_reads_raw_with_its_nodata(tmp_path):
     assert not valid[0, 0] and valid.sum() == 6 * 5 - 1
     selected, _ = read_image_and_valid(path, RasterInput(bands=(4, 1), count=4, dtype="uint16"))
     assert np.array_equal(selected, bands[[3, 0]].transpose(1, 2, 0))
+
+
+def test_nodata_and_non_finite_values_enter_the_network_as_zero(tmp_path):
+    bands = np.full((2, 3, 3), 0.25, np.float32)
+    bands[:, 0, 0] = -9999.0  # the nodata value
+    bands[1, 2, 2] = np.nan
+    path = write_raster(tmp_path / "f.tif", bands, nodata=-9999.0)
+    image, valid = read_image_and_valid(path, RasterInput(bands=(1, 2), dtype="float32"))
+    assert not valid[0, 0] and valid[2, 2]
+    expected = np.full((3, 3, 2), 0.25, np.float32)
+    expected[0, 0] = 0
+    expected[2, 2] = 0  # a NaN in one band zeroes that pixel's bands
+    assert np.array_equal(image, expected)
 
 
 @pytest.mark.parametrize(
@@ -253,7 +271,7 @@ def test_a_dataset_of_other_bands_than_the_network_is_a_config_error(tmp_path, s
     )
     with pytest.raises(
         ConfigError,
-        match="train_loader's dataset reads 8-bit RGB images, the network 4-band uint16",
+        match="a dataset of train_loader reads 8-bit RGB images, the network 4-band uint16",
     ):
         train(load_config(config))
 

@@ -72,3 +72,9 @@ def optimisation(net: torch.nn.Module, lr: float, max_epoch: int):
     return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=max_epoch, eta_min=3e-5
     )
+
+
+# --- runs that survive interruption ---------------------------------------------------------------
+# A re-launched or requeued job continues from <weights_path>/last.ckpt (or the checkpoint a SLURM
+# pre-emption saved there) when one exists; set None to always start fresh.
+resume_ckpt_path = "auto"

@@ -39,3 +39,8 @@ optimizer = torch.optim.AdamW(
     param_groups(net, lr=lr, backbone_lr=lr / 10, weight_decay=0.01)
 )
 lr_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epoch, eta_min=1e-6)
+
+# --- runs that survive interruption ---------------------------------------------------------------
+# A re-launched or requeued job continues from <weights_path>/last.ckpt (or the checkpoint a SLURM
+# pre-emption saved there) when one exists; set None to always start fresh.
+resume_ckpt_path = "auto"

@@ -138,12 +138,22 @@ def read_raster_window(
         image = np.repeat(array[0][:, :, None], 3, axis=2)
     else:
         image = np.ascontiguousarray(array.transpose(1, 2, 0))
-    if not raster_has_validity(dataset):
-        return image, None
-    try:
-        return image, dataset.dataset_mask(window=window) != 0
-    except RasterioError as error:
-        raise DataError(f"{path}: unreadable or corrupt image file ({error})") from error
+    valid = None
+    if raster_has_validity(dataset):
+        try:
+            valid = dataset.dataset_mask(window=window) != 0
+        except RasterioError as error:
+            raise DataError(f"{path}: unreadable or corrupt image file ({error})") from error
+    if raster is not None:
+        # Nodata values (NaN, -9999, -3.4e38) would spread through the network's convolutions
+        # and attention into the valid pixels around them: they enter it as 0.
+        invalid = None if valid is None else ~valid
+        if image.dtype.kind == "f":
+            finite = np.isfinite(image).all(axis=2)
+            invalid = ~finite if invalid is None else invalid | ~finite
+        if invalid is not None and invalid.any():
+            image[invalid] = 0
+    return image, valid
 
 
 def _read_raster_image(

@@ -1,5 +1,6 @@
 """Reading inference inputs in DataLoader workers and writing predictions in the background."""
 
+import glob
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -66,11 +67,16 @@ def output_paths(output_dir: Path, stem: str, save_rgb: bool, save_confidence: b
     return [*paths, output_dir / f"{stem}.png"]
 
 
-def remove_stale_temporaries(folder: Path) -> int:
-    """Delete the hidden ``.<name>.tmp`` files an interrupted run left in ``folder``; their count."""
-    stale = list(folder.glob(".*.tmp")) if folder.is_dir() else []
+def remove_stale_temporaries(folder: Path, inputs: list[Path]) -> int:
+    """Delete the hidden ``.<stem>.*.tmp`` files an interrupted run left in ``folder`` for these
+    ``inputs``; their count. Other inputs' temporaries are left alone: under several processes
+    they are another process's writes in progress."""
+    stale = []
+    if folder.is_dir():
+        for path in inputs:
+            stale += folder.glob(f".{glob.escape(path.stem)}.*tmp")
     for path in stale:
-        path.unlink()
+        path.unlink(missing_ok=True)
     return len(stale)
 
 

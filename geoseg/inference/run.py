@@ -34,6 +34,7 @@ def predict_folder(
     confidence_bits: int = 8,
     palette: tuple | None = None,
     raster: RasterInput | None = None,
+    leftovers_of: list[Path] | None = None,
 ) -> None:
     """Write ``<output_dir>/<stem>.png`` (and rgb/ in ``palette``, confidence/) for every input.
 
@@ -42,14 +43,15 @@ def predict_folder(
     (None: 8-bit RGB); pixels a raster marks as nodata are 255 in the map and 0 in the
     confidence. Images are decoded in ``num_workers`` processes and written in a background
     thread while the next batch is predicted; ``batch_size`` images of the same size share a
-    forward pass.
+    forward pass. Temporary files an interrupted run left for ``leftovers_of`` (default:
+    ``inputs``; a resumed run passes every input it owns, finished ones included) are deleted.
     """
     if confidence_bits not in (8, 16):
         raise ValueError(f"confidence_bits must be 8 or 16, got {confidence_bits}")
     levels, level_type = (255, np.uint8) if confidence_bits == 8 else (65535, np.uint16)
     for path in output_paths(output_dir, "any", save_rgb, save_confidence):
         path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(path.parent)  # left by an interrupted run
+        remove_stale_temporaries(path.parent, inputs if leftovers_of is None else leftovers_of)
     loader = DataLoader(
         InputImages(inputs, raster), batch_size=batch_size, num_workers=num_workers, collate_fn=list
     )

@@ -75,10 +75,12 @@ def predict_scenes(
     confidence_bits: int = 8,
     palette: tuple | None = None,
     raster: RasterInput | None = None,
+    leftovers_of: list[Path] | None = None,
 ) -> None:
     """``predict_scene`` for each of ``scenes``, one at a time, into ``<output_dir>/<stem>.tif``
     (and ``confidence/<stem>.tif``). Every scene's band layout is checked first, so that a scene
-    the networks cannot read fails before hours of work on the others."""
+    the networks cannot read fails before hours of work on the others. Temporary files an
+    interrupted run left for ``leftovers_of`` (default: ``scenes``) are deleted."""
     if not scenes:
         return
     for source in scenes:
@@ -86,7 +88,8 @@ def predict_scenes(
             raster_bands(source, dataset, raster)
     for path in scene_output_paths(output_dir, "any", save_confidence):
         path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(path.parent)  # left by an interrupted run
+        # left by an interrupted run; only this process's own (others may be writing theirs)
+        remove_stale_temporaries(path.parent, scenes if leftovers_of is None else leftovers_of)
     for source in tqdm(scenes, unit="scene"):
         *confidence, output = scene_output_paths(output_dir, source.stem, save_confidence)
         predict_scene(

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geoseg.bands import RasterInput, network_raster_input
+from geoseg.classes import IMAGENET_NORMALIZATION
 from geoseg.errors import ConfigError
 from geoseg.models.backbone_weights import load_backbone_weights
 from geoseg.models.checkpoint import as_plain
@@ -189,6 +190,15 @@ class EncoderDecoder(nn.Module):
                 f"network reads {self.in_chans} bands: give one mean and std per band "
                 "(BandStatistics.normalization computes them on the Train split)"
             )
+        scaled = self.raster is not None and (
+            self.raster.scaling is not None or self.raster.dtype != "uint8"
+        )
+        if scaled and normalization == check_normalization(IMAGENET_NORMALIZATION):
+            raise ConfigError(
+                f"normalization is ImageNet's, on the 0-255 scale of 8-bit RGB, but the network "
+                f"reads {self.raster.describe()} with scaling {self.raster.scaling}: give the "
+                "mean and std of the scaled bands (BandStatistics.normalization), or None"
+            )
         self.init_args: dict[str, Any] = as_plain(
             dict(
                 num_classes=num_classes,
@@ -259,6 +269,11 @@ class EncoderDecoder(nn.Module):
 
     def _forward(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         h, w = x.shape[-2:]
+        if x.shape[1] != self.in_chans:
+            raise ValueError(
+                f"input has {x.shape[1]} bands; the network reads {self.in_chans} "
+                f"({'8-bit RGB' if self.raster is None else self.raster.describe()})"
+            )
         x = self.input_normalization(x)
         # Within 3 pixels of a multiple of 32 the published networks run: their backbones round
         # up (Swin pads whole patches, ResNet's strided convs round up) and the logits are

@@ -6,6 +6,7 @@ import os
 import torch
 from torch import nn
 
+from geoseg.bands import describe_input, same_raster_input
 from geoseg.errors import CheckpointError
 from geoseg.models.checkpoint import (
     CHECKPOINT_KEY,
@@ -49,6 +50,11 @@ def check_resume_checkpoint(
             problems.append(
                 f"its {spec.num_classes} classes ({', '.join(spec.classes)}) differ from the "
                 f"config's {len(classes)} ({', '.join(classes)})"
+            )
+        if not same_raster_input([spec.raster, getattr(net, "raster", None)]):
+            problems.append(
+                f"it reads {describe_input(spec.raster)}, the config's net "
+                f"{describe_input(getattr(net, 'raster', None))}"
             )
         init_args = getattr(net, "init_args", None)
         if not problems and isinstance(init_args, dict):

@@ -1,13 +1,16 @@
 """Turning a loaded config into a Lightning Trainer and running a training stage."""
 
 import logging
+import os
+import signal
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
-from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from geoseg.bands import describe_input, same_raster_input
 from geoseg.errors import CheckpointError, ConfigError
@@ -21,6 +24,69 @@ log = logging.getLogger(__name__)
 
 LOG_ROOT = "lightning_logs"
 LAST_CHECKPOINT_NAME = "last"  # <weights_path>/last.ckpt: what the next stage reads
+# Lightning's SLURM support saves hpc_ckpt_<n>.ckpt in the Trainer's root folder (weights_path
+# here) when SLURM sends this signal before the time limit, then requeues the job.
+PREEMPTION_SIGNAL = signal.SIGUSR1
+LOGGERS = ("tensorboard", "csv", "mlflow", "wandb")
+
+
+def make_loggers(config: SimpleNamespace) -> list[Logger]:
+    """The config's ``logger`` (a name of ``LOGGERS``, a list of them, or Lightning loggers) as
+    Lightning loggers writing under ``lightning_logs/<log_name>``; a missing optional package is
+    a ConfigError naming it."""
+    names = config.logger if isinstance(config.logger, (list, tuple)) else [config.logger]
+    loggers = []
+    for name in names:
+        if isinstance(name, Logger):
+            loggers.append(name)
+        elif name == "tensorboard":
+            loggers.append(TensorBoardLogger(save_dir=LOG_ROOT, name=config.log_name))
+        elif name == "csv":
+            loggers.append(CSVLogger(save_dir=LOG_ROOT, name=config.log_name))
+        elif name == "mlflow":
+            from pytorch_lightning.loggers import MLFlowLogger
+
+            _require(name, "mlflow")
+            uri = os.environ.get("MLFLOW_TRACKING_URI", f"file:{Path(LOG_ROOT).resolve()}/mlruns")
+            loggers.append(MLFlowLogger(experiment_name=config.log_name, tracking_uri=uri))
+        elif name == "wandb":
+            from pytorch_lightning.loggers import WandbLogger
+
+            _require(name, "wandb")
+            project = config.log_name.replace("/", "-")  # W&B project names take no slash
+            loggers.append(WandbLogger(project=project, save_dir=LOG_ROOT))
+        else:
+            raise ConfigError(
+                f"{config.config_path}: logger={name!r}; expected one of {', '.join(LOGGERS)}, "
+                "a list of them or a Lightning logger"
+            )
+    return loggers
+
+
+def _require(logger: str, package: str) -> None:
+    try:
+        __import__(package)
+    except ImportError as error:
+        raise ConfigError(
+            f"logger={logger!r} needs the {package} package, which is not installed: "
+            f"pip install {package}"
+        ) from error
+
+
+def resolve_resume(config: SimpleNamespace) -> str | None:
+    """``resume_ckpt_path`` as a file: "auto" is the newest of ``<weights_path>/last.ckpt`` and a
+    pre-emption checkpoint (``hpc_ckpt_<n>.ckpt``) there, or None (a fresh start) without one."""
+    if config.resume_ckpt_path != "auto":
+        return config.resume_ckpt_path
+    folder = Path(config.weights_path)
+    candidates = [folder / f"{LAST_CHECKPOINT_NAME}.ckpt", *folder.glob("hpc_ckpt_*.ckpt")]
+    found = [path for path in candidates if path.is_file()]
+    if not found:
+        log.info("resume_ckpt_path='auto': no checkpoint in %s, starting fresh", folder)
+        return None
+    newest = max(found, key=lambda path: path.stat().st_mtime_ns)
+    log.info("resume_ckpt_path='auto': resuming from %s", newest)
+    return str(newest)
 
 
 def default_precision() -> str:
@@ -75,15 +141,24 @@ def build_trainer(config: SimpleNamespace) -> pl.Trainer:
         accumulate_grad_batches=config.accumulate_grad_batches,
         gradient_clip_val=config.gradient_clip_val,
         log_every_n_steps=config.log_every_n_steps,
-        logger=TensorBoardLogger(save_dir=LOG_ROOT, name=config.log_name),
+        logger=make_loggers(config),
+        default_root_dir=config.weights_path,
         callbacks=[
             best,
             last,
             LearningRateMonitor(logging_interval="step"),
             *reliability_callbacks(config, LAST_CHECKPOINT_NAME),
         ],
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO(), *cluster_environment()],
     )
+
+
+def cluster_environment() -> list:
+    """Under SLURM, Lightning's SLURM environment with requeue on ``PREEMPTION_SIGNAL`` (submit
+    with ``--signal=USR1@120``); elsewhere nothing (Lightning detects torchrun and the rest)."""
+    if not SLURMEnvironment.detect():
+        return []
+    return [SLURMEnvironment(auto_requeue=True, requeue_signal=PREEMPTION_SIGNAL)]
 
 
 def check_input_bands(config: SimpleNamespace) -> None:
@@ -94,14 +169,25 @@ def check_input_bands(config: SimpleNamespace) -> None:
     if not isinstance(val_loaders, dict):
         val_loaders = {"val_loader": val_loaders}
     for name, loader in {"train_loader": config.train_loader, **val_loaders}.items():
-        dataset = getattr(loader, "dataset", None)
-        if not hasattr(dataset, "raster"):  # a dataset of the user's own: not checked
-            continue
-        if not same_raster_input([dataset.raster, expected]):
-            raise ConfigError(
-                f"{config.config_path}: {name}'s dataset reads {describe_input(dataset.raster)}, "
-                f"the network {describe_input(expected)}; give both the same raster=..."
-            )
+        for dataset in _datasets_within(getattr(loader, "dataset", None)):
+            if not same_raster_input([dataset.raster, expected]):
+                raise ConfigError(
+                    f"{config.config_path}: a dataset of {name} reads "
+                    f"{describe_input(dataset.raster)}, the network {describe_input(expected)}; "
+                    "give both the same raster=..."
+                )
+
+
+def _datasets_within(dataset) -> list:
+    """The datasets with a ``raster`` in ``dataset``, looking inside the wrappers (Subset,
+    ConcatDataset, SelfTrainingDataset); a dataset of the user's own without one is not checked."""
+    if dataset is None:
+        return []
+    if hasattr(dataset, "raster"):
+        return [dataset]
+    inner = list(getattr(dataset, "datasets", []))
+    inner += [getattr(dataset, name, None) for name in ("dataset", "labelled", "pseudo_labelled")]
+    return [found for d in inner if d is not None for found in _datasets_within(d)]
 
 
 def train(
@@ -109,6 +195,7 @@ def train(
 ) -> tuple[pl.Trainer, pl.LightningModule]:
     """Run one training stage: initialise or resume, fit, and return the trainer and module."""
     check_input_bands(config)
+    config.resume_ckpt_path = resolve_resume(config)
     if config.pretrained_ckpt_path and not config.resume_ckpt_path:
         if not Path(config.pretrained_ckpt_path).is_file():
             raise CheckpointError(
