@@ -349,6 +349,7 @@ def run_cli(*args):
     )
 
 
+@pytest.mark.slow  # a training run and a scene mapped by the script
 def test_four_band_uint16_tiles_with_nodata_train_and_map_a_scene(tmp_path, monkeypatch):
     root = write_four_band_dataset(tmp_path / "data")
     config = tmp_path / "four_band.py"
