@@ -1,0 +1,62 @@
+"""Export a checkpoint as a portable ONNX or TorchScript model that runs without this project.
+
+    python export_model.py model_weights/biodiversity/student_ft_target_kd/last.ckpt \
+        --format onnx --tile-size 512
+
+The model takes float32 tiles (batch, bands, tile, tile) of raw bands on their native scale (0-255
+for 8-bit RGB) and returns float32 logits (batch, classes, tile, tile); scaling and normalisation
+are inside it. Height and width are fixed to --tile-size; the batch is dynamic unless
+--batch-size fixes it. The input contract, class names, palette and ignore index are stored in
+the file as JSON under "geoseg" (ONNX: metadata_props; TorchScript: the extra file geoseg.json);
+``geoseg.export.read_export_metadata`` reads either.
+
+Writes CKPT with the suffix .onnx or .torchscript.pt unless --output says otherwise, through a
+temporary file that is checked against the PyTorch network before it is renamed into place.
+"""
+
+import argparse
+from pathlib import Path
+
+from geoseg.cli import run_script
+from geoseg.export import EXPORT_FORMATS, describe_export, export_model
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path, help="a checkpoint of this project's training")
+    parser.add_argument("--format", choices=EXPORT_FORMATS, default="onnx")
+    parser.add_argument(
+        "--tile-size", type=int, default=512, help="the fixed input height and width in pixels"
+    )
+    parser.add_argument(
+        "--bands",
+        type=int,
+        help="the band count the model will be fed; refused unless the network reads that many",
+    )
+    parser.add_argument("--batch-size", type=int, help="fix the batch dimension (default: dynamic)")
+    parser.add_argument(
+        "--output", type=Path, help="default: CHECKPOINT with the suffix .onnx / .torchscript.pt"
+    )
+    args = parser.parse_args()
+    if args.tile_size < 1:
+        parser.error(f"--tile-size must be at least 1, got {args.tile_size}")
+    if args.batch_size is not None and args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    result = export_model(
+        args.checkpoint,
+        args.output,
+        format=args.format,
+        tile_size=args.tile_size,
+        bands=args.bands,
+        batch_size=args.batch_size,
+    )
+    print(describe_export(result))
+
+
+if __name__ == "__main__":
+    run_script(main)
