@@ -323,6 +323,7 @@ def test_an_imported_geoseg_checkpoint_runs_beside_a_native_one(tmp_path):
             assert (pred != plain_logits(net, image).argmax(1)[0]).any()
 
 
+@pytest.mark.slow  # one script run per bad input
 def test_bad_inputs_are_clear_errors(tmp_path):
     # Subprocesses see only the project's own architectures.
     good = save(tiny_ftunetformer().eval(), tmp_path / "six.ckpt")
