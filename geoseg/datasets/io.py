@@ -156,6 +156,12 @@ def read_raster_window(
     return image, valid
 
 
+def computable(image: np.ndarray) -> np.ndarray:
+    """``image`` as uint8 if it is, else float32: the types torch computes on and albumentations
+    augments (16-bit and other band values are exact in float32 up to 2**24)."""
+    return image if image.dtype == np.uint8 else image.astype(np.float32)
+
+
 def _read_raster_image(
     path: Path, raster: RasterInput | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from geoseg.bands import RasterInput
 from geoseg.classes import IGNORE_INDEX, NUM_CLASSES
-from geoseg.datasets.io import is_raster, list_files, read_image_and_valid, read_mask
+from geoseg.datasets.io import computable, is_raster, list_files, read_image_and_valid, read_mask
 from geoseg.datasets.rare_class_crop import ClassPixelIndex, RareClassCrop, draw_weights
 from geoseg.datasets.transforms import TrainTransform, augment, image_to_tensor
 from geoseg.errors import ConfigError, DataError, preview
@@ -138,10 +138,9 @@ class TargetDataset(Dataset):
         ``ignore_index`` in the mask, so the losses and metrics leave them out.
         """
         image_path, mask_path = self.image_paths[img_id], self.mask_paths[img_id]
-        (image, valid) = read_image_and_valid(image_path, self.raster)
+        image, valid = read_image_and_valid(image_path, self.raster)
+        image = computable(image)
         mask = self.load_mask(img_id)
-        if image.dtype != np.uint8:  # 16-bit and other bands are augmented as float32
-            image = image.astype(np.float32)
         if image.shape[:2] != mask.shape:
             raise DataError(
                 f"{mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} differs from its image "

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from geoseg.bands import RasterInput
 from geoseg.classes import colorize_mask
-from geoseg.datasets.io import list_files, read_image_and_valid, write_png_atomic
+from geoseg.datasets.io import computable, list_files, read_image_and_valid, write_png_atomic
 from geoseg.errors import DataError
 
 RGB_DIR, CONFIDENCE_DIR = "rgb", "confidence"
@@ -47,11 +47,9 @@ class InputImages(Dataset):
             image, valid = read_image_and_valid(path, self.raster)
         except DataError as error:
             return {"stem": path.stem, "image": None, "valid": None, "error": str(error)}
-        if image.dtype != np.uint8:  # torch computes on 16-bit and other types as float32
-            image = image.astype(np.float32)
         return {
             "stem": path.stem,
-            "image": torch.from_numpy(image).permute(2, 0, 1).contiguous(),
+            "image": torch.from_numpy(computable(image)).permute(2, 0, 1).contiguous(),
             "valid": None if valid is None else torch.from_numpy(valid),
             "error": None,
         }

@@ -23,7 +23,13 @@ from tqdm import tqdm
 
 from geoseg.bands import RasterInput
 from geoseg.classes import IGNORE_INDEX, PALETTE
-from geoseg.datasets.io import open_raster, raster_bands, raster_has_validity, read_raster_window
+from geoseg.datasets.io import (
+    computable,
+    open_raster,
+    raster_bands,
+    raster_has_validity,
+    read_raster_window,
+)
 from geoseg.errors import DataError
 from geoseg.files import write_atomic
 from geoseg.inference.io import CONFIDENCE_DIR, remove_stale_temporaries
@@ -233,9 +239,7 @@ def _merged_windows(
     images, valids = [], []
     for window in windows:
         image, valid = read_raster_window(path, dataset, bands, window, raster)
-        if image.dtype != np.uint8:  # torch computes on 16-bit and other types as float32
-            image = image.astype(np.float32)
-        images.append(torch.from_numpy(image).permute(2, 0, 1))  # (bands, h, w)
+        images.append(torch.from_numpy(computable(image)).permute(2, 0, 1))  # (bands, h, w)
         valids.append(valid)
     return predictor.merged(torch.stack(images)).float().cpu(), valids
 
