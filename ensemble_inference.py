@@ -33,6 +33,7 @@ import torch
 from geoseg.cli import run_script
 from geoseg.errors import DataError
 from geoseg.inference import (
+    PRECISIONS,
     EnsemblePredictor,
     check_same_bands,
     check_same_classes,
@@ -88,6 +89,13 @@ def add_ensemble_arguments(
     parser.add_argument("--num-workers", type=int, default=2, help="image decoding processes")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="auto: bf16 autocast on GPUs with bf16 and on CPUs with native bf16 (AMX or "
+        "AVX512-BF16), fp32 elsewhere; the merge and the argmax are fp32 in every case",
+    )
+    parser.add_argument(
         "--tile-size",
         type=int,
         help="predict large images by sliding window of this size (GeoTIFF scenes always are: "
@@ -125,7 +133,12 @@ def load_ensemble(
     check_same_classes(specs, [str(path) for path in checkpoints])
     check_same_bands(specs, [str(path) for path in checkpoints])
     predictor = EnsemblePredictor(
-        models, scales=args.scales, flips=args.flips, merge=args.merge, device=device
+        models,
+        scales=args.scales,
+        flips=args.flips,
+        merge=args.merge,
+        device=device,
+        precision=args.precision,
     )
     return predictor, list(specs), device
 
@@ -200,7 +213,8 @@ def main() -> None:
     where = f"process {rank} of {world_size}, " if world_size > 1 else ""
     print(
         f"{where}{len(checkpoints)} models x {len(args.scales)} scales x {len(args.flips)} flips = "
-        f"{predictor.passes} predictions per pixel on {device}; {len(inputs)} images and "
+        f"{predictor.passes} predictions per pixel on {device} in {predictor.precision}; "
+        f"{len(inputs)} images and "
         f"{len(scenes)} GeoTIFF scenes to predict"
     )
     predict_scenes(

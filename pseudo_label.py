@@ -88,7 +88,8 @@ def main() -> None:
     ensemble_dir = args.output_root / ENSEMBLE_DIR
     pending = pending_inputs(inputs, ensemble_dir, save_rgb=False, save_confidence=True)
     print(
-        f"{predictor.passes} predictions per pixel on {device}; {len(pending)} of {len(inputs)} "
+        f"{predictor.passes} predictions per pixel on {device} in {predictor.precision}; "
+        f"{len(pending)} of {len(inputs)} "
         "tiles to predict"
     )
     predict_folder(

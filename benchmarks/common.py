@@ -23,10 +23,13 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
+import timm
 import torch
+from torch import nn
 
 from geoseg.datasets import CLASSES
 from geoseg.evaluation.report import cpu_model
+from geoseg.hardware import keep_freed_memory
 from geoseg.models import FTUNetFormer
 from geoseg.training import default_precision
 
@@ -41,6 +44,7 @@ MODELS = {
         window_size=4,
     ),
 }
+DEFAULT_BACKBONE = {"backbone": FTUNetFormer.defaults["backbone"]}
 # Names of earlier versions of this suite, still accepted on the command line.
 MODEL_ALIASES = {"seed": "recipe"}
 
@@ -53,6 +57,9 @@ def model_name(text: str) -> str:
     return name
 
 
+# as the stage scripts do (geoseg.cli.run_script): large freed blocks stay for reuse
+keep_freed_memory()
+
 CONFIG_SIZES = {"recipe": (512, 2), "demo": (64, 8)}  # (img_size, batch_size) of their configs
 MIB = 2**20
 
@@ -62,6 +69,19 @@ def build(kind: str, seed: int) -> FTUNetFormer:
     init)."""
     torch.manual_seed(seed)
     return FTUNetFormer(num_classes=len(CLASSES), **MODELS[kind]).eval()
+
+
+def timm_backbone(kind: str, size: int) -> nn.Module:
+    """timm's Swin of ``kind``'s backbone architecture, ``features_only`` for ``size`` x ``size``
+    inputs, random init: the yardstick the decoder's cost is measured against."""
+    options = {**DEFAULT_BACKBONE, **MODELS[kind]}
+    return timm.create_model(
+        options["backbone"],
+        pretrained=False,
+        features_only=True,
+        img_size=size,
+        **options.get("backbone_kwargs", {}),
+    )
 
 
 def default_device() -> str:

@@ -6,14 +6,17 @@ import sys
 from collections.abc import Callable
 
 from geoseg.errors import GeoSegError
+from geoseg.hardware import keep_freed_memory
 
 
 def run_script(main: Callable[[], None]) -> None:
     """Run ``main``; a GeoSegError (bad data, config or checkpoint) exits with its message, code 2.
 
-    Set GEOSEG_DEBUG=1 to see the full traceback instead.
+    Set GEOSEG_DEBUG=1 to see the full traceback instead. Large freed blocks stay in the process
+    for reuse (``geoseg.hardware.keep_freed_memory``; GEOSEG_KEEP_FREED_MEMORY=0 turns it off).
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    keep_freed_memory()
     try:
         main()
     except GeoSegError as error:

@@ -17,7 +17,9 @@ from geoseg.inference.scene import (
     split_scenes,
 )
 from geoseg.inference.tta import (
+    PRECISIONS,
     EnsemblePredictor,
+    autocast_dtype,
     check_same_bands,
     check_same_classes,
     parse_flips,
@@ -25,9 +27,11 @@ from geoseg.inference.tta import (
 )
 
 __all__ = [
+    "PRECISIONS",
     "BackgroundWriter",
     "EnsemblePredictor",
     "InputImages",
+    "autocast_dtype",
     "check_same_bands",
     "check_same_classes",
     "find_inputs",

@@ -4,6 +4,10 @@ For every model m, scale s and flip f: resize the image by s (bilinear), run m (
 its input itself), undo f, resize the logits back to the input size (bilinear) and accumulate. The
 merged map is the mean of the logits (default) or of the softmax probabilities; the prediction is
 its argmax. The flips of one scale go through the model as one batch.
+
+Precision: the networks run under bf16 autocast on GPUs that support bf16 and on CPUs that compute
+bf16 in hardware (``geoseg.hardware.native_bf16``), in float32 elsewhere (``precision="auto"``);
+the logits are cast to float32 before they are merged, so the merge and the argmax are float32.
 """
 
 from collections.abc import Sequence
@@ -15,18 +19,39 @@ from torch import nn
 
 from geoseg.bands import RasterInput, describe_input, same_raster_input
 from geoseg.errors import CheckpointError
+from geoseg.hardware import native_bf16
 from geoseg.models.checkpoint import ModelSpec
 
 FLIPS = {"none": None, "h": -1, "v": -2}  # flip name -> the tensor dimension it reverses
 MERGES = ("logits", "probs")
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The dtype inference autocasts to on ``device`` (None: float32 throughout).
+
+    "auto": bf16 on a GPU that supports it and on a CPU with native bf16, float32 elsewhere (bf16
+    emulated through float32 is slower than float32); "bf16" and "fp32" force one.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        if device.type == "cuda":
+            bf16 = torch.cuda.is_bf16_supported()
+        else:
+            bf16 = device.type == "cpu" and native_bf16()
+        precision = "bf16" if bf16 else "fp32"
+    return torch.bfloat16 if precision == "bf16" else None
 
 
 def parse_flips(text: str) -> tuple[str, ...]:
-    """``"none,h,v"`` -> ("none", "h", "v"); unknown names are an error listing the known ones."""
+    """``"none,h,v"`` -> ("none", "h", "v"); unknown or repeated names are an error (a repeated
+    one would compute the same pass twice and weigh it double)."""
     flips = tuple(name.strip() for name in text.split(",") if name.strip())
     unknown = [name for name in flips if name not in FLIPS]
     if unknown or not flips:
         raise ValueError(f"flips {text!r}: expected a comma-separated subset of {list(FLIPS)}")
+    _refuse_repeats("flips", text, flips)
     return flips
 
 
@@ -38,7 +63,17 @@ def parse_scales(text: str) -> tuple[float, ...]:
         raise ValueError(f"scales {text!r}: expected comma-separated numbers") from error
     if not scales or any(scale <= 0 for scale in scales):
         raise ValueError(f"scales {text!r}: expected positive numbers")
+    _refuse_repeats("scales", text, scales)
     return scales
+
+
+def _refuse_repeats(name: str, text: str, values: tuple) -> None:
+    repeated = sorted({value for value in values if values.count(value) > 1}, key=str)
+    if repeated:
+        raise ValueError(
+            f"{name} {text!r}: {', '.join(map(str, repeated))} given more than once (the same "
+            "pass would be computed twice and count double)"
+        )
 
 
 def check_same_classes(specs: Sequence[ModelSpec], names: Sequence[str]) -> tuple[str, ...]:
@@ -80,27 +115,34 @@ class EnsemblePredictor:
         flips: Sequence[str] = ("none",),
         merge: str = "logits",
         device: torch.device | str = "cpu",
-        batch_flips: bool | None = None,
+        batch_flips: bool = True,
+        precision: str = "auto",
     ):
         if merge not in MERGES:
             raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
         self.device = torch.device(device)
         self.models = [model.to(self.device).eval() for model in models]
         self.scales, self.flips, self.merge = tuple(scales), tuple(flips), merge
-        # One pass for all flips of a scale fills a GPU; a CPU is already busy with one image, and
-        # the larger batch only costs cache (measured in benchmarks/ensemble_tta.py).
-        self.batch_flips = self.device.type == "cuda" if batch_flips is None else batch_flips
+        # One pass for all flips of a scale: never slower than a pass per flip where measured
+        # (benchmarks/ensemble_tta.py: GPUs, and on a 2-core CPU 1.04x for 2 x FT-UNetFormer
+        # Swin-Base, 1.56x for the small demo student).
+        self.batch_flips = batch_flips
+        self.autocast_dtype = autocast_dtype(self.device, precision)
 
     @property
     def passes(self) -> int:
         """Predictions merged per pixel: models x scales x flips."""
         return len(self.models) * len(self.scales) * len(self.flips)
 
+    @property
+    def precision(self) -> str:
+        """ "bf16" or "fp32": what the networks run in."""
+        return "fp32" if self.autocast_dtype is None else "bf16"
+
     def _autocast(self):
-        # bf16 on GPUs; the merge itself is accumulated in float32.
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     @torch.inference_mode()
     def merged(self, images: torch.Tensor) -> torch.Tensor:

@@ -122,10 +122,12 @@ class GlobalLocalAttention(nn.Module):
         self.proj = SeparableConvBN(dim, dim, window_size, norm_last)
 
     def relative_position_bias(self) -> torch.Tensor:
-        """Additive attention bias: (num_heads, N, N) with N = window_size**2."""
+        """Additive attention bias: (num_heads, N, N) with N = window_size**2, contiguous (CUDA's
+        fused attention kernels take a mask only with unit stride in its last dimension; a
+        permuted one sends the attention to the unfused path)."""
         n = self.window_size**2
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        return bias.view(n, n, self.num_heads).permute(2, 0, 1)
+        return bias.view(n, n, self.num_heads).permute(2, 0, 1).contiguous()
 
     def window_attention(self, x: torch.Tensor) -> torch.Tensor:
         """Self-attention within windows: (B, C, H, W) -> (B, C, H, W), H and W multiples of ws."""

@@ -58,6 +58,18 @@ def pad_end(x: torch.Tensor, bottom: int = 0, right: int = 0) -> torch.Tensor:
     return x
 
 
+def feature_layout(device: torch.device) -> torch.memory_format:
+    """The memory layout in which the decoders' convolutions are fastest on ``device``.
+
+    The layout of a convolution's input picks its kernel. GPUs: channels-last (their tensor-core
+    convolutions work on NHWC; a step of the recipe's student on an H200 ran 1.2x faster at batch
+    2). CPUs: contiguous NCHW (on a 2-core AVX2 CPU the same step took 18.3 s on channels-last
+    features against 16.9 s). Swin backbones compute channels-last, so on a CPU their features
+    are copied once; the copy costs far less than it saves.
+    """
+    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+
 def _replicate(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
     """``x`` with its last row/column along ``dim`` repeated ``pad`` more times.
 
@@ -221,6 +233,8 @@ class EncoderDecoder(nn.Module):
         self.feature_indices = stride_feature_indices(reductions, backbone)
         # timm's Swin backbones return NHWC maps; the decoders take NCHW
         self.features_channels_last = getattr(self.backbone, "output_fmt", "NCHW") == "NHWC"
+        # None: the layout ``feature_layout`` picks for the input's device
+        self.feature_layout: torch.memory_format | None = None
         self.size_divisor = max(FEATURE_STRIDES)
         self.backbone_rounds_up = backbone_rounds_up(self.features, self.in_chans)
         self.decoder = self.build_decoder(
@@ -245,12 +259,14 @@ class EncoderDecoder(nn.Module):
         return getattr(self.decoder, "aux_head", None) is not None
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The backbone's NCHW feature maps at strides 4, 8, 16, 32 of a normalised input."""
+        """The backbone's NCHW feature maps at strides 4, 8, 16, 32 of a normalised input, laid
+        out in memory as the decoder's convolutions run fastest on ``x``'s device."""
         features = self.backbone(x)
         features = [features[i] for i in self.feature_indices]
         if self.features_channels_last:
             features = [f.permute(0, 3, 1, 2) for f in features]
-        return features
+        layout = self.feature_layout or feature_layout(x.device)
+        return [f.contiguous(memory_format=layout) for f in features]
 
     def forward(
         self, x: torch.Tensor, with_aux: bool = False
