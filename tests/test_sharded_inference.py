@@ -1,5 +1,6 @@
 """ensemble_inference.py over two processes (torchrun, CPU): each its own files, the same outputs."""
 
+import os
 import subprocess
 import sys
 
@@ -32,17 +33,20 @@ def test_two_processes_write_what_one_process_writes(tmp_path):
         write_geotiff(inputs / f"scene{index}.tif", random_bands(70, 90, seed=index))
     common = [*FAST, "--input-dir", inputs, "--checkpoints", checkpoint, "--tile-size", 64]
     common += ["--overlap", 16]
+    # one thread, as torchrun gives each of its processes: CPU convolutions split over other
+    # thread counts round differently, and the maps are compared exactly
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     single = subprocess.run(
         [sys.executable, str(REPO_ROOT / "ensemble_inference.py"), *map(str, common),
          "--output-dir", str(tmp_path / "one")],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
     assert single.returncode == 0, single.stderr[-3000:]
     sharded = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
          str(REPO_ROOT / "ensemble_inference.py"), *map(str, common),
          "--output-dir", str(tmp_path / "two")],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
     assert sharded.returncode == 0, sharded.stderr[-3000:]
     # each process its own share: 3 + 2 images, 2 + 1 scenes
