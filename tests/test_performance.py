@@ -10,7 +10,7 @@ import torch
 
 from geoseg import hardware
 from geoseg.datasets import CLASSES
-from geoseg.inference import EnsemblePredictor, autocast_dtype
+from geoseg.inference import EnsemblePredictor, autocast_dtype, parse_flips, parse_scales
 from geoseg.inference import tta as tta_module
 from geoseg.models import FTUNetFormer
 
@@ -105,6 +105,16 @@ def test_bf16_merges_in_float32_and_keeps_almost_every_class():
     assert confidence.dtype == torch.float32
     agreement = (pred_fp32 == pred_bf16).float().mean().item()
     assert agreement > 0.98, agreement
+
+
+@pytest.mark.parametrize(
+    "parse, text, repeated",
+    [(parse_scales, "0.75,1,1.0", "1.0"), (parse_flips, "none,h,h", "h")],
+)
+def test_a_repeated_scale_or_flip_is_refused_not_computed_twice(parse, text, repeated):
+    with pytest.raises(ValueError, match=rf"{repeated} given more than once"):
+        parse(text)
+    assert parse("0.75,1.0,1.25" if parse is parse_scales else "none,h,v")  # distinct: accepted
 
 
 # --- allocator -----------------------------------------------------------------------------------
