@@ -7,9 +7,9 @@ import sys
 
 import pytest
 import torch
+from test_precision_compile import tiny_net
 
 from geoseg import hardware
-from geoseg.datasets import CLASSES
 from geoseg.inference import EnsemblePredictor, autocast_dtype, parse_flips, parse_scales
 from geoseg.inference import tta as tta_module
 from geoseg.models import FTUNetFormer
@@ -18,14 +18,9 @@ from conftest import REPO_ROOT
 
 
 def tiny_ftunetformer(seed: int = 0) -> FTUNetFormer:
+    """test_precision_compile's tiny FT-UNetFormer, initialised from ``seed``."""
     torch.manual_seed(seed)
-    return FTUNetFormer(
-        num_classes=len(CLASSES),
-        backbone="swin_tiny_patch4_window7_224",
-        backbone_kwargs=dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
-        decode_channels=16,
-        window_size=4,
-    )
+    return tiny_net()
 
 
 def images(batch: int = 2, size: int = 64, seed: int = 0) -> torch.Tensor:
