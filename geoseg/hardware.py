@@ -3,6 +3,8 @@
 - ``native_bf16()``: whether the CPU computes bfloat16 in hardware (AMX or AVX512-BF16). There
   bf16 autocast roughly halves a forward pass; elsewhere PyTorch emulates bf16 through fp32 and
   autocast is slower than fp32, so inference uses bf16 only where this is true.
+  ``GEOSEG_NATIVE_BF16=1`` (or ``0``) overrides the CPU's flags, so either branch of
+  ``--precision auto`` can be run, and tested, on any machine.
 - ``keep_freed_memory()``: glibc's allocator hands every block over 32 MiB back to the system
   when it is freed and maps fresh, zeroed pages for the next one, so a training step on a CPU pays
   page faults for every large activation, again and again (on a 2-core CPU a step of the recipe's
@@ -20,12 +22,16 @@ import os
 import platform
 from functools import cache
 
+from geoseg.errors import GeoSegError
+
 __all__ = ["cpu_flags", "keep_freed_memory", "native_bf16"]
 
 log = logging.getLogger(__name__)
 
 # CPU flags (as /proc/cpuinfo names them) of hardware bfloat16 arithmetic
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+# the environment variable that overrides them: "1" bf16 in hardware, "0" not
+NATIVE_BF16_VARIABLE = "GEOSEG_NATIVE_BF16"
 # glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 # variables with which a user chose the allocator's behaviour or another allocator: left alone
@@ -51,8 +57,17 @@ def cpu_flags() -> frozenset[str]:
 
 
 def native_bf16(flags: frozenset[str] | None = None) -> bool:
-    """True on an x86 CPU with AMX-BF16 or AVX512-BF16 (bf16 matrix arithmetic in hardware)."""
-    flags = cpu_flags() if flags is None else flags
+    """True on an x86 CPU with AMX-BF16 or AVX512-BF16 (bf16 matrix arithmetic in hardware).
+
+    Without ``flags``, ``GEOSEG_NATIVE_BF16`` ("1" or "0") answers in place of the CPU's flags.
+    """
+    if flags is None:
+        override = os.environ.get(NATIVE_BF16_VARIABLE, "")
+        if override in ("0", "1"):
+            return override == "1"
+        if override:
+            raise GeoSegError(f"{NATIVE_BF16_VARIABLE} must be 0 or 1, got {override!r}")
+        flags = cpu_flags()
     return any(flag in flags for flag in BF16_FLAGS)
 
 

@@ -502,8 +502,12 @@ def test_three_family_ensemble_equals_the_hand_merge(tmp_path) -> None:
     mean_logits = (logits[0] + logits[1] + logits[2]) / 3
     mean_probs = sum(torch.exp(l - l.logsumexp(1, keepdim=True)) for l in logits) / 3  # noqa: E741
 
-    by_logits = EnsemblePredictor(models, scales=(1.0,), flips=("none",), merge="logits")
-    by_probs = EnsemblePredictor(models, scales=(1.0,), flips=("none",), merge="probs")
+    by_logits = EnsemblePredictor(
+        models, precision="fp32", scales=(1.0,), flips=("none",), merge="logits"
+    )
+    by_probs = EnsemblePredictor(
+        models, precision="fp32", scales=(1.0,), flips=("none",), merge="probs"
+    )
     assert by_logits.passes == by_probs.passes == 3
     torch.testing.assert_close(by_logits.merged(batch), mean_logits, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(by_probs.merged(batch), mean_probs, rtol=1e-5, atol=1e-6)

@@ -342,6 +342,7 @@ monitor_mode = "max"
 def run_cli(*args):
     return subprocess.run(
         [sys.executable, SCRIPT, "--num-workers", "0", "--scales", "1.0", "--flips", "none"]
+        + ["--precision", "fp32"]  # float32 references, on every CPU
         + [str(a) for a in args],
         capture_output=True,
         text=True,

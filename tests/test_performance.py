@@ -10,6 +10,7 @@ import torch
 from test_precision_compile import tiny_net
 
 from geoseg import hardware
+from geoseg.errors import GeoSegError
 from geoseg.inference import EnsemblePredictor, autocast_dtype, parse_flips, parse_scales
 from geoseg.inference import tta as tta_module
 from geoseg.models import FTUNetFormer
@@ -71,6 +72,17 @@ def test_native_bf16_is_amx_or_avx512_bf16(flags, native):
     assert hardware.native_bf16(frozenset(flags)) is native
 
 
+@pytest.mark.parametrize("value, native", [("1", True), ("0", False)])
+def test_native_bf16_is_overridden_by_the_environment(monkeypatch, value, native):
+    opposite = frozenset() if native else frozenset({"avx512_bf16"})  # the CPU says otherwise
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: opposite)
+    monkeypatch.setenv("GEOSEG_NATIVE_BF16", value)
+    assert hardware.native_bf16() is native
+    monkeypatch.setenv("GEOSEG_NATIVE_BF16", "yes")
+    with pytest.raises(GeoSegError, match="GEOSEG_NATIVE_BF16 must be 0 or 1, got 'yes'"):
+        hardware.native_bf16()
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_is_bf16_only_on_a_cpu_with_native_bf16(monkeypatch, native):
     monkeypatch.setattr(tta_module, "native_bf16", lambda: native)
@@ -100,6 +112,33 @@ def test_bf16_merges_in_float32_and_keeps_almost_every_class():
     assert confidence.dtype == torch.float32
     agreement = (pred_fp32 == pred_bf16).float().mean().item()
     assert agreement > 0.98, agreement
+
+
+@pytest.mark.parametrize("native, precision", [("1", "bf16"), ("0", "fp32")])
+def test_auto_precision_in_the_script_follows_the_documented_override(tmp_path, native, precision):
+    """Both branches of --precision auto run in a subprocess on any CPU; bf16 predicts too."""
+    import cv2
+
+    from geoseg.datasets import CLASSES, IGNORE_INDEX
+    from geoseg.models import save_model
+
+    checkpoint = tmp_path / "m.ckpt"
+    save_model(tiny_ftunetformer().eval(), checkpoint, classes=CLASSES, ignore_index=IGNORE_INDEX)
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(
+        str(tmp_path / "in" / "a.png"),
+        images(size=64)[0].permute(1, 2, 0).byte().contiguous().numpy(),
+    )
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "ensemble_inference.py"), "--num-workers", "0",
+         "--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out"),
+         "--checkpoints", str(checkpoint), "--scales", "1.0", "--flips", "none"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "GEOSEG_NATIVE_BF16": native},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"on cpu in {precision};" in result.stdout
+    assert cv2.imread(str(tmp_path / "out" / "a.png"), cv2.IMREAD_UNCHANGED).shape == (64, 64)
 
 
 @pytest.mark.parametrize(

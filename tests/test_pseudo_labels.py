@@ -137,6 +137,7 @@ def labelling(tmp_path, monkeypatch):
     def run(*flags):
         argv = ["pseudo_label.py", "--input-dir", str(tiles), "--output-root", str(output)]
         argv += ["--checkpoints", *checkpoints, "--scales", "1.0", "--flips", "none"]
+        argv += ["--precision", "fp32"]  # hand-computed references: float32 on every CPU
         monkeypatch.setattr(sys, "argv", [*argv, "--num-workers", "0", *map(str, flags)])
         CountingNet.tiles_seen = 0
         pseudo_label.main()

@@ -72,7 +72,8 @@ def random_bands(height, width, seed=0, low=0):
     return np.random.default_rng(seed).integers(low, 256, (3, height, width), dtype=np.uint8)
 
 
-FAST = ["--num-workers", "0", "--scales", "1.0", "--flips", "none"]
+# compared with float32 references: precision pinned, whatever the CPU
+FAST = ["--num-workers", "0", "--scales", "1.0", "--flips", "none", "--precision", "fp32"]
 
 
 def run_main(monkeypatch, capsys, *args) -> str:
@@ -117,7 +118,7 @@ def assemble(pieces, height, width):
 def test_pieces_equal_the_whole_image_sliding_window(tmp_path, checkpoint):
     bands = random_bands(300, 260)
     source = write_geotiff(tmp_path / "scene.tif", bands)
-    predictor = EnsemblePredictor([load_model(checkpoint)])
+    predictor = EnsemblePredictor([load_model(checkpoint)], precision="fp32")
     image = torch.from_numpy(bands)[None].float()
     with open_raster(source) as dataset:
         pieces = list(merged_scene(predictor, source, dataset, tile_size=128, overlap=32))
@@ -265,7 +266,9 @@ def test_skip_existing_leaves_outputs_alone_and_bad_bands_are_one_error_line(
     assert leftovers(tmp_path / "bad_out") == []
     with pytest.raises(DataError, match="5 bands"):
         predict_scene(
-            EnsemblePredictor([load_model(checkpoint)]), bad / "five.tif", tmp_path / "x.tif"
+            EnsemblePredictor([load_model(checkpoint)], precision="fp32"),
+            bad / "five.tif",
+            tmp_path / "x.tif",
         )
 
 
@@ -273,7 +276,7 @@ def test_scenes_are_all_checked_before_any_is_predicted(tmp_path, checkpoint):
     good = write_geotiff(tmp_path / "in" / "good.tif", random_bands(40, 50, seed=3))
     bad = write_geotiff(tmp_path / "in" / "five.tif", np.zeros((5, 20, 20), np.uint8))
     output_dir = tmp_path / "out"
-    predictor = EnsemblePredictor([load_model(checkpoint)])  # an RGB model
+    predictor = EnsemblePredictor([load_model(checkpoint)], precision="fp32")  # an RGB model
     with pytest.raises(DataError, match="five.tif.*5 bands"):
         predict_scenes(predictor, [good, bad], output_dir, tile_size=32, overlap=8)
     assert not output_dir.exists() or list(output_dir.rglob("*")) == []

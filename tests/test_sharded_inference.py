@@ -15,7 +15,8 @@ from geoseg.inference.shards import shard
 
 from conftest import REPO_ROOT
 
-FAST = ["--num-workers", "0", "--scales", "1.0", "--flips", "none"]
+# compared with float32 references: precision pinned, whatever the CPU
+FAST = ["--num-workers", "0", "--scales", "1.0", "--flips", "none", "--precision", "fp32"]
 
 
 def test_shards_cover_every_input_once():
