@@ -1,5 +1,7 @@
 """The demo report over seeds: verdicts from hand-made per-seed scores, spreads, disagreement."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,9 @@ from geoseg.evaluation.report import (
     NOT_HELD,
     Claim,
     Spread,
+    claim_lines,
     judge_claims,
+    mean_interval,
     member_disagreement,
     render_markdown,
     verdict,
@@ -35,12 +39,17 @@ def scores_for(miou_by_seed: dict[int, dict[str, float]]) -> dict[int, dict]:
 CLAIM = Claim("new", "old", "the new model helps")
 
 
+# Student's t, 97.5th percentile, 2 degrees of freedom: (2p - 1) / sqrt(2p(1 - p)) at p = 0.975.
+T_975_2 = 4.302652729749464
+
+
 @pytest.mark.parametrize(
     ("new", "old", "expected"),
     [
-        ((0.60, 0.62, 0.61), (0.50, 0.61, 0.60), HELD),  # every seed agrees, however small
+        ((0.68, 0.60, 0.72), (0.50, 0.50, 0.50), HELD),  # d = 0.18, 0.10, 0.22: large, consistent
+        ((0.50, 0.50, 0.50), (0.68, 0.60, 0.72), NOT_HELD),  # its mirror
+        ((0.5024, 0.5343), (0.50, 0.50), INCONCLUSIVE),  # two small positive: a coin flip
         ((0.60, 0.55, 0.61), (0.58, 0.57, 0.60), INCONCLUSIVE),  # mixed signs, small mean
-        ((0.50, 0.51, 0.52), (0.60, 0.52, 0.53), NOT_HELD),  # every seed disagrees
         ((0.70,), (0.50,), INCONCLUSIVE),  # one seed cannot tell a difference from noise
     ],
 )
@@ -53,13 +62,58 @@ def test_verdict_from_per_seed_scores(new, old, expected):
     assert differences.values == pytest.approx(tuple(n - o for n, o in zip(new, old, strict=True)))
 
 
-def test_verdict_mean_beyond_twice_the_spread_holds_despite_one_seed():
-    # one seed slightly below zero, the mean far beyond two standard deviations
-    differences = [0.10, 0.10, 0.10, 0.10, 0.10, 0.10, 0.10, 0.10, -0.001]
-    assert np.mean(differences) > 2 * np.std(differences, ddof=1)
+def test_two_small_positive_differences_are_inconclusive():
+    low, high = mean_interval([0.0024, 0.0343])
+    assert low < 0 < high
+    assert verdict([0.0024, 0.0343]) == INCONCLUSIVE
+
+
+def test_large_consistent_effect_holds_and_its_mirror_does_not():
+    differences = [0.18, 0.10, 0.22]
+    assert mean_interval(differences)[0] > 0
     assert verdict(differences) == HELD
+    assert mean_interval([-d for d in differences])[1] < 0
     assert verdict([-d for d in differences]) == NOT_HELD
+
+
+def test_mean_interval_by_hand():
+    # d = 1, 3, 5 points: mean 0.03, sample sd 0.02, half-width 0.02 * t / sqrt(3) = 0.049683
+    half_width = 0.02 * T_975_2 / math.sqrt(3)
+    assert half_width == pytest.approx(0.0496827542, abs=1e-9)
+    low, high = mean_interval([0.01, 0.03, 0.05])
+    assert low == pytest.approx(0.03 - half_width, abs=1e-9)
+    assert high == pytest.approx(0.03 + half_width, abs=1e-9)
+    assert verdict([0.01, 0.03, 0.05]) == INCONCLUSIVE  # every seed positive, the interval is not
+    # 90%: t_{0.95, 2} = 2.919985580353726 by the same formula at p = 0.95
+    low, high = mean_interval([0.01, 0.03, 0.05], confidence=0.90)
+    assert low == pytest.approx(0.03 - 0.02 * 2.919985580353726 / math.sqrt(3), abs=1e-9)
+    with pytest.raises(ValueError, match="confidence 95"):
+        mean_interval([0.01, 0.03], confidence=95)
+
+
+def test_one_seed_gives_no_interval_and_no_verdict():
+    assert mean_interval([0.2]) is None
+    assert mean_interval([]) is None
+    assert verdict([0.2]) == INCONCLUSIVE
+
+
+def test_zero_spread_is_a_point_interval():
+    assert mean_interval([0.05, 0.05, 0.05]) == pytest.approx((0.05, 0.05))
+    assert verdict([0.05, 0.05, 0.05]) == HELD
+    assert verdict([-0.05, -0.05]) == NOT_HELD
     assert verdict([0.0, 0.0]) == INCONCLUSIVE
+
+
+def test_claim_lines_state_the_interval():
+    claims = [(CLAIM, Spread((0.01, 0.03, 0.05)), INCONCLUSIVE), (CLAIM, Spread((0.2,)), HELD)]
+    rule, _, three_seeds, one_seed = claim_lines(claims, {"new": "new", "old": "old"})
+    assert "95% confidence interval of their mean" in rule and "t = 4.30" in rule
+    assert three_seeds == (
+        "- **inconclusive**: new beats old (the new model helps). Difference in mIoU points: "
+        "3.00 ± 2.00 [1.00, 5.00]; 95% interval of the mean [-1.97, 7.97]; "
+        "per seed: 1.00, 3.00, 5.00."
+    )
+    assert "20.00; no interval of the mean from a single seed; per seed: 20.00." in one_seed
 
 
 def test_spread_formats_mean_std_min_max():
@@ -97,7 +151,7 @@ def test_report_states_rows_claims_and_findings():
     report = render_markdown(scores, judged, disagreement, kept, {"seeds": "1 2"}, {})
     assert "| step 2 (step 1 + KD fine-tuning) | 75.00 ± 7.07 [70.00, 80.00] |" in report
     assert "**held**: step 2 (step 1 + KD fine-tuning) beats baseline (KD, target only)" in report
-    assert "per seed: 20.00, 20.00." in report
+    assert "95% interval of the mean [20.00, 20.00]; per seed: 20.00, 20.00." in report
     assert "on 20.00 ± 0.00 [20.00, 20.00]% of the labelled test pixels" in report
     assert "baseline (KD, target only) is right on 25.00 ± 0.00" in report
     assert "step 2 (step 1 + KD fine-tuning): 75.00 ± 1.41 [74.00, 76.00]%" in report
@@ -148,7 +202,8 @@ def test_ablation_compares_the_families_ensemble_with_each_seeds_best_member():
     segformer, upernet, ensemble, self_training, *levers = judged
     assert segformer[1].values == pytest.approx((-0.05, -0.05)) and segformer[2] == NOT_HELD
     assert upernet[1].values == pytest.approx((0.06, -0.08)) and upernet[2] == INCONCLUSIVE
-    assert ensemble[1].values == pytest.approx((0.02, 0.01)) and ensemble[2] == HELD
+    # with two seeds t = 12.71: only near-identical differences decide
+    assert ensemble[1].values == pytest.approx((0.02, 0.01)) and ensemble[2] == INCONCLUSIVE
     assert (
         self_training[1].values == pytest.approx((0.02, -0.01)) and self_training[2] == INCONCLUSIVE
     )
@@ -156,21 +211,25 @@ def test_ablation_compares_the_families_ensemble_with_each_seeds_best_member():
     class_weighted, lovasz, rare_class_crops, classmix = levers
     assert class_weighted[1].values == pytest.approx((0.01, -0.01))
     assert class_weighted[2] == INCONCLUSIVE
-    assert lovasz[1].values == pytest.approx((0.03, 0.02)) and lovasz[2] == HELD
+    assert lovasz[1].values == pytest.approx((0.03, 0.02)) and lovasz[2] == INCONCLUSIVE
     assert rare_class_crops[1].values == pytest.approx((-0.02, -0.04))
-    assert rare_class_crops[2] == NOT_HELD
+    assert rare_class_crops[2] == INCONCLUSIVE
     assert classmix[1].values == pytest.approx((0.0, 0.0)) and classmix[2] == INCONCLUSIVE
     counts = {"pixels": 100, "disagree": 10, "a_right": 5, "b_right": 4, "merged_right": 6}
     disagreement = {"segformer_ft_target_kd": {1: counts, 2: counts}}
     report = render_ablation_markdown(scores, judged, best, disagreement, {"seeds": "1 2"})
     assert "| ensemble of the three families | 69.50 ± 2.12 [68.00, 71.00] |" in report
-    assert "**held**: ensemble of the three families beats its best member" in report
-    assert "per seed: 2.00, 1.00." in report
+    assert "**inconclusive**: ensemble of the three families beats its best member" in report
+    assert (
+        "1.50 ± 0.71 [1.00, 2.00]; 95% interval of the mean [-4.85, 7.85]; per seed: 2.00, 1.00."
+        in report
+    )
+    assert "**did not hold**: SegFormer step 2 beats FT-UNetFormer step 2" in report
     assert "seed 1: UPerNet step 2, seed 2: FT-UNetFormer step 2" in report
     assert "predict different classes on 10.00 ± 0.00 [10.00, 10.00]%" in report
     assert "the ensemble on 60.00 ± 0.00 [60.00, 60.00]%" in report
     assert "| step 3: FT-UNetFormer self-trained on pseudo-labels | 65.50 ± 4.95" in report
     assert "**inconclusive**: step 3: FT-UNetFormer self-trained on pseudo-labels beats" in report
     assert "| step 2 + Lovász in place of Dice | 67.50 ± 6.36 [63.00, 72.00] |" in report
-    assert "**held**: step 2 + Lovász in place of Dice beats FT-UNetFormer step 2" in report
-    assert "**did not hold**: step 2 + rare-class crops beats FT-UNetFormer step 2" in report
+    assert "**inconclusive**: step 2 + Lovász in place of Dice beats FT-UNetFormer" in report
+    assert "**inconclusive**: step 2 + rare-class crops beats FT-UNetFormer step 2" in report

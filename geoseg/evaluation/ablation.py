@@ -1,8 +1,9 @@
 """The ablation report (`make ablation`): the recipe's next steps against the stage they extend.
 
-Same layout, seeds and verdict rule as the demo report (``geoseg.evaluation.report``). Each lever
-is a row and a claim "the stage with the lever beats the same stage without it"; nothing is tuned
-per lever: a lever's run differs from its reference only in that lever.
+Same layout, seeds and verdict rule as the demo report (``geoseg.evaluation.report``): a claim
+holds when the 95% t-interval of the mean per-seed mIoU difference lies above zero. Each lever is
+a row and a claim "the stage with the lever beats the same stage without it"; nothing is tuned per
+lever: a lever's run differs from its reference only in that lever.
 
 Levers measured: other architectures trained as the FT-UNetFormer student (step 1 on target +
 OpenEarthMap, step 2 with KD); the ensemble of the different families against its best member

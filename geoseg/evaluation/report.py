@@ -4,14 +4,21 @@ Layout read (one folder per seed, as ``make demo`` writes it):
 ``<runs>/seed_<s>/predictions/<row>/metrics.json`` (folder scoring) and the
 prediction PNGs beside it; the KD runs' TensorBoard logs under ``<logs>/seed_<s>/<stage>/``.
 
-Verdict rule for a claim "A beats B", on the per-seed differences d_s = mIoU(A) - mIoU(B):
-held when there are at least two seeds and every d_s > 0, or mean(d) > 2 std(d); did not hold in
-the mirror case (every d_s < 0, or mean(d) < -2 std(d)); inconclusive otherwise, and always with a
-single seed, which cannot tell a difference from seed-to-seed noise.
+Verdict rule for a claim "A beats B", on the per-seed differences d_s = mIoU(A) - mIoU(B) over n
+seeds: the 95% t-interval of their mean, mean(d) ± t_{0.975, n-1} · sd(d) / sqrt(n) (sample sd).
+Held when the interval lies above zero, did not hold when it lies below zero, inconclusive when it
+contains zero, and always with a single seed, which gives no interval. Every seed agreeing is not
+enough: with no effect at all, two seeds both come out positive one time in four.
+
+Why a t-interval over seeds and not a (hierarchical) bootstrap: each per-seed mIoU is already one
+confusion matrix over the whole Test split, so the seeds are what is left to resample, and with 3
+seeds a bootstrap over them has only 10 distinct resamples and understates the spread. The
+t-interval is exact when the differences are normal, and can be checked by hand.
 """
 
 import datetime
 import json
+import math
 import os
 import platform
 import re
@@ -23,18 +30,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
 
 from geoseg.datasets.io import list_files, read_mask
 from geoseg.errors import DataError
 from geoseg.evaluation.scoring import METRICS_JSON
 
 HELD, NOT_HELD, INCONCLUSIVE = "held", "did not hold", "inconclusive"
+CONFIDENCE = 0.95
+_T_THREE_SEEDS = float(stats.t.ppf((1 + CONFIDENCE) / 2, 2))
 VERDICT_RULE = (
-    'A claim "A beats B" is judged on the per-seed differences d = mIoU(A) - mIoU(B): '
-    "**held** when there are at least two seeds and every seed has d > 0, or the mean of d exceeds "
-    "twice its standard deviation; **did not hold** in the mirror case (every d < 0, or the mean "
-    "below minus twice the standard deviation); **inconclusive** otherwise, and always with a "
-    "single seed."
+    'A claim "A beats B" is judged on the per-seed differences d = mIoU(A) - mIoU(B) through the '
+    f"{CONFIDENCE:.0%} confidence interval of their mean: **held** when the whole interval lies "
+    "above zero, **did not hold** when it lies wholly below zero, **inconclusive** when it "
+    "contains zero, and always with a single seed, which gives no interval. Over n seeds the "
+    "interval is mean ± t × standard deviation / √n, with t from Student's t distribution with "
+    f"n - 1 degrees of freedom (with 3 seeds t = {_T_THREE_SEEDS:.2f}: the mean must lie more than "
+    f"{_T_THREE_SEEDS / math.sqrt(3):.2f} standard deviations from zero). Each claim shows the "
+    "differences in mIoU points as mean ± standard deviation [min, max], the interval of the mean, "
+    "and the difference of each seed."
 )
 # The recipe expects the KD mask to keep this share of the non-ignored pixels.
 EXPECTED_KEPT_FRACTION = (0.70, 0.80)
@@ -142,14 +156,30 @@ class Spread:
         )
 
 
+def mean_interval(
+    differences: Sequence[float], confidence: float = CONFIDENCE
+) -> tuple[float, float] | None:
+    """The two-sided ``confidence`` t-interval of the mean of ``differences``: mean ± t · sd / √n
+    (sample sd, n - 1 degrees of freedom); None for fewer than two values, which have no spread."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence {confidence}: expected a level between 0 and 1, e.g. 0.95")
+    if len(differences) < 2:
+        return None
+    spread = Spread(tuple(differences))
+    t = float(stats.t.ppf((1 + confidence) / 2, len(differences) - 1))
+    half_width = t * spread.std / math.sqrt(len(differences))
+    return spread.mean - half_width, spread.mean + half_width
+
+
 def verdict(differences: Sequence[float]) -> str:
     """held / did not hold / inconclusive for per-seed differences (see VERDICT_RULE)."""
-    spread = Spread(tuple(differences))
-    if len(differences) < 2:
+    interval = mean_interval(differences)
+    if interval is None:
         return INCONCLUSIVE
-    if all(d > 0 for d in differences) or spread.mean > 2 * spread.std:
+    low, high = interval
+    if low > 0:
         return HELD
-    if all(d < 0 for d in differences) or spread.mean < -2 * spread.std:
+    if high < 0:
         return NOT_HELD
     return INCONCLUSIVE
 
@@ -283,13 +313,21 @@ def table_lines(scores: dict[int, dict], rows: Sequence[Row]) -> list[str]:
 
 
 def claim_lines(judged: list[tuple[Claim, Spread, str]], labels: dict[str, str]) -> list[str]:
-    """The verdict rule, then a line per claim: verdict, meaning, differences overall and per seed."""
+    """The verdict rule, then a line per claim: verdict, meaning, the differences overall, the
+    interval of their mean and per seed."""
     lines = [VERDICT_RULE, ""]
     for claim, differences, outcome in judged:
+        interval = mean_interval(differences.values)
+        if interval is None:
+            stated = "no interval of the mean from a single seed"
+        else:
+            stated = (
+                f"{CONFIDENCE:.0%} interval of the mean [{_pct(interval[0])}, {_pct(interval[1])}]"
+            )
         per_seed = ", ".join(f"{_pct(d)}" for d in differences.values)
         lines.append(
             f"- **{outcome}**: {labels[claim.better]} beats {labels[claim.worse]} "
-            f"({claim.meaning}). Difference in mIoU points: {differences.format()}; "
+            f"({claim.meaning}). Difference in mIoU points: {differences.format()}; {stated}; "
             f"per seed: {per_seed}."
         )
     return lines
