@@ -22,7 +22,7 @@ from geoseg.datasets.combine import (
 )
 from geoseg.datasets.io import read_image, read_mask
 from geoseg.datasets.synthetic import (
-    OEM_STYLE,
+    OEM_STYLES,
     TARGET_STYLE,
     synthesize_tile,
     write_openearthmap_release,
@@ -280,15 +280,16 @@ def test_real_openearthmap_tiles_are_remapped_exactly(tmp_path):
 
 def test_synthetic_openearthmap_labels_agree_with_the_target_classes():
     rng = np.random.default_rng(5)
+    mild = OEM_STYLES["mild"]
     for _ in range(5):
-        _, mask, oem = synthesize_tile(rng, 48, OEM_STYLE)
-        assert np.array_equal(LUT[oem], mask)
-        assert oem.max() <= 8
+        tile = synthesize_tile(rng, 48, mild)
+        assert np.array_equal(LUT[tile.oem], tile.mask)
+        assert tile.oem.max() <= 8
     target_mean = np.mean(
-        [synthesize_tile(rng, 48, TARGET_STYLE)[0].mean((0, 1)) for _ in range(8)], 0
+        [synthesize_tile(rng, 48, TARGET_STYLE).image.mean((0, 1)) for _ in range(8)], 0
     )
-    oem_mean = np.mean([synthesize_tile(rng, 48, OEM_STYLE)[0].mean((0, 1)) for _ in range(8)], 0)
-    # The OpenEarthMap style is warmer: more red relative to blue than the target style.
+    oem_mean = np.mean([synthesize_tile(rng, 48, mild).image.mean((0, 1)) for _ in range(8)], 0)
+    # The mild OpenEarthMap style is warmer: more red relative to blue than the target style.
     assert oem_mean[0] / oem_mean[2] > 1.1 * target_mean[0] / target_mean[2]
 
 
