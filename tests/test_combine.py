@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from geoseg.config import load_config
@@ -38,6 +39,8 @@ from geoseg.datasets.synthetic import (
     write_target_dataset,
 )
 from geoseg.errors import DataError
+from geoseg.models import load_model
+from geoseg.models.checkpoint import read_checkpoint
 from geoseg.training import train
 
 from conftest import REALDATA, REPO_ROOT
@@ -302,6 +305,7 @@ def test_synthetic_openearthmap_labels_agree_with_the_target_classes():
 
 
 STEP1_CONFIG = """
+import torch
 from torch.utils.data import DataLoader
 from geoseg.datasets import CLASSES, IGNORE_INDEX, BiodiversityCombinedDataset, TargetDataset
 from geoseg.datasets import train_transform
@@ -350,7 +354,8 @@ def test_step1_style_training_logs_both_validation_sets(sources, monkeypatch):
     (run_dir,) = (workdir / "lightning_logs" / "step1").iterdir()
     scalars = set(EventAccumulator(str(run_dir)).Reload().Tags()["scalars"])
     assert {"val_mIoU", "val_loss", "val_oem_mIoU", "val_oem_loss", "val_oem_IoU/forest"} <= scalars
-    assert (workdir / "weights" / "last.ckpt").is_file()
+    record = read_checkpoint(workdir / "weights" / "last.ckpt")["geoseg_training_data"]
+    assert record == {"root": str(output), "remap": list(OEM_TO_TARGET), "label_sets": {}}
 
 
 def test_oem_image_nodata_becomes_ignore_in_the_converted_mask(tmp_path):
@@ -479,3 +484,53 @@ def test_cli_remap_with_a_set_and_a_refused_one(sources):
     assert "6 forest|grassland" in result.stdout
     assert json.loads((output / MANIFEST_NAME).read_text())["label_sets"] == {"6": [1, 2]}
 
+
+def test_training_on_label_sets_uses_the_partial_loss_and_records_the_remap(sources, monkeypatch):
+    target, oem, output = sources
+    build(target, oem, output, remap=SET_REMAP)
+    workdir = output.parent
+    config = workdir / "step1_sets.py"
+    text = STEP1_CONFIG.format(combined=output, target=target)
+    old_loss = "loss = CEDiceLoss(ignore_index=ignore_index)"
+    assert old_loss in text
+    config.write_text(
+        text.replace(
+            old_loss,
+            "loss = CEDiceLoss(ignore_index=ignore_index, "
+            "label_sets=train_loader.dataset.label_sets)",
+        )
+    )
+    monkeypatch.chdir(workdir)
+    trainer, module = train(load_config(config))
+    assert module.loss.label_sets == {6: (1, 2)}
+    assert torch.isfinite(trainer.callback_metrics["train_loss_epoch"])
+    checkpoint = read_checkpoint(workdir / "weights" / "last.ckpt")
+    assert checkpoint["geoseg_training_data"] == {
+        "root": str(output),
+        "remap": [255, 255, [1, 2], 4, 4, 1, 5, 3, 4],
+        "label_sets": {"6": [1, 2]},
+    }
+    assert load_model(workdir / "weights" / "last.ckpt")(torch.rand(1, 3, 32, 32) * 255).shape == (
+        1,
+        6,
+        32,
+        32,
+    )
+
+
+def test_the_training_data_record_is_found_through_wrappers(sources):
+    from torch.utils.data import ConcatDataset, DataLoader, Subset
+
+    from geoseg.training.supervised import training_data_record
+
+    target, oem, output = sources
+    build(target, oem, output, remap=SET_REMAP)
+    combined = BiodiversityCombinedDataset(output, "Train")
+    plain = TargetDataset(target, "Train")
+    expected = combined.training_data_record()
+    assert expected["label_sets"] == {"6": [1, 2]}
+    wrapped = DataLoader(ConcatDataset([plain, Subset(combined, [0, 1])]))
+    assert training_data_record(wrapped) == expected
+    assert training_data_record({"a": wrapped, "b": DataLoader(combined)}) == expected
+    assert training_data_record(DataLoader(plain)) is None
+    assert training_data_record(None) is None
