@@ -8,13 +8,19 @@ and val.txt), remaps its labels to the target classes (geoseg/classes.py: OEM_TO
 or --remap) and writes the combined layout: target Train tiles as links ``target_*``, OpenEarthMap
 tiles as ``oem_*.png``, Val from the OpenEarthMap val list. The sources are only read; a re-run
 replaces the previous build as a whole; --dry-run only prints the plan.
+
+--remap takes one entry per OpenEarthMap id 0..8: a target id, 255 (ignore) or a set of target ids
+written a|b ("one of these", trained with the partial-label loss; ignore in Val), e.g.
+rangeland -> forest or grassland and bareland -> ignore:
+
+    python create_combined_dataset.py --remap '255,255,1|2,4,4,1,5,3,4' ...
 """
 
 import argparse
 import os
 from pathlib import Path
 
-from geoseg.classes import OEM_TO_TARGET
+from geoseg.classes import IGNORE_INDEX, NUM_CLASSES, OEM_TO_TARGET
 from geoseg.cli import run_script
 from geoseg.datasets.combine import (
     CombineSettings,
@@ -23,6 +29,16 @@ from geoseg.datasets.combine import (
     describe_summary,
     plan_combined_dataset,
 )
+from geoseg.datasets.openearthmap import check_remap, parse_remap
+from geoseg.errors import DataError
+
+
+def remap_argument(text: str) -> tuple:
+    """--remap's value: parsed and checked against the class scheme (a one-line usage error)."""
+    try:
+        return check_remap(parse_remap(text), NUM_CLASSES, IGNORE_INDEX)
+    except DataError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_args() -> argparse.Namespace:
@@ -43,10 +59,11 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--remap",
-        type=lambda text: tuple(int(v) for v in text.split(",")),
+        type=remap_argument,
         default=OEM_TO_TARGET,
-        help="target id for each OpenEarthMap id 0..8, comma-separated "
-        f"(default {','.join(map(str, OEM_TO_TARGET))})",
+        help="target id for each OpenEarthMap id 0..8, comma-separated: a class id, "
+        f"{IGNORE_INDEX} (ignore) or a set of class ids a|b (one of these), e.g. "
+        f"255,255,1|2,4,4,1,5,3,4 (default {','.join(map(str, OEM_TO_TARGET))})",
     )
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
     parser.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
@@ -71,7 +88,7 @@ def main() -> None:
         print("dry run: nothing written")
         return
     summary = build_combined_dataset(plan, workers=args.workers)
-    print(describe_summary(summary))
+    print(describe_summary(summary, plan.label_sets))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """create_combined_dataset.py: the OpenEarthMap reader, the remap, the combined layout and its safety."""
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -9,18 +10,27 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from geoseg.config import load_config
-from geoseg.datasets import OEM_TO_TARGET, BiodiversityCombinedDataset
+from geoseg.datasets import (
+    OEM_TO_TARGET,
+    BiodiversityCombinedDataset,
+    TargetDataset,
+    combined_label_sets,
+)
 from geoseg.datasets import combine as combine_module
 from geoseg.datasets.combine import (
     MANIFEST_NAME,
     CombineSettings,
     build_combined_dataset,
+    describe_plan,
+    describe_summary,
     plan_combined_dataset,
 )
 from geoseg.datasets.io import read_image, read_mask
+from geoseg.datasets.openearthmap import parse_remap
 from geoseg.datasets.synthetic import (
     OEM_STYLES,
     TARGET_STYLE,
@@ -29,6 +39,8 @@ from geoseg.datasets.synthetic import (
     write_target_dataset,
 )
 from geoseg.errors import DataError
+from geoseg.models import load_model
+from geoseg.models.checkpoint import read_checkpoint
 from geoseg.training import train
 
 from conftest import REALDATA, REPO_ROOT
@@ -343,7 +355,8 @@ def test_step1_style_training_logs_both_validation_sets(sources, monkeypatch):
     (run_dir,) = (workdir / "lightning_logs" / "step1").iterdir()
     scalars = set(EventAccumulator(str(run_dir)).Reload().Tags()["scalars"])
     assert {"val_mIoU", "val_loss", "val_oem_mIoU", "val_oem_loss", "val_oem_IoU/forest"} <= scalars
-    assert (workdir / "weights" / "last.ckpt").is_file()
+    record = read_checkpoint(workdir / "weights" / "last.ckpt")["geoseg_training_data"]
+    assert record == {"root": str(output), "remap": list(OEM_TO_TARGET), "label_sets": {}}
 
 
 def test_oem_image_nodata_becomes_ignore_in_the_converted_mask(tmp_path):
@@ -367,3 +380,158 @@ def test_oem_image_nodata_becomes_ignore_in_the_converted_mask(tmp_path):
     mask = read_mask(folder / "masks_png" / "oem_tile.png")
     assert (mask[:2] == 255).all() and (mask[2:] == OEM_TO_TARGET[5]).all()
     assert before[5] == 64 and after[255] == 16 and after[OEM_TO_TARGET[5]] == 48
+
+
+# --- label sets: remap entries that say "one of these" ------------------------------------------
+
+# bareland -> ignore, rangeland -> forest or grassland
+SET_REMAP = (255, 255, (1, 2), 4, 4, 1, 5, 3, 4)
+SET_LUT = LUT.copy()
+SET_LUT[[1, 2]] = (255, 6)  # the set {1, 2} is the first (only) one: id 6 = 6 classes + 0
+SET_VAL_LUT = SET_LUT.copy()
+SET_VAL_LUT[2] = 255  # Val is scored: "forest or grassland" cannot count as one class
+
+
+def test_label_sets_are_written_in_train_ignored_in_val_and_recorded(sources):
+    target, oem, output = sources
+    plan = plan_combined_dataset(CombineSettings(target, oem, output, remap=SET_REMAP))
+    assert plan.label_sets == {6: (1, 2)}
+    assert "bareland->ignore, rangeland->forest|grassland" in describe_plan(plan)
+    summary = build_combined_dataset(plan, progress=False)
+    seen = set()
+    for split, folder, lut in (("train", "Train", SET_LUT), ("val", "Val", SET_VAL_LUT)):
+        for name in listed(oem, split):
+            region = name.rsplit("_", 1)[0]
+            if not (oem / region / "images" / name).exists():
+                continue
+            label = read_mask(oem / region / "labels" / name)
+            written = read_mask(output / folder / "masks_png" / f"oem_{Path(name).stem}.png")
+            assert np.array_equal(written, lut[label])
+            seen |= {(folder, v) for v in np.unique(written).tolist()}
+    assert ("Train", 6) in seen and ("Val", 6) not in seen  # rangeland occurs in both lists
+    manifest = json.loads((output / MANIFEST_NAME).read_text())
+    assert manifest["remap"] == [255, 255, [1, 2], 4, 4, 1, 5, 3, 4]
+    assert manifest["label_sets"] == {"6": [1, 2]}
+    assert "6 forest|grassland" in describe_summary(summary, plan.label_sets)
+
+    train_set = BiodiversityCombinedDataset(output, "Train")
+    assert train_set.label_sets == {6: (1, 2)} and combined_label_sets(output) == {6: (1, 2)}
+    assert train_set.remap == manifest["remap"]
+    masks = [train_set[i]["gt_semantic_seg"] for i in range(len(train_set))]
+    assert any((mask == 6).any() for mask in masks)
+    # A reader that does not know the sets refuses the set id, naming it and the file.
+    plain = TargetDataset(output, "Train")
+    with pytest.raises(DataError, match=r"oem_.*mask values \[6\] are not class ids"):
+        for img_id in plain.img_ids:
+            plain.load_mask(img_id)
+    assert BiodiversityCombinedDataset(output, "Val").label_sets == {6: (1, 2)}
+
+
+def test_a_build_without_manifest_or_sets_reads_as_before(sources):
+    target, oem, output = sources
+    build(target, oem, output)
+    assert BiodiversityCombinedDataset(output, "Train").label_sets == {}
+    (output / MANIFEST_NAME).unlink()
+    dataset = BiodiversityCombinedDataset(output, "Train")
+    assert dataset.label_sets == {} and dataset.remap is None
+    assert dataset.training_data_record() is None
+
+
+@pytest.mark.parametrize(
+    ("remap", "message"),
+    [
+        ("255,0,7,4,4,1,5,3,4", "remap entry 2 \\(rangeland\\) = 7: 7 is outside the scheme"),
+        ("255,0,1|9,4,4,1,5,3,4", "remap entry 2 \\(rangeland\\) = 1\\|9: 9 is not a class id"),
+        ("255,0,3|3,4,4,1,5,3,4", "= 3\\|3: repeats an id"),
+        ("255,0,1|255,4,4,1,5,3,4", "= 1\\|255: 255 is not a class id"),
+        ("255,0,2,4,4,1,5,3,4,4", "needs 9 entries"),
+    ],
+)
+def test_a_remap_outside_the_scheme_is_refused_before_anything_is_written(sources, remap, message):
+    target, oem, output = sources
+    with pytest.raises(DataError, match=message):
+        plan_combined_dataset(CombineSettings(target, oem, output, remap=parse_remap(remap)))
+    with pytest.raises(DataError, match="a set needs >= 2 ids"):
+        plan_combined_dataset(CombineSettings(target, oem, output, remap=(0,) * 8 + ((1,),)))
+    assert not output.exists()
+
+
+def test_cli_remap_with_a_set_and_a_refused_one(sources):
+    target, oem, output = sources
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "create_combined_dataset.py"),
+        "--target-root",
+        str(target),
+        "--oem-root",
+        str(oem),
+        "--output-root",
+        str(output),
+        "--remap",
+    ]
+    refused = subprocess.run(
+        [*command, "255,255,1|9,4,4,1,5,3,4"], capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode == 2
+    assert "argument --remap: remap entry 2 (rangeland) = 1|9: 9 is not a class id" in (
+        refused.stderr
+    )
+    assert not output.exists()
+    result = subprocess.run(
+        [*command, "255,255,1|2,4,4,1,5,3,4"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "rangeland->forest|grassland" in result.stdout
+    assert "6 forest|grassland" in result.stdout
+    assert json.loads((output / MANIFEST_NAME).read_text())["label_sets"] == {"6": [1, 2]}
+
+
+def test_training_on_label_sets_uses_the_partial_loss_and_records_the_remap(sources, monkeypatch):
+    target, oem, output = sources
+    build(target, oem, output, remap=SET_REMAP)
+    workdir = output.parent
+    config = workdir / "step1_sets.py"
+    text = STEP1_CONFIG.format(combined=output, target=target)
+    old_loss = "loss = CEDiceLoss(ignore_index=ignore_index)"
+    assert old_loss in text
+    config.write_text(
+        text.replace(
+            old_loss,
+            "loss = CEDiceLoss(ignore_index=ignore_index, "
+            "label_sets=train_loader.dataset.label_sets)",
+        )
+    )
+    monkeypatch.chdir(workdir)
+    trainer, module = train(load_config(config))
+    assert module.loss.label_sets == {6: (1, 2)}
+    assert torch.isfinite(trainer.callback_metrics["train_loss_epoch"])
+    checkpoint = read_checkpoint(workdir / "weights" / "last.ckpt")
+    assert checkpoint["geoseg_training_data"] == {
+        "root": str(output),
+        "remap": [255, 255, [1, 2], 4, 4, 1, 5, 3, 4],
+        "label_sets": {"6": [1, 2]},
+    }
+    assert load_model(workdir / "weights" / "last.ckpt")(torch.rand(1, 3, 32, 32) * 255).shape == (
+        1,
+        6,
+        32,
+        32,
+    )
+
+
+def test_the_training_data_record_is_found_through_wrappers(sources):
+    from torch.utils.data import ConcatDataset, DataLoader, Subset
+
+    from geoseg.training.supervised import training_data_record
+
+    target, oem, output = sources
+    build(target, oem, output, remap=SET_REMAP)
+    combined = BiodiversityCombinedDataset(output, "Train")
+    plain = TargetDataset(target, "Train")
+    expected = combined.training_data_record()
+    assert expected["label_sets"] == {"6": [1, 2]}
+    wrapped = DataLoader(ConcatDataset([plain, Subset(combined, [0, 1])]))
+    assert training_data_record(wrapped) == expected
+    assert training_data_record({"a": wrapped, "b": DataLoader(combined)}) == expected
+    assert training_data_record(DataLoader(plain)) is None
+    assert training_data_record(None) is None

@@ -3,10 +3,20 @@
 import functools
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from geoseg.losses import CEDiceLoss, CrossEntropyLoss, DiceLoss, cross_entropy_loss, dice_loss
+from geoseg.losses import (
+    CEDiceLoss,
+    CrossEntropyLoss,
+    DiceLoss,
+    PartialLabelCrossEntropyLoss,
+    cross_entropy_loss,
+    dice_loss,
+    lovasz_softmax_loss,
+    partial_label_cross_entropy,
+)
 
 IGNORE = 255
 
@@ -73,8 +83,18 @@ def test_cross_entropy_matches_torch_with_weights_and_smoothing():
         functools.partial(dice_loss, class_weights=torch.tensor([1.0, 2.0, 0.5, 1.0])),
         CEDiceLoss(class_weights=[1.0, 2.0, 0.5, 1.0], label_smoothing=0.1),
         CEDiceLoss(class_weights=[1.0, 2.0, 0.5, 1.0], class_weighted_dice=True, lovasz_weight=0.5),
+        functools.partial(partial_label_cross_entropy, label_sets={7: (1, 3)}),
+        CEDiceLoss(label_sets={7: (1, 3)}, lovasz_weight=0.5),
     ],
-    ids=["ce", "dice", "dice_weighted", "ce_dice", "ce_dice_weighted_lovasz"],
+    ids=[
+        "ce",
+        "dice",
+        "dice_weighted",
+        "ce_dice",
+        "ce_dice_weighted_lovasz",
+        "partial",
+        "ce_dice_sets",
+    ],
 )
 def test_ignored_pixels_change_nothing(loss_fn):
     logits, target = random_batch()
@@ -103,8 +123,10 @@ def test_ignored_pixels_change_nothing(loss_fn):
         functools.partial(dice_loss, class_weights=torch.tensor([1.0, 2.0, 0.5, 1.0])),
         CEDiceLoss(class_weights=[1.0, 2.0, 0.5, 1.0]),
         CEDiceLoss(class_weights=[1.0, 2.0, 0.5, 1.0], class_weighted_dice=True),
+        functools.partial(partial_label_cross_entropy, label_sets={7: (1, 3)}),
+        CEDiceLoss(label_sets={7: (1, 3)}, lovasz_weight=0.5),
     ],
-    ids=["ce", "dice", "dice_weighted", "ce_dice", "ce_dice_weighted"],
+    ids=["ce", "dice", "dice_weighted", "ce_dice", "ce_dice_weighted", "partial", "ce_dice_sets"],
 )
 def test_all_ignored_is_zero_with_zero_grad(loss_fn):
     logits = torch.randn(2, 4, 3, 3, requires_grad=True)
@@ -278,3 +300,131 @@ def test_bf16_logits_give_float32_loss():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="spatial size"):
         cross_entropy_loss(torch.randn(1, 3, 4, 4), torch.zeros(1, 5, 5, dtype=torch.long))
+
+
+# --- partial labels (label sets) -----------------------------------------------------------------
+
+
+def batch_with_sets(seed: int = 0):
+    """random_batch with some pixels of the set id 7 = {1, 3}: (logits, target)."""
+    logits, target = random_batch(seed)
+    generator = torch.Generator().manual_seed(seed + 100)
+    in_set = (torch.rand(target.shape, generator=generator) < 0.3) & (target != IGNORE)
+    return logits, target.masked_fill(in_set, 7)
+
+
+def test_partial_label_cross_entropy_by_hand():
+    # Three classes; pixel a: the set 5 = {0, 1}; pixel b: class 2; pixel c: ignored.
+    scores = np.array([[0.5, -1.0, 2.0], [1.5, 0.0, -0.5], [3.0, 3.0, 3.0]])  # (pixel, class)
+    logits = torch.tensor(scores.T, dtype=torch.float32).reshape(1, 3, 1, 3)
+    target = torch.tensor([[[5, 2, IGNORE]]])
+    softmax = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+    pixel_a = -math.log(softmax[0, 0] + softmax[0, 1])
+    pixel_b = -math.log(softmax[1, 2])
+    loss = partial_label_cross_entropy(logits, target, {5: (0, 1)})
+    assert loss.item() == pytest.approx((pixel_a + pixel_b) / 2, rel=1e-6)
+
+
+def test_a_set_of_one_class_is_plain_cross_entropy():
+    logits, target = random_batch(seed=4)
+    as_set = target.masked_fill(target == 2, 9)  # class 2 written as the set 9 = {2}
+    ours_logits = logits.clone().requires_grad_(True)
+    torch_logits = logits.clone().requires_grad_(True)
+    ours = partial_label_cross_entropy(ours_logits, as_set, {9: (2,)})
+    reference = torch.nn.functional.cross_entropy(torch_logits, target, ignore_index=IGNORE)
+    ours.backward()
+    reference.backward()
+    torch.testing.assert_close(ours, reference)
+    torch.testing.assert_close(ours_logits.grad, torch_logits.grad)
+
+
+def test_a_set_of_every_class_costs_nothing():
+    logits = torch.randn(2, 4, 3, 5, requires_grad=True)
+    target = torch.full((2, 3, 5), 6)
+    target[0, 0, 0] = IGNORE
+    loss = partial_label_cross_entropy(logits, target, {6: (0, 1, 2, 3)})
+    loss.backward()
+    assert loss.item() == 0.0
+    assert torch.all(logits.grad == 0)
+
+
+def test_a_set_of_every_class_only_adds_to_the_pixel_count():
+    logits, target = random_batch(seed=5)
+    everything = target.clone()
+    everything[0, 2:, :3] = 6  # previously labelled pixels, now "any class"
+    labelled = (target != IGNORE) & (everything != 6)
+    plain = cross_entropy_loss(logits, target.masked_fill(~labelled, IGNORE))
+    ours = partial_label_cross_entropy(logits, everything, {6: (0, 1, 2, 3)})
+    expected = plain * labelled.sum() / (everything != IGNORE).sum()
+    torch.testing.assert_close(ours, expected)
+
+
+def test_empty_label_sets_give_the_plain_loss_bit_for_bit():
+    logits, target = random_batch(seed=6)
+    aux_logits, _ = random_batch(seed=7)
+    assert torch.equal(
+        partial_label_cross_entropy(logits, target, {}), cross_entropy_loss(logits, target)
+    )
+    for options in ({}, {"lovasz_weight": 0.5, "aux_weight": 0.4}):
+        old = CEDiceLoss(**options)
+        for label_sets in ({}, None):
+            new = CEDiceLoss(label_sets=label_sets, **options)
+            assert torch.equal(new(logits, target), old(logits, target))
+            assert torch.equal(new((logits, aux_logits), target), old((logits, aux_logits), target))
+
+
+def test_ce_dice_with_label_sets_is_partial_ce_plus_dice_without_set_pixels():
+    logits, target = batch_with_sets(seed=8)
+    aux_logits, _ = random_batch(seed=9)
+    label_sets = {7: (1, 3)}
+    single = target.masked_fill(target == 7, IGNORE)
+    loss = CEDiceLoss(label_sets=label_sets, ce_weight=0.5, dice_weight=2.0, lovasz_weight=0.3)
+    expected = (
+        0.5 * partial_label_cross_entropy(logits, target, label_sets)
+        + 2.0 * dice_loss(logits, single)
+        + 0.3 * lovasz_softmax_loss(logits, single)
+    )
+    torch.testing.assert_close(loss(logits, target), expected)
+    expected = expected + 0.4 * partial_label_cross_entropy(aux_logits, target, label_sets)
+    torch.testing.assert_close(loss((logits, aux_logits), target), expected)
+    module = PartialLabelCrossEntropyLoss(label_sets)
+    assert torch.equal(
+        module(logits, target), partial_label_cross_entropy(logits, target, label_sets)
+    )
+
+
+def test_partial_label_loss_is_float32_for_bf16_logits():
+    logits, target = batch_with_sets(seed=10)
+    reference = partial_label_cross_entropy(logits, target, {7: (1, 3)})
+    low_precision = partial_label_cross_entropy(logits.bfloat16(), target, {7: (1, 3)})
+    assert low_precision.dtype == torch.float32
+    assert low_precision.item() == pytest.approx(reference.item(), rel=2e-2)
+
+
+def test_partial_label_loss_is_stable_for_large_logits():
+    logits = torch.tensor([[[[1000.0]], [[-1000.0]], [[0.0]]]])  # (1, 3, 1, 1)
+    target = torch.tensor([[[5]]])
+    loss = partial_label_cross_entropy(logits, target, {5: (1, 2)})
+    assert loss.item() == pytest.approx(1000.0, rel=1e-6)  # -log softmax_2 = 1000 + log(1 + ...)
+
+
+def test_an_unknown_target_id_is_not_silent():
+    logits, target = random_batch(seed=11)
+    target[0, 3, 3] = 8  # neither a class (0..3), the set id 7 nor ignore
+    assert partial_label_cross_entropy(logits, target, {7: (1, 3)}).item() == float("inf")
+
+
+def test_label_sets_that_do_not_fit_are_errors():
+    logits, target = batch_with_sets()
+    with pytest.raises(ValueError, match="label set id 2 is a class id"):
+        partial_label_cross_entropy(logits, target, {2: (0, 1)})
+    with pytest.raises(ValueError, match="names \\[5\\], not class ids"):
+        partial_label_cross_entropy(logits, target, {7: (1, 5)})
+    with pytest.raises(ValueError, match="ignore id"):
+        CEDiceLoss(label_sets={255: (0, 1)})
+    with pytest.raises(ValueError, match="empty"):
+        CEDiceLoss(label_sets={7: ()})
+    with pytest.raises(ValueError, match="class_weights with label_sets is not supported"):
+        CEDiceLoss(label_sets={7: (1, 3)}, class_weights=[1.0, 2.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="label_smoothing"):
+        CEDiceLoss(label_sets={7: (1, 3)}, label_smoothing=0.1)

@@ -15,8 +15,9 @@ from geoseg.training import data_loaders, param_groups
 # --- data ---------------------------------------------------------------------------------------
 combined_root = "data/biodiversity_combined"  # Train: target_* links + oem_* tiles, Val: oem_*
 img_size = 512
+train_set = BiodiversityCombinedDataset(combined_root, "Train", transform=train_transform(img_size))
 train_loader, val_loader = data_loaders(
-    BiodiversityCombinedDataset(combined_root, "Train", transform=train_transform(img_size)),
+    train_set,
     {  # the first validation set is the primary one (val_mIoU)
         "target": TargetDataset("data/biodiversity", "Val"),
         "oem": BiodiversityCombinedDataset(combined_root, "Val"),
@@ -24,11 +25,17 @@ train_loader, val_loader = data_loaders(
     batch_size=2,  # per GPU, as in the recipe
     num_workers=4,
 )
-# CE + Dice, + 0.4 x CE on the auxiliary head of the networks that have one (UPerNet)
-loss = CEDiceLoss()
+# CE + Dice, + 0.4 x CE on the auxiliary head of the networks that have one (UPerNet).
+# A build whose remap has label sets ("one of these" classes), e.g. rangeland -> forest or
+# grassland and bareland -> ignore:
+#   python create_combined_dataset.py --remap '255,255,1|2,4,4,1,5,3,4' ...
+# trains with the partial-label cross-entropy (Dice leaves set pixels out; Val scores them as
+# ignore); a build without sets gives label_sets = {}: the plain CE + Dice, unchanged.
+loss = CEDiceLoss(label_sets=train_set.label_sets)
 # Class imbalance and mixing: the levers of kd_student.py work here too, with the statistics of
 # the combined Train split, e.g. (from geoseg.datasets import class_weights)
 #   loss = CEDiceLoss(class_weights=class_weights(combined_root, "Train", "inverse_sqrt_frequency"))
+# (class weights need a build without label sets: a set pixel has no single class to weight)
 
 # --- optimisation -------------------------------------------------------------------------------
 max_epoch = 50

@@ -5,6 +5,8 @@ Prepare: python -m geoseg.datasets.synthetic --output-root data/demo
          python create_combined_dataset.py --target-root data/demo/biodiversity \
              --oem-root data/demo/OpenEarthMap --output-root data/demo/biodiversity_combined \
              --oem-scale 0.6667
+Add --remap '255,255,1|2,4,4,1,5,3,4' to the last command to train rangeland as "forest or
+grassland" (and bareland as ignore) with the partial-label loss; Val scores such pixels as ignore.
 """
 
 import torch
@@ -14,8 +16,9 @@ from geoseg.losses import CEDiceLoss
 from geoseg.training import data_loaders, param_groups
 
 combined_root = "data/demo/biodiversity_combined"
+train_set = BiodiversityCombinedDataset(combined_root, "Train", transform=train_transform(64))
 train_loader, val_loader = data_loaders(
-    BiodiversityCombinedDataset(combined_root, "Train", transform=train_transform(64)),
+    train_set,
     {  # the first validation set is the primary one (val_mIoU)
         "target": TargetDataset("data/demo/biodiversity", "Val"),
         "oem": BiodiversityCombinedDataset(combined_root, "Val"),
@@ -23,7 +26,8 @@ train_loader, val_loader = data_loaders(
     batch_size=8,
     num_workers=2,
 )
-loss = CEDiceLoss()
+# The build's label sets ({} without --remap sets: then the plain CE + Dice, unchanged)
+loss = CEDiceLoss(label_sets=train_set.label_sets)
 
 max_epoch = 20
 lr = 2e-3

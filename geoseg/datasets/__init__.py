@@ -9,7 +9,10 @@ from geoseg.classes import (
     PALETTE,
     colorize_mask,
 )
-from geoseg.datasets.biodiversity_combined_dataset import BiodiversityCombinedDataset
+from geoseg.datasets.biodiversity_combined_dataset import (
+    BiodiversityCombinedDataset,
+    combined_label_sets,
+)
 from geoseg.datasets.mixing import (
     MIXUP_TARGET,
     MIXUP_WEIGHT,
@@ -57,6 +60,7 @@ __all__ = [
     "TargetDataset",
     "WEIGHT_SCHEMES",
     "colorize_mask",
+    "combined_label_sets",
     "augment",
     "band_statistics",
     "band_statistics_cached",

@@ -18,6 +18,13 @@ Links: every ``target_*`` link is relative and lands on the file as listed under
 error. A target file that is itself a link (data kept on other storage) is linked as it is and
 followed when read, as it would be in the target folder. Cleaning a previous build deletes links,
 never what they point to, and an output root given as a link is built beside its real folder.
+
+Label sets: a remap entry may send a source class to a set of target classes ("rangeland is
+forest or grassland"; see ``geoseg.datasets.openearthmap``). Train masks hold such pixels as the
+set's own id (``num_classes + k``), which the partial-label loss reads as "one of these"; Val
+masks, which are scored, hold them as ignore: a pixel that is "one of these" cannot be scored as
+one class. The manifest records the remap (sets as lists) and ``"label_sets": {"<id>": [class
+ids]}`` at its top level, which ``BiodiversityCombinedDataset`` reads.
 """
 
 import json
@@ -25,7 +32,7 @@ import os
 import random
 import shutil
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -34,7 +41,16 @@ from tqdm import tqdm
 
 from geoseg.classes import CLASSES, IGNORE_INDEX, OEM_CLASSES, OEM_TO_TARGET
 from geoseg.datasets.io import read_image_and_valid, read_mask, write_png_atomic
-from geoseg.datasets.openearthmap import OEMPair, locate_pairs, read_split_list, remap_lookup_table
+from geoseg.datasets.openearthmap import (
+    OEMPair,
+    RemapEntry,
+    check_remap,
+    locate_pairs,
+    read_split_list,
+    remap_as_plain,
+    remap_label_sets,
+    remap_lookup_table,
+)
 from geoseg.datasets.target_dataset import TargetDataset
 from geoseg.errors import DataError
 
@@ -54,7 +70,8 @@ class CombineSettings:
     num_oem_val: int = 500
     seed: int = 42
     oem_scale: float = 1.0  # resize factor for OpenEarthMap tiles (its pixels are 0.25-0.5 m)
-    remap: tuple[int, ...] = OEM_TO_TARGET
+    # per OpenEarthMap id 0..8: a target class id, ignore, or a label set (a tuple of class ids)
+    remap: tuple[RemapEntry, ...] = OEM_TO_TARGET
     ignore_index: int = IGNORE_INDEX
 
 
@@ -68,6 +85,7 @@ class CombinePlan:
     missing_images: dict[str, list[str]]  # listed names whose image is absent (xBD)
     missing_labels: dict[str, list[str]]
     replaces_existing: bool
+    label_sets: dict[int, tuple[int, ...]] = field(default_factory=dict)  # mask id -> class ids
 
 
 @dataclass
@@ -86,7 +104,8 @@ class CombineSummary:
 
 def plan_combined_dataset(settings: CombineSettings) -> CombinePlan:
     """Check the sources and the output folder, and select the tiles; writes nothing."""
-    remap_lookup_table(settings.remap, settings.ignore_index)  # validates the table
+    remap = check_remap(settings.remap, len(CLASSES), settings.ignore_index)
+    settings = replace(settings, remap=remap)  # sets as sorted tuples
     if settings.oem_scale <= 0:
         raise DataError(f"oem_scale must be positive, got {settings.oem_scale}")
     _check_output_is_separate(settings)
@@ -112,6 +131,7 @@ def plan_combined_dataset(settings: CombineSettings) -> CombinePlan:
         missing_images,
         missing_labels,
         replaces_existing=settings.output_root.exists(),
+        label_sets=remap_label_sets(remap, len(CLASSES), settings.ignore_index),
     )
 
 
@@ -134,6 +154,11 @@ def describe_plan(plan: CombinePlan) -> str:
         "  remap: "
         + ", ".join(f"{OEM_CLASSES[i]}->{_target_name(t)}" for i, t in enumerate(s.remap))
     )
+    if plan.label_sets:
+        lines.append(
+            "  label sets (Train masks: their own ids; Val masks: ignore): "
+            + ", ".join(f"{i} = {_target_name(m)}" for i, m in plan.label_sets.items())
+        )
     return "\n".join(lines)
 
 
@@ -156,8 +181,9 @@ def build_combined_dataset(
             _link(image, staging / "Train/images_png", output / "Train/images_png", s.target_root)
             _link(mask, staging / "Train/masks_png", output / "Train/masks_png", s.target_root)
             summary.target_linked += 1
+        # Val is scored: its label-set pixels are written as ignore.
         jobs = [
-            (pair, staging / SPLITS[split], s.oem_scale, s.remap, s.ignore_index)
+            (pair, staging / SPLITS[split], s.oem_scale, s.remap, s.ignore_index, split == "val")
             for split, pairs in plan.oem_pairs.items()
             for pair in pairs
         ]
@@ -179,7 +205,12 @@ def build_combined_dataset(
                 summary.tiles_with_unknown_ids.append(pair.name)
         if not summary.oem_written.get("train"):
             raise DataError(f"{s.oem_root}: no OpenEarthMap training tile could be converted")
-        manifest = {"settings": _jsonable(asdict(s)), "summary": asdict(summary)}
+        manifest = {
+            "settings": _jsonable(asdict(s)),
+            "remap": remap_as_plain(s.remap),
+            "label_sets": {str(k): list(v) for k, v in plan.label_sets.items()},
+            "summary": asdict(summary),
+        }
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         _replace(output, staging)
     except BaseException:
@@ -188,8 +219,12 @@ def build_combined_dataset(
     return summary
 
 
-def describe_summary(summary: CombineSummary) -> str:
-    """Counts and the pixel share of every class before and after the remap."""
+def describe_summary(
+    summary: CombineSummary, label_sets: dict[int, tuple[int, ...]] | None = None
+) -> str:
+    """Counts and the pixel share of every class before and after the remap; ``label_sets`` (the
+    plan's) names the label-set ids."""
+    label_sets = label_sets or {}
     lines = [
         f"linked {summary.target_linked} target tiles; wrote OpenEarthMap "
         + ", ".join(f"{split} {count}" for split, count in summary.oem_written.items()),
@@ -222,7 +257,14 @@ def describe_summary(summary: CombineSummary) -> str:
         lines.append(
             f"  {index} {name:<17} {100 * summary.target_pixels[index] / target_total:6.2f}%"
         )
-    ignored = sum(summary.target_pixels[len(CLASSES) :])
+    for index, members in label_sets.items():
+        lines.append(
+            f"  {index} {_target_name(members):<17} "
+            f"{100 * summary.target_pixels[index] / target_total:6.2f}%"
+        )
+    ignored = sum(summary.target_pixels[len(CLASSES) :]) - sum(
+        summary.target_pixels[index] for index in label_sets
+    )
     lines.append(f"  {IGNORE_INDEX} {'ignore':<15} {100 * ignored / target_total:6.2f}%")
     return "\n".join(lines)
 
@@ -231,13 +273,19 @@ def describe_summary(summary: CombineSummary) -> str:
 
 
 def convert_oem_pair(
-    pair: OEMPair, folder: Path, scale: float, remap: tuple[int, ...], ignore_index: int
+    pair: OEMPair,
+    folder: Path,
+    scale: float,
+    remap: tuple[RemapEntry, ...],
+    ignore_index: int,
+    sets_as_ignore: bool = False,
 ) -> tuple[list[int], list[int]] | str:
     """Write one OpenEarthMap tile as ``oem_<stem>.png`` image and remapped mask under ``folder``.
 
     Returns the (256,) pixel counts of the label before and after the remap, or the reason the
     tile was skipped (unreadable, or image and label of different sizes). Pixels that are nodata
-    in the image (its nodata value, mask or alpha) become ``ignore_index`` in the mask.
+    in the image (its nodata value, mask or alpha) become ``ignore_index`` in the mask. Label-set
+    pixels get their set's id, or ``ignore_index`` with ``sets_as_ignore`` (masks to score).
     """
     try:
         (image, valid), label = read_image_and_valid(pair.image), read_mask(pair.label)
@@ -245,7 +293,10 @@ def convert_oem_pair(
         return str(error)
     if image.shape[:2] != label.shape:
         return f"{pair.label}: label size {label.shape[::-1]} differs from its image {image.shape[1::-1]}"
-    mask = remap_lookup_table(remap, ignore_index)[label]
+    lut = remap_lookup_table(
+        remap, ignore_index, num_classes=len(CLASSES), sets_as_ignore=sets_as_ignore
+    )
+    mask = lut[label]
     if valid is not None:
         mask[~valid] = ignore_index
     if scale != 1.0:
@@ -339,8 +390,11 @@ def _check_output_is_separate(settings: CombineSettings) -> None:
         )
 
 
-def _target_name(target_id: int) -> str:
-    return CLASSES[target_id] if target_id < len(CLASSES) else "ignore"
+def _target_name(entry: RemapEntry) -> str:
+    """A remap entry by name: ``forest``, ``ignore`` or a set ``forest|grassland``."""
+    if isinstance(entry, tuple):
+        return "|".join(map(_target_name, entry))
+    return CLASSES[entry] if entry < len(CLASSES) else "ignore"
 
 
 def _jsonable(value):

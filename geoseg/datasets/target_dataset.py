@@ -3,6 +3,7 @@ class-id masks, one folder pair per split."""
 
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import albumentations as A
@@ -31,7 +32,9 @@ class TargetDataset(Dataset):
     Layout on disk: ``<data_root>/<split>/images_png/<stem>.png`` (RGB, 8-bit; grey is repeated to
     three bands, alpha dropped) and ``<data_root>/<split>/masks_png/<stem>.png`` (single channel,
     uint8). Mask values are class ids ``0..num_classes-1`` or ``ignore_index`` (no data), which the
-    losses and metrics leave out; any other value is an error naming the file.
+    losses and metrics leave out; any other value is an error naming the file. ``label_set_ids``
+    admits further ids: those of label sets ("one of these classes", see
+    ``BiodiversityCombinedDataset``), which only a partial-label loss understands.
 
     Items: ``{"img": (3, H, W) float32 on the 0-255 scale, "gt_semantic_seg": (H, W) int64,
     "img_id": stem}``. The network normalises its input itself.
@@ -64,6 +67,7 @@ class TargetDataset(Dataset):
         skip_invalid: bool = False,
         rare_class_crop: RareClassCrop | None = None,
         raster: RasterInput | None = None,
+        label_set_ids: Iterable[int] = (),
     ):
         self.data_root = Path(data_root)
         self.raster = RasterInput.of(raster)
@@ -83,9 +87,17 @@ class TargetDataset(Dataset):
                 raise DataError(f"{folder}: folder not found. Expected the layout {TARGET_LAYOUT}.")
         self.image_paths, self.mask_paths = _match_pairs(self.image_dir, self.mask_dir)
         self.img_ids = self.select_tiles(list(self.image_paths))
+        self.label_set_ids = tuple(label_set_ids)
+        bad = [i for i in self.label_set_ids if not num_classes <= i <= 255 or i == ignore_index]
+        if bad:
+            raise ConfigError(
+                f"{self.mask_dir}: label_set_ids {bad} collide with the class ids "
+                f"0..{num_classes - 1} or the ignore id {ignore_index}, or are not uint8 ids"
+            )
         self._valid_ids = np.zeros(256, dtype=bool)
         self._valid_ids[:num_classes] = True
         self._valid_ids[ignore_index] = True
+        self._valid_ids[list(self.label_set_ids)] = True
         self.skipped: list[str] = []
         if skip_invalid:
             self._drop_invalid_pairs()
@@ -165,9 +177,10 @@ class TargetDataset(Dataset):
             bad = sorted(
                 set(np.unique(mask).tolist()) - set(np.flatnonzero(self._valid_ids).tolist())
             )
+            sets = f", label-set ids {list(self.label_set_ids)}" if self.label_set_ids else ""
             raise DataError(
-                f"{mask_path}: mask values {bad} are not class ids; expected 0..{self.num_classes - 1} "
-                f"or {self.ignore_index} (ignore)"
+                f"{mask_path}: mask values {bad} are not class ids; expected 0..{self.num_classes - 1}"
+                f"{sets} or {self.ignore_index} (ignore)"
             )
         return mask
 

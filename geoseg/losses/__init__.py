@@ -1,12 +1,14 @@
-"""Segmentation losses with an explicit ``ignore_index``."""
+"""Segmentation losses with an explicit ``ignore_index``; partial labels through ``label_sets``."""
 
 from geoseg.losses.lovasz import LovaszSoftmaxLoss, lovasz_softmax_loss
 from geoseg.losses.segmentation import (
     CEDiceLoss,
     CrossEntropyLoss,
     DiceLoss,
+    PartialLabelCrossEntropyLoss,
     cross_entropy_loss,
     dice_loss,
+    partial_label_cross_entropy,
 )
 
 __all__ = [
@@ -14,7 +16,9 @@ __all__ = [
     "CrossEntropyLoss",
     "DiceLoss",
     "LovaszSoftmaxLoss",
+    "PartialLabelCrossEntropyLoss",
     "cross_entropy_loss",
     "dice_loss",
     "lovasz_softmax_loss",
+    "partial_label_cross_entropy",
 ]

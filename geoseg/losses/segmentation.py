@@ -3,9 +3,15 @@
 Every loss takes ``logits: (B, C, H, W)`` raw scores and ``target: (B, H, W)`` int64 class ids in
 which ``ignore_index`` marks pixels that count for nothing. Losses are computed in float32 whatever
 the logits' dtype, and a batch whose pixels are all ignored gives 0 (with zero gradients), not NaN.
+
+Partial labels: ``label_sets`` maps further target ids to sets of classes, for pixels known to be
+"one of these" (a combined build's label sets, ``BiodiversityCombinedDataset.label_sets``).
+``partial_label_cross_entropy`` scores such a pixel by the probability of its whole set; in
+``CEDiceLoss(label_sets=...)`` the Dice and Lovász terms leave set pixels out, as ignored.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from numbers import Integral
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +99,105 @@ def dice_loss(
     return ((1.0 - dice) * weights).sum() / torch.where(total > 0, total, torch.ones_like(total))
 
 
+def partial_label_cross_entropy(
+    logits: Tensor,
+    target: Tensor,
+    label_sets: Mapping[int, Sequence[int]],
+    ignore_index: int = IGNORE_INDEX,
+) -> Tensor:
+    """Cross-entropy of partial labels, averaged over non-ignored pixels; logits: (B, C, H, W),
+    target: (B, H, W) class ids, label-set ids (keys of ``label_sets``) or ``ignore_index``.
+
+    Per pixel p with allowed classes S(p) (``{target_p}`` for a class id, ``label_sets[target_p]``
+    for a set id): -log sum_{c in S(p)} softmax(logits_p)_c, computed in float32 as
+    logsumexp(all logits) - logsumexp(logits of S(p)). A set of one class is plain cross-entropy; a
+    set of every class costs nothing. Without label sets this is ``cross_entropy_loss`` itself.
+
+    A target id that is neither a class, a set id nor ``ignore_index`` has no allowed class: its
+    loss is +inf (no host sync to check it here), which the training stops at, naming the images.
+    """
+    check_shapes(logits, target)
+    if not label_sets:
+        return cross_entropy_loss(logits, target, ignore_index=ignore_index)
+    allowed = label_set_table(label_sets, logits.shape[1], ignore_index).to(logits.device)
+    logits = logits.float()
+    valid = target != ignore_index
+    # The table's last row allows nothing: the row of every id it does not know.
+    unknown = allowed.shape[0] - 1
+    rows = torch.where((target >= 0) & (target < unknown), target, unknown)
+    rows = rows.masked_fill(~valid, 0)  # ignored pixels: any finite row, left out below
+    member = allowed[rows].permute(0, 3, 1, 2)  # (B, C, H, W)
+    log_total = torch.logsumexp(logits, dim=1)
+    log_member = torch.logsumexp(logits.masked_fill(~member, float("-inf")), dim=1)
+    # where(), not a product: an ignored pixel must add an exact 0 and no gradient.
+    per_pixel = torch.where(valid, log_total - log_member, torch.zeros_like(log_total))
+    total = per_pixel.sum()
+    denom = valid.sum().to(total)
+    # As in cross_entropy_loss: divide by 1 when nothing is valid (an exact 0, zero gradients).
+    return total / torch.where(denom > 0, denom, torch.ones_like(denom))
+
+
+def label_set_table(
+    label_sets: Mapping[int, Sequence[int]], num_classes: int, ignore_index: int = IGNORE_INDEX
+) -> Tensor:
+    """(N + 1, C) bool: row i marks the classes target id i allows (one for a class id, its set's
+    for a set id, none for any other id); the last row allows nothing. N = 1 + the largest id.
+
+    A set id that is a class id or ``ignore_index``, or a set that is empty or names an id outside
+    0..C-1, is a ValueError."""
+    label_sets = check_label_sets(label_sets, ignore_index)
+    for set_id, members in label_sets.items():
+        if set_id < num_classes:
+            raise ValueError(
+                f"label set id {set_id} is a class id (0..{num_classes - 1}); set ids come after "
+                "the classes"
+            )
+        outside = [c for c in members if c >= num_classes]
+        if outside:
+            raise ValueError(
+                f"label set {set_id}: {list(members)} names {outside}, not class ids of logits "
+                f"with {num_classes} classes"
+            )
+    size = max(num_classes, max(label_sets, default=0) + 1)
+    table = torch.zeros(size + 1, num_classes, dtype=torch.bool)
+    table[torch.arange(num_classes), torch.arange(num_classes)] = True
+    for set_id, members in label_sets.items():
+        table[set_id, list(members)] = True
+    return table
+
+
+def check_label_sets(
+    label_sets: Mapping[int, Sequence[int]] | None, ignore_index: int = IGNORE_INDEX
+) -> dict[int, tuple[int, ...]]:
+    """``label_sets`` as ``{set id: (class ids, ...)}`` of plain ints (``{}`` for None); ids must be
+    non-negative integers, a set non-empty, and no set id ``ignore_index`` (ValueError)."""
+    checked = {}
+    for set_id, members in (label_sets or {}).items():
+        ids = [set_id, *members]
+        if not all(isinstance(i, Integral) and not isinstance(i, bool) and i >= 0 for i in ids):
+            raise ValueError(
+                f"label set {set_id!r}: {members!r}; expected non-negative integer ids, "
+                "{set id: (class ids, ...)}"
+            )
+        if set_id == ignore_index:
+            raise ValueError(f"label set id {set_id} is the ignore id")
+        if not members:
+            raise ValueError(f"label set {set_id} is empty; a set names at least one class")
+        checked[int(set_id)] = tuple(int(c) for c in members)
+    return checked
+
+
+def sets_as_ignore(
+    target: Tensor, label_sets: Mapping[int, Sequence[int]], ignore_index: int = IGNORE_INDEX
+) -> Tensor:
+    """target (B, H, W) with the pixels of label-set ids set to ``ignore_index`` (for the terms
+    that need one class per pixel); ``target`` itself when there are no sets."""
+    if not label_sets:
+        return target
+    set_ids = torch.tensor(list(label_sets), dtype=target.dtype, device=target.device)
+    return target.masked_fill(torch.isin(target, set_ids), ignore_index)
+
+
 class CrossEntropyLoss(nn.Module):
     """``cross_entropy_loss`` as a module; ``class_weights`` (C,) is a buffer (follows .to())."""
 
@@ -121,6 +226,21 @@ class CrossEntropyLoss(nn.Module):
             label_smoothing=self.label_smoothing,
             class_weights=self.class_weights,
         )
+
+
+class PartialLabelCrossEntropyLoss(nn.Module):
+    """``partial_label_cross_entropy`` as a module: ``label_sets`` {set id: (class ids, ...)}."""
+
+    def __init__(
+        self, label_sets: Mapping[int, Sequence[int]], *, ignore_index: int = IGNORE_INDEX
+    ) -> None:
+        super().__init__()
+        self.ignore_index = ignore_index
+        self.label_sets = check_label_sets(label_sets, ignore_index)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        """logits: (B, C, H, W) raw scores, target: (B, H, W) class or set ids -> scalar loss."""
+        return partial_label_cross_entropy(logits, target, self.label_sets, self.ignore_index)
 
 
 class DiceLoss(nn.Module):
@@ -167,6 +287,11 @@ class CEDiceLoss(nn.Module):
     ``class_weighted_dice`` is True (by default Dice is unweighted). A term whose weight is 0 is
     not computed. The Lovász term is ``lovasz_softmax_loss`` with its defaults (classes present in
     the target, the batch pooled).
+
+    ``label_sets`` ({set id: (class ids, ...)}, e.g. ``BiodiversityCombinedDataset.label_sets``):
+    both cross-entropy terms become ``partial_label_cross_entropy``, and the Dice and Lovász terms
+    leave set pixels out (a pixel that is "one of these" has no single class). Empty or None: the
+    plain loss, bit for bit. Not combined with ``class_weights`` or ``label_smoothing``.
     """
 
     def __init__(
@@ -180,8 +305,19 @@ class CEDiceLoss(nn.Module):
         label_smoothing: float = 0.0,
         class_weights: Sequence[float] | Tensor | None = None,
         class_weighted_dice: bool = False,
+        label_sets: Mapping[int, Sequence[int]] | None = None,
     ) -> None:
         super().__init__()
+        label_sets = check_label_sets(label_sets, ignore_index)
+        if label_sets and class_weights is not None:
+            raise ValueError(
+                "class_weights with label_sets is not supported: a pixel of a label set has no "
+                "single class to weight. Drop class_weights, or build the data without sets"
+            )
+        if label_sets and label_smoothing:
+            raise ValueError(
+                f"label_smoothing={label_smoothing} with label_sets is not supported; use 0.0"
+            )
         weights = {
             "ce_weight": ce_weight,
             "dice_weight": dice_weight,
@@ -203,11 +339,16 @@ class CEDiceLoss(nn.Module):
         self.aux_weight = aux_weight
         self.lovasz_weight = lovasz_weight
         self.class_weighted_dice = class_weighted_dice
-        self.ce = CrossEntropyLoss(
-            ignore_index=ignore_index,
-            label_smoothing=label_smoothing,
-            class_weights=class_weights,
-        )
+        self.ignore_index = ignore_index
+        self.label_sets = label_sets
+        if label_sets:
+            self.ce = PartialLabelCrossEntropyLoss(label_sets, ignore_index=ignore_index)
+        else:
+            self.ce = CrossEntropyLoss(
+                ignore_index=ignore_index,
+                label_smoothing=label_smoothing,
+                class_weights=class_weights,
+            )
         self.dice = DiceLoss(
             ignore_index=ignore_index, class_weights=class_weights if class_weighted_dice else None
         )
@@ -228,12 +369,14 @@ class CEDiceLoss(nn.Module):
         # Summed in this order (CE, Dice, Lovász, aux) so that the default weights give the same
         # float result as ever; at least one main term is on (checked in __init__).
         terms = []
+        # Dice and Lovász need one class per pixel: label-set pixels count as ignored there.
+        single = sets_as_ignore(target, self.label_sets, self.ignore_index)
         if self.ce_weight:
             terms.append(self.ce_weight * self.ce(logits, target))
         if self.dice_weight:
-            terms.append(self.dice_weight * self.dice(logits, target))
+            terms.append(self.dice_weight * self.dice(logits, single))
         if self.lovasz_weight:
-            terms.append(self.lovasz_weight * self.lovasz(logits, target))
+            terms.append(self.lovasz_weight * self.lovasz(logits, single))
         loss = terms[0]
         for term in terms[1:]:
             loss = loss + term

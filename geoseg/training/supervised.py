@@ -6,6 +6,7 @@ import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
+from torch.utils.data import ConcatDataset, DataLoader, Subset
 
 from geoseg.bands import picture
 from geoseg.classes import colorize_mask, default_palette
@@ -16,6 +17,9 @@ from geoseg.models.checkpoint import CHECKPOINT_KEY, as_plain, describe_model
 
 # Checkpoint key of the last validation's confusion matrices (plain lists: weights_only loads).
 VALIDATION_KEY = "geoseg_validation"
+# Checkpoint key of what the training data says of its labels (a combined build's remap and label
+# sets), when its dataset has a ``training_data_record()``; plain values.
+TRAINING_DATA_KEY = "geoseg_training_data"
 
 
 class SupervisedModule(pl.LightningModule):
@@ -32,7 +36,8 @@ class SupervisedModule(pl.LightningModule):
     saved in checkpoints under ``"geoseg_validation"``. ``compile`` (True or a dict of
     ``torch.compile`` arguments) compiles the network in place. ``batch_mix`` (``CutMix``,
     ``ClassMix`` or ``MixUp`` from ``geoseg.datasets``) mixes each training batch before the
-    forward pass; validation batches are never mixed.
+    forward pass; validation batches are never mixed. Checkpoints written while training on a
+    combined build record its remap and label sets under ``"geoseg_training_data"``.
     """
 
     def __init__(
@@ -243,6 +248,44 @@ class SupervisedModule(pl.LightningModule):
                 "epoch": self.last_val_epoch,
                 "confusion_matrix": {k: v.tolist() for k, v in self.last_val_confusion.items()},
             }
+        trainer = self._trainer  # None outside a Trainer (self.trainer would raise)
+        record = None if trainer is None else training_data_record(trainer.train_dataloader)
+        if record is not None:
+            checkpoint[TRAINING_DATA_KEY] = as_plain(record, TRAINING_DATA_KEY)
+
+
+def training_data_record(loaders) -> dict | None:
+    """The ``training_data_record()`` of the training data (a combined build's remap, label sets
+    and root), looking through DataLoaders, dicts/lists of them, ``Subset`` and ``ConcatDataset``;
+    ``{"datasets": [...]}`` when several differ; None when no dataset has one."""
+    records = []
+    _collect_records(loaders, records, depth=0)
+    unique = [r for i, r in enumerate(records) if r not in records[:i]]
+    if not unique:
+        return None
+    return unique[0] if len(unique) == 1 else {"datasets": unique}
+
+
+def _collect_records(item, records: list, depth: int) -> None:
+    if item is None or depth > 8:  # a wrapper chain this deep is not ours to guess at
+        return
+    if isinstance(item, DataLoader):
+        _collect_records(item.dataset, records, depth + 1)
+    elif isinstance(item, dict):
+        for value in item.values():
+            _collect_records(value, records, depth + 1)
+    elif isinstance(item, (list, tuple)):
+        for value in item:
+            _collect_records(value, records, depth + 1)
+    elif isinstance(item, ConcatDataset):
+        for dataset in item.datasets:
+            _collect_records(dataset, records, depth + 1)
+    elif isinstance(item, Subset):
+        _collect_records(item.dataset, records, depth + 1)
+    elif callable(getattr(item, "training_data_record", None)):
+        record = item.training_data_record()
+        if record is not None:
+            records.append(record)
 
 
 def size_groups(batch: dict) -> list[dict]:
