@@ -290,11 +290,11 @@ def pixel_size(path: str | os.PathLike) -> PixelSize | None:
     path = Path(path)
     with open_raster(path) as dataset:
         transform, crs = dataset.transform, dataset.crs
-        centre = transform * (dataset.width / 2, dataset.height / 2)
+        width, height = dataset.width, dataset.height
     if crs is None or transform.is_identity:
         return None
     if crs.is_geographic:
-        latitude = centre[1]
+        latitude = transform.d * width / 2 + transform.e * height / 2 + transform.f
         if not -90.0 <= latitude <= 90.0:
             raise DataError(
                 f"{path}: geographic CRS {crs} but the raster's centre lies at latitude "
