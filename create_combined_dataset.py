@@ -14,6 +14,12 @@ written a|b ("one of these", trained with the partial-label loss; ignore in Val)
 rangeland -> forest or grassland and bareland -> ignore:
 
     python create_combined_dataset.py --remap '255,255,1|2,4,4,1,5,3,4' ...
+
+After the build, a pre-flight compares the two sides (class shares, classes one side lacks, ground
+sampling distances, band statistics), prints WARNING lines where they differ and saves
+<output-root>/preflight.json (geoseg/datasets/preflight.py; on its own:
+python -m geoseg.datasets.preflight --combined-root ...). --oem-scale auto resizes OpenEarthMap
+to the target's ground sampling distance, read from the rasters or given with --target-gsd.
 """
 
 import argparse
@@ -30,7 +36,19 @@ from geoseg.datasets.combine import (
     plan_combined_dataset,
 )
 from geoseg.datasets.openearthmap import check_remap, parse_remap
+from geoseg.datasets.preflight import (
+    PREFLIGHT_FILE,
+    GSDUnknownError,
+    auto_oem_scale,
+    run_preflight,
+)
 from geoseg.errors import DataError
+
+# How to give what --oem-scale auto could not read from the rasters.
+GSD_HINTS = {
+    "target": "give it in metres with --target-gsd",
+    "oem": "give the scale as a number with --oem-scale",
+}
 
 
 def remap_argument(text: str) -> tuple:
@@ -39,6 +57,29 @@ def remap_argument(text: str) -> tuple:
         return check_remap(parse_remap(text), NUM_CLASSES, IGNORE_INDEX)
     except DataError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def oem_scale(text: str) -> float | str:
+    """--oem-scale: a positive factor, or "auto"."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive factor or auto")
+    return value
+
+
+def positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number")
+    return value
 
 
 def parse_args() -> argparse.Namespace:
@@ -52,10 +93,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=defaults.seed, help="for the tile selection")
     parser.add_argument(
         "--oem-scale",
-        type=float,
+        type=oem_scale,
         default=defaults.oem_scale,
         help="resize OpenEarthMap tiles by this factor (bilinear image, nearest mask) to match the "
-        "target's pixel size, e.g. 0.5 for 0.25 m OpenEarthMap onto 0.5 m target tiles",
+        "target's pixel size, e.g. 0.5 for 0.25 m OpenEarthMap onto 0.5 m target tiles; auto: "
+        "OpenEarthMap GSD / target GSD, read from the rasters (the target's from --target-gsd "
+        "where its tiles are PNG)",
+    )
+    parser.add_argument(
+        "--target-gsd",
+        type=positive,
+        help="the target's ground sampling distance in metres (PNG tiles carry none): for "
+        "--oem-scale auto and the pre-flight; recorded in the manifest",
     )
     parser.add_argument(
         "--remap",
@@ -72,6 +121,12 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    scale, reason = args.oem_scale, "as given"
+    if scale == "auto":
+        try:
+            scale, reason = auto_oem_scale(args.target_root, args.oem_root, args.target_gsd)
+        except GSDUnknownError as error:
+            raise DataError(f"--oem-scale auto: {error}; {GSD_HINTS[error.domain]}") from error
     settings = CombineSettings(
         target_root=args.target_root,
         oem_root=args.oem_root,
@@ -79,8 +134,10 @@ def main() -> None:
         num_oem_train=args.num_oem_train,
         num_oem_val=args.num_oem_val,
         seed=args.seed,
-        oem_scale=args.oem_scale,
+        oem_scale=scale,
+        oem_scale_reason=reason,
         remap=args.remap,
+        target_gsd=args.target_gsd,
     )
     plan = plan_combined_dataset(settings)
     print(describe_plan(plan))
@@ -89,6 +146,10 @@ def main() -> None:
         return
     summary = build_combined_dataset(plan, workers=args.workers)
     print(describe_summary(summary, plan.label_sets))
+    report = run_preflight(settings.output_root, progress=True)
+    print(report.text())
+    report.save(settings.output_root / PREFLIGHT_FILE)
+    print(f"wrote {settings.output_root / PREFLIGHT_FILE}")
 
 
 if __name__ == "__main__":

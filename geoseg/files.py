@@ -5,25 +5,31 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def temporary_name(path: Path) -> Path:
-    """The hidden ``.<name>.tmp`` beside ``path`` that a write goes to first. It has no image or
-    checkpoint extension, so no reader here takes it for a finished file."""
-    return path.with_name(f".{path.name}.tmp")
+def temporary_name(path: Path, unique: bool = False) -> Path:
+    """The hidden ``.<name>.tmp`` beside ``path`` that a write goes to first (``unique``:
+    ``.<name>.<process id>.tmp``, for files that two processes may write at once). It has no image
+    or checkpoint extension, so no reader here takes it for a finished file."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp" if unique else f".{path.name}.tmp")
 
 
 def write_atomic(
-    path: str | os.PathLike, write: Callable[[Path], None], durable: bool = False
+    path: str | os.PathLike,
+    write: Callable[[Path], None],
+    durable: bool = False,
+    unique: bool = False,
 ) -> None:
     """Call ``write(temporary_path)``, then rename the temporary file over ``path``.
 
     Readers see the previous file or the new one, never a partial one. On any failure the temporary
     file is removed and the previous file is left as it was. ``durable`` flushes the data and the
     rename to disk (checkpoints: surviving a power cut is worth the fsync). The temporary file is in
-    the same folder, so the rename never crosses file systems.
+    the same folder, so the rename never crosses file systems. ``unique``: a temporary name of
+    this process's own (``temporary_name``), so two processes writing ``path`` at once do not
+    write into one temporary file; the last rename wins, whole.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path)
+    tmp = temporary_name(path, unique)
     try:
         write(tmp)
         if durable:
@@ -36,9 +42,9 @@ def write_atomic(
         _fsync(path.parent)
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+def write_text_atomic(path: str | os.PathLike, text: str, unique: bool = False) -> None:
     """``write_atomic`` for a text file (UTF-8)."""
-    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), unique=unique)
 
 
 def _fsync(path: Path) -> None:

@@ -70,9 +70,13 @@ class CombineSettings:
     num_oem_val: int = 500
     seed: int = 42
     oem_scale: float = 1.0  # resize factor for OpenEarthMap tiles (its pixels are 0.25-0.5 m)
+    oem_scale_reason: str = "as given"  # why this scale, e.g. "auto: 0.50 m / 1.00 m"
     # per OpenEarthMap id 0..8: a target class id, ignore, or a label set (a tuple of class ids)
     remap: tuple[RemapEntry, ...] = OEM_TO_TARGET
     ignore_index: int = IGNORE_INDEX
+    # The target's ground sampling distance in metres, where its tiles carry none (PNG); recorded
+    # in the manifest for the pre-flight (geoseg.datasets.preflight), not used by the build.
+    target_gsd: float | None = None
 
 
 @dataclass
@@ -100,6 +104,8 @@ class CombineSummary:
     tiles_with_unknown_ids: list[str] = field(default_factory=list)
     oem_pixels: list[int] = field(default_factory=lambda: [0] * 256)  # before the remap
     target_pixels: list[int] = field(default_factory=lambda: [0] * 256)  # after
+    oem_scale: float = 1.0
+    oem_scale_reason: str = "as given"
 
 
 def plan_combined_dataset(settings: CombineSettings) -> CombinePlan:
@@ -108,6 +114,11 @@ def plan_combined_dataset(settings: CombineSettings) -> CombinePlan:
     settings = replace(settings, remap=remap)  # sets as sorted tuples
     if settings.oem_scale <= 0:
         raise DataError(f"oem_scale must be positive, got {settings.oem_scale}")
+    if settings.target_gsd is not None and not settings.target_gsd > 0:  # NaN included
+        raise DataError(
+            f"target_gsd must be a positive ground sampling distance in metres, got "
+            f"{settings.target_gsd}"
+        )
     _check_output_is_separate(settings)
     target = TargetDataset(settings.target_root, "Train")  # checks the folders and the pairing
     target_pairs = [(target.image_paths[s], target.mask_paths[s]) for s in target.img_ids]
@@ -148,7 +159,8 @@ def describe_plan(plan: CombinePlan) -> str:
         lines.append(
             f"  {folder}: convert {len(plan.oem_pairs[split])} OpenEarthMap {split} tiles "
             f"(asked for {wanted}; {len(plan.missing_images[split])} listed without image, "
-            f"{len(plan.missing_labels[split])} without label), scale {s.oem_scale:g}"
+            f"{len(plan.missing_labels[split])} without label), scale {s.oem_scale:g} "
+            f"({s.oem_scale_reason})"
         )
     lines.append(
         "  remap: "
@@ -170,6 +182,8 @@ def build_combined_dataset(
     output = _real_folder(Path(s.output_root))
     staging = output.with_name(f".{output.name}.building")
     summary = CombineSummary(
+        oem_scale=s.oem_scale,
+        oem_scale_reason=s.oem_scale_reason,
         skipped_missing_image={k: len(v) for k, v in plan.missing_images.items()},
         skipped_missing_label={k: len(v) for k, v in plan.missing_labels.items()},
     )
@@ -228,6 +242,7 @@ def describe_summary(
     lines = [
         f"linked {summary.target_linked} target tiles; wrote OpenEarthMap "
         + ", ".join(f"{split} {count}" for split, count in summary.oem_written.items()),
+        f"OpenEarthMap tiles scaled by {summary.oem_scale:g} ({summary.oem_scale_reason})",
         "skipped (image absent, as for the xBD regions of the public release): "
         + ", ".join(f"{k} {v}" for k, v in summary.skipped_missing_image.items()),
     ]

@@ -1,20 +1,25 @@
 """Reading images and masks from disk, with errors that name the file and what was expected."""
 
 import logging
+import math
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import rasterio
 from rasterio.enums import ColorInterp, MaskFlags
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioError
 
 from geoseg.bands import RasterInput
 from geoseg.errors import DataError
 from geoseg.files import write_atomic
 
+# Metres per degree of latitude (a degree of longitude is this times the cosine of the latitude):
+# the spherical approximation, within 0.5% of the ellipsoid's at any latitude.
+METRES_PER_DEGREE = 111_320.0
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 # Decoded with OpenCV; every other file (GeoTIFF and the rest GDAL reads) with rasterio.
 OPENCV_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -254,6 +259,66 @@ def _read_raster_mask(path: Path) -> np.ndarray:
         if dataset.dtypes[0] != "uint8":
             raise DataError(f"{path}: mask dtype is {dataset.dtypes[0]}; expected uint8 class ids")
         return _read_bands(path, dataset, 1)
+
+
+@dataclass(frozen=True)
+class PixelSize:
+    """The ground size of a raster's pixels in metres: ``x`` a pixel's width (along a row), ``y``
+    its height (along a column); ``from_degrees``: converted from a geographic CRS (degrees) at
+    the raster's centre latitude."""
+
+    x: float
+    y: float
+    from_degrees: bool = False
+
+    @property
+    def gsd(self) -> float:
+        """The ground sampling distance: the side of a square pixel of the same area (metres)."""
+        return math.sqrt(self.x * self.y)
+
+
+def pixel_size(path: str | os.PathLike) -> PixelSize | None:
+    """The ground size of the pixels of the raster at ``path``, from its transform and CRS.
+
+    Projected CRS: the transform's pixel size in the CRS's linear unit, converted to metres.
+    Geographic CRS (degrees): converted at the raster's centre latitude, ``METRES_PER_DEGREE`` per
+    degree of latitude and that times ``cos(latitude)`` per degree of longitude. None when the
+    raster carries no georeference (PNG or JPEG without a world file, a TIFF without transform:
+    rasterio reports no CRS and an identity transform) or a CRS without a known ground unit. A
+    missing or unreadable file is a DataError naming it.
+    """
+    path = Path(path)
+    with open_raster(path) as dataset:
+        transform, crs = dataset.transform, dataset.crs
+        width, height = dataset.width, dataset.height
+    if crs is None or transform.is_identity:
+        return None
+    if crs.is_geographic:
+        latitude = transform.d * width / 2 + transform.e * height / 2 + transform.f
+        if not -90.0 <= latitude <= 90.0:
+            raise DataError(
+                f"{path}: geographic CRS {crs} but the raster's centre lies at latitude "
+                f"{latitude:g}; expected -90..90 degrees"
+            )
+        per_lon, per_lat = METRES_PER_DEGREE * math.cos(math.radians(latitude)), METRES_PER_DEGREE
+    elif crs.is_projected:
+        try:
+            per_lon = per_lat = crs.linear_units_factor[1]
+        except CRSError:
+            return None
+    else:
+        return None
+    # The columns and rows of a rotated raster run along (a, d) and (b, e), not the axes.
+    x = math.hypot(transform.a * per_lon, transform.d * per_lat)
+    y = math.hypot(transform.b * per_lon, transform.e * per_lat)
+    return PixelSize(x, y, from_degrees=bool(crs.is_geographic))
+
+
+def ground_sampling_distance(path: str | os.PathLike) -> float | None:
+    """The ground sampling distance of the raster at ``path`` in metres (``pixel_size(path).gsd``),
+    or None when it carries no georeference."""
+    size = pixel_size(path)
+    return None if size is None else size.gsd
 
 
 def list_files(folder: str | os.PathLike, extensions=IMAGE_EXTENSIONS) -> dict[str, Path]:

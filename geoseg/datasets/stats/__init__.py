@@ -21,6 +21,7 @@ multi-band or 16-bit model its scaling and normalisation (``geoseg.datasets.stat
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -285,22 +286,12 @@ def class_statistics(
     paths = list_files(folder)
     if not paths:
         raise DataError(f"{folder}: no masks found (expected <stem>.png files of class ids)")
-    valid = np.zeros(256, dtype=bool)
-    valid[:num_classes] = True
-    valid[ignore_index] = True
     pixel_counts = np.zeros(num_classes, dtype=np.int64)
     tile_counts = np.zeros(num_classes, dtype=np.int64)
     present_tile_pixels = np.zeros(num_classes, dtype=np.int64)
     ignored = 0
     for path in paths.values():
-        # One pass over the mask gives every count of the tile; the rest is on 256 numbers.
-        counts = np.bincount(read_mask(path).ravel(), minlength=256)
-        if counts[~valid].any():
-            bad = np.flatnonzero(counts * ~valid).tolist()
-            raise DataError(
-                f"{path}: mask values {bad} are not class ids; expected 0..{num_classes - 1} "
-                f"or {ignore_index} (ignore)"
-            )
+        counts = count_mask_ids(path, read_mask(path), num_classes, ignore_index)
         class_counts = counts[:num_classes]
         present = class_counts > 0
         pixel_counts += class_counts
@@ -319,6 +310,35 @@ def class_statistics(
         num_tiles=len(paths),
         ignored_pixels=ignored,
     )
+
+
+def count_mask_ids(
+    path: str | os.PathLike,
+    mask: np.ndarray,
+    num_classes: int,
+    ignore_index: int = IGNORE_INDEX,
+    extra_ids: Iterable[int] = (),
+) -> np.ndarray:
+    """(256,) int64: the pixels of each id in ``mask`` ((H, W) uint8, read from ``path``).
+
+    Ids other than the class ids ``0..num_classes-1``, ``ignore_index`` and ``extra_ids`` (e.g. the
+    ids of label sets) are a DataError naming ``path``.
+    """
+    # One pass over the mask gives every count of the tile; the rest is on 256 numbers.
+    counts = np.bincount(mask.ravel(), minlength=256)
+    extra_ids = sorted(set(extra_ids))
+    allowed = np.zeros(256, dtype=bool)
+    allowed[:num_classes] = True
+    allowed[ignore_index] = True
+    allowed[extra_ids] = True
+    if counts[~allowed].any():
+        bad = np.flatnonzero(counts * ~allowed).tolist()
+        label_sets = f" or the label-set ids {extra_ids}" if extra_ids else ""
+        raise DataError(
+            f"{path}: mask values {bad} are not class ids; expected 0..{num_classes - 1} "
+            f"or {ignore_index} (ignore){label_sets}"
+        )
+    return counts
 
 
 def class_weights(

@@ -204,6 +204,31 @@ def histogram_percentile(histogram: np.ndarray, percentile: float) -> int:
     return int(np.searchsorted(cumulative, needed, side="left"))
 
 
+def add_to_histograms(
+    histograms: np.ndarray, image: np.ndarray, valid: np.ndarray | None, offset: int = 0
+) -> None:
+    """Count the valid pixels of ``image`` ((H, W, bands) integers; ``valid`` (H, W) bool, None:
+    all) into ``histograms`` ((bands, bins) int64, in place): value ``v`` of band ``b`` goes to
+    bin ``v + offset``."""
+    pixels = image.reshape(-1, image.shape[-1])
+    if valid is not None:
+        pixels = pixels[valid.ravel()]
+    for band in range(histograms.shape[0]):
+        values = pixels[:, band]
+        if offset:
+            values = values.astype(np.int32) + offset
+        histograms[band] += np.bincount(values, minlength=histograms.shape[1])
+
+
+def histogram_mean_std(histogram: np.ndarray, values: np.ndarray) -> tuple[float, float]:
+    """Mean and std (population, ``ddof=0``) of the values counted in ``histogram``, bin ``i``
+    standing for ``values[i]``; the histogram holds at least one count."""
+    total = histogram.sum()
+    mean = float((histogram * values).sum() / total)
+    variance = float((histogram * (values - mean) ** 2).sum() / total)
+    return mean, math.sqrt(variance)
+
+
 def band_statistics(
     root: str | os.PathLike,
     split: str = "Train",
@@ -241,15 +266,7 @@ def band_statistics(
     paths = _image_paths(folder, split, img_dir)
     histograms = np.zeros((raster.in_chans, bins), dtype=np.int64)
     for path in paths:
-        image, valid = read_image_and_valid(path, raster)
-        pixels = image.reshape(-1, image.shape[-1])
-        if valid is not None:
-            pixels = pixels[valid.ravel()]
-        for band in range(raster.in_chans):
-            values = pixels[:, band]
-            if offset:
-                values = values.astype(np.int32) + offset
-            histograms[band] += np.bincount(values, minlength=bins)
+        add_to_histograms(histograms, *read_image_and_valid(path, raster), offset=offset)
     if histograms[0].sum() == 0:
         raise DataError(
             f"{folder}: no valid pixel in the {len(paths)} images (all are nodata): no band "
@@ -265,13 +282,11 @@ def band_statistics(
             # low) defined and maps the constant to 0.
             band_high = band_low + 1
         scaled = np.clip((values - band_low) / (band_high - band_low), 0.0, 1.0)
-        total = histogram.sum()
-        band_mean = float((histogram * scaled).sum() / total)
-        band_var = float((histogram * (scaled - band_mean) ** 2).sum() / total)
+        band_mean, band_std = histogram_mean_std(histogram, scaled)
         low.append(band_low)
         high.append(band_high)
         mean.append(band_mean)
-        std.append(math.sqrt(band_var))
+        std.append(band_std)
     stats = BandStatistics(
         bands=raster.bands,
         count=raster.count,
