@@ -24,6 +24,9 @@ train_loader, val_loader = data_loaders(
     batch_size=2,  # per GPU, as in the recipe
     num_workers=4,
 )
+# Domain balance: data_loaders(..., target_share=0.5) puts as many target as OpenEarthMap tiles in
+# every batch, whatever the two sets' sizes (the target tiles then repeat within an epoch); without
+# it a batch holds the domains in proportion to their tile counts.
 # CE + Dice, + 0.4 x CE on the auxiliary head of the networks that have one (UPerNet)
 loss = CEDiceLoss()
 # Class imbalance and mixing: the levers of kd_student.py work here too, with the statistics of
