@@ -440,7 +440,7 @@ def test_the_installed_package_imports_from_any_folder(tmp_path):
 # --- member weights -------------------------------------------------------------------------------
 
 
-def test_member_weights_make_the_merge_a_weighted_mean(tmp_path):
+def test_member_weights_make_the_merge_a_weighted_mean():
     models = [PointwiseNet(seed=seed).eval() for seed in (0, 1, 2)]
     image = as_batch(random_image(8, 10))
     logits = [plain_logits(net, random_image(8, 10)) for net in models]
@@ -469,7 +469,7 @@ def test_member_weights_make_the_merge_a_weighted_mean(tmp_path):
     torch.testing.assert_close(merged, expected)
 
 
-def test_no_weights_merge_as_before_and_equal_weights_agree(tmp_path):
+def test_no_weights_merge_as_before_and_equal_weights_agree():
     models = [PointwiseNet(seed=seed).eval() for seed in (0, 1, 2)]
     image = as_batch(random_image(8, 10))
     logits = [plain_logits(net, random_image(8, 10)) for net in models]
