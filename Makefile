@@ -71,16 +71,27 @@ ABLATION_MODELS := student_ft_target_kd $(foreach family,$(FAMILIES),$(family)_f
 # the ablation's step 2 levers (config/demo/step2_<lever>.py)
 LEVERS := class_weighted lovasz rare_class_crops classmix
 LEVER_MODELS := $(foreach lever,$(LEVERS),student_ft_target_kd_$(lever))
+# the ablation's step 1 levers against a second domain that hurts (config/demo/step1_<lever>.py),
+# each followed by step 2 as shipped; and step 2 from step 1's best checkpoint on the target's Val
+STEP1_LEVERS := balanced matched partial
+STEP1_LEVER_MODELS := $(foreach lever,$(STEP1_LEVERS),student_pretrain_$(lever))
+DOMAIN_LEVER_MODELS := $(foreach lever,$(STEP1_LEVERS) best,student_ft_target_kd_from_$(lever))
+# the partial remap: rangeland -> forest or grassland, bareland -> ignore
+PARTIAL_REMAP := '255,255,1|2,4,4,1,5,3,4'
 DEMO_VARS = PYTHON=$(PYTHON) DEMO_CONFIGS=$(DEMO_CONFIGS) DEMO_DATA=$(DEMO_DATA) \
 	DEMO_OUT=$(DEMO_OUT) RUN_SET=$(RUN_SET)
 
-# A fresh output folder and the synthetic data (target, OpenEarthMap, their combination).
+# The target combined with the second domain into $(DEMO_DATA)/$(1), with the options $(2); the
+# synthetic target's tiles are 1 m pixels (PNG, without georeference: --target-gsd says so).
+combine = $(PYTHON) $(REPO)/create_combined_dataset.py --target-root $(DEMO_DATA)/biodiversity \
+	--oem-root $(DEMO_DATA)/OpenEarthMap --output-root $(DEMO_DATA)/$(1) --target-gsd 1.0 \
+	--workers 2 $(2)
+# A fresh output folder and the synthetic data (target, a second domain in the OpenEarthMap
+# layout that differs from it as real datasets do, their combination as shipped).
 define prepare_demo_data
 	rm -rf $(DEMO_OUT) && mkdir -p $(DEMO_OUT) && date +%s > $(DEMO_OUT)/.started_at
 	$(PYTHON) -m geoseg.datasets.synthetic --output-root $(DEMO_DATA) $(DEMO_DATA_ARGS)
-	$(PYTHON) $(REPO)/create_combined_dataset.py --target-root $(DEMO_DATA)/biodiversity \
-		--oem-root $(DEMO_DATA)/OpenEarthMap --output-root $(DEMO_DATA)/biodiversity_combined \
-		--oem-scale 0.6667 --workers 2
+	$(call combine,biodiversity_combined)
 endef
 # Make the targets $(1) (one per seed) DEMO_JOBS at a time.
 define run_seeds
@@ -100,9 +111,12 @@ ablation-pipeline: DEMO_OUT = outputs/ablation
 ablation-pipeline: RUN_SET = ablation
 ablation-pipeline:
 	$(prepare_demo_data)
+	$(call combine,biodiversity_combined_matched,--oem-scale auto)
+	$(call combine,biodiversity_combined_partial,--remap $(PARTIAL_REMAP))
 	$(call run_seeds,$(foreach seed,$(SEEDS),$(DEMO_OUT)/seed_$(seed)/ablation_scored))
 	$(PYTHON) $(REPO)/evaluation/ablation_report.py $(REPORT_FACTS) \
-		--pseudo-labels $(DEMO_DATA)/pseudo_labels
+		--pseudo-labels $(DEMO_DATA)/pseudo_labels \
+		--preflight $(DEMO_DATA)/biodiversity_combined/preflight.json
 
 # One seed's runs, as files that make orders: $(DEMO_OUT)/seed_<s>/<stage>.trained marks a finished
 # training stage (weights in model_weights/$(RUN_SET)/seed_<s>/<stage>, TensorBoard logs in
@@ -129,13 +143,13 @@ $(DEMO_OUT)/seed_%/student_pretrain_all.trained:
 		$(call seed_run,student_pretrain_all)
 	touch $@
 
-# A step 2 run: $(1) trained with $(DEMO_CONFIGS)/$(2) from the step 1 run $(3) of the same seed,
-# distilled from that seed's teacher.
+# A step 2 run: $(1) trained with $(DEMO_CONFIGS)/$(2) from the step 1 run $(3) of the same seed
+# (its checkpoint $(4), last.ckpt when not given), distilled from that seed's teacher.
 define step2_run
 $$(DEMO_OUT)/seed_%/$(1).trained: $$(DEMO_OUT)/seed_%/teacher.trained \
 		$$(DEMO_OUT)/seed_%/$(3).trained
 	$$(PYTHON) $$(REPO)/train_kd.py -c $$(DEMO_CONFIGS)/$(2) $$(call seed_run,$(1)) \
-		$$(teacher_of_seed) pretrained_ckpt_path=$$(DEMO_WEIGHTS)/seed_$$*/$(3)/last.ckpt
+		$$(teacher_of_seed) pretrained_ckpt_path=$$(DEMO_WEIGHTS)/seed_$$*/$(3)/$(or $(4),last.ckpt)
 	touch $$@
 endef
 $(eval $(call step2_run,student_ft_target_kd,step2_finetune_target_kd.py,student_pretrain_all))
@@ -177,6 +191,21 @@ $(foreach family,$(FAMILIES),$(eval $(call family_runs,$(family))))
 $(foreach lever,$(LEVERS),$(eval $(call \
 	step2_run,student_ft_target_kd_$(lever),step2_$(lever).py,student_pretrain_all)))
 
+# The levers against a second domain that hurts: step 1 with one change each
+# ($(DEMO_CONFIGS)/step1_<lever>.py), then step 2 as shipped from it; and step 2 as shipped from
+# step 1's best checkpoint on the target's Val (<run>-best.ckpt) instead of its last.ckpt.
+define step1_lever_runs
+$$(DEMO_OUT)/seed_%/student_pretrain_$(1).trained:
+	mkdir -p $$(@D)
+	$$(PYTHON) $$(REPO)/train_supervision.py -c $$(DEMO_CONFIGS)/step1_$(1).py \
+		$$(call seed_run,student_pretrain_$(1))
+	touch $$@
+
+$(call step2_run,student_ft_target_kd_from_$(1),step2_finetune_target_kd.py,student_pretrain_$(1))
+endef
+$(foreach lever,$(STEP1_LEVERS),$(eval $(call step1_lever_runs,$(lever))))
+$(eval $(call step2_run,student_ft_target_kd_from_best,step2_finetune_target_kd.py,student_pretrain_all,student_pretrain_all-best.ckpt))
+
 # Self-training: the families' ensemble (with TTA) labels the unlabelled tiles, then step 3
 # trains the step 2 student on Train + those pseudo-labels (config/demo/step3_self_training.py
 # reads data/demo/pseudo_labels/seed_<seed>).
@@ -193,8 +222,11 @@ $(DEMO_OUT)/seed_%/student_self_training.trained: $(DEMO_OUT)/seed_%/pseudo_labe
 		pretrained_ckpt_path=$(DEMO_WEIGHTS)/seed_$*/student_ft_target_kd/last.ckpt
 	touch $@
 
-# The ablation's models at scale 1 without flips, and the ensemble of the different families.
-SCORED_ALONE := $(ABLATION_MODELS) student_self_training $(LEVER_MODELS)
+# The ablation's models at scale 1 without flips, the ensemble of the different families with
+# equal weights, and with members and weights chosen on the target's Val.
+SCORED_ALONE := $(ABLATION_MODELS) student_self_training $(LEVER_MODELS) student_pretrain_all \
+	$(STEP1_LEVER_MODELS) $(DOMAIN_LEVER_MODELS)
+ABLATION_ROWS := $(SCORED_ALONE) families_ensemble families_ensemble_selected
 $(DEMO_OUT)/seed_%/ablation_scored: $(foreach model,$(SCORED_ALONE),$(DEMO_OUT)/seed_%/$(model).trained)
 	for model in $(SCORED_ALONE); do \
 		$(PYTHON) $(REPO)/ensemble_inference.py --input-dir $(TEST_SPLIT)/images_png \
@@ -204,9 +236,14 @@ $(DEMO_OUT)/seed_%/ablation_scored: $(foreach model,$(SCORED_ALONE),$(DEMO_OUT)/
 	$(PYTHON) $(REPO)/ensemble_inference.py --input-dir $(TEST_SPLIT)/images_png \
 		--output-dir $(@D)/predictions/families_ensemble --scales 1.0 --flips none \
 		--checkpoints $(foreach model,$(ABLATION_MODELS),$(DEMO_WEIGHTS)/seed_$*/$(model)/last.ckpt)
+	$(PYTHON) $(REPO)/evaluation/select_ensemble.py --val-dir $(DEMO_DATA)/biodiversity/Val \
+		--output $(@D)/ensemble_selection.json --scales 1.0 --flips none \
+		--checkpoints $(foreach model,$(ABLATION_MODELS),$(DEMO_WEIGHTS)/seed_$*/$(model)/last.ckpt)
+	$(PYTHON) $(REPO)/ensemble_inference.py --input-dir $(TEST_SPLIT)/images_png \
+		--output-dir $(@D)/predictions/families_ensemble_selected --scales 1.0 --flips none \
+		--selection $(@D)/ensemble_selection.json
 	$(PYTHON) $(REPO)/evaluation/model_metrics.py --gt-dir $(TEST_SPLIT)/masks_png --pred-dir \
-		$(foreach row,$(SCORED_ALONE) families_ensemble,$(@D)/predictions/$(row)) \
-		> /dev/null
+		$(foreach row,$(ABLATION_ROWS),$(@D)/predictions/$(row)) > /dev/null
 	touch $@
 
 clean-demo:

@@ -21,6 +21,11 @@ CRS and transform, the palette as its colour map, and nodata 255 where the input
 Each file is written under a temporary name and renamed, so an interrupted run leaves no truncated
 file; --skip-existing resumes it.
 
+Member weights: --weights 0.5,0.3,0.2 (one per checkpoint, non-negative, normalised to sum 1) or
+--selection selection.json (the checkpoints and weights evaluation/select_ensemble.py chose on the
+target's Val split; members of weight 0 are not loaded) make the merge a weighted mean over the
+members; without them every member counts alike.
+
 Launched as several processes (``torchrun --nproc-per-node 4 ensemble_inference.py ...`` or
 ``srun``), each process predicts its own share of the inputs (whole scenes) on its own GPU.
 """
@@ -31,7 +36,7 @@ from pathlib import Path
 import torch
 
 from geoseg.cli import run_script
-from geoseg.errors import DataError
+from geoseg.errors import ConfigError, DataError
 from geoseg.inference import (
     PRECISIONS,
     EnsemblePredictor,
@@ -40,10 +45,12 @@ from geoseg.inference import (
     find_inputs,
     parse_flips,
     parse_scales,
+    parse_weights,
     pending_inputs,
     pending_scenes,
     predict_folder,
     predict_scenes,
+    read_selection,
     split_scenes,
 )
 from geoseg.inference.shards import launch_rank, shard
@@ -118,9 +125,10 @@ def check_ensemble_arguments(parser: argparse.ArgumentParser, args: argparse.Nam
 
 
 def load_ensemble(
-    checkpoints: list[Path], args: argparse.Namespace
+    checkpoints: list[Path], args: argparse.Namespace, weights: list[float] | None = None
 ) -> tuple[EnsemblePredictor, list[ModelSpec], torch.device]:
-    """The models of ``checkpoints`` (same class scheme) in a predictor with the TTA flags."""
+    """The models of ``checkpoints`` (same class scheme) in a predictor with the TTA flags and the
+    members' ``weights`` (None: equal)."""
     _, world_size, local_rank = launch_rank()
     if args.device != "auto":
         device = torch.device(args.device)
@@ -139,6 +147,7 @@ def load_ensemble(
         merge=args.merge,
         device=device,
         precision=args.precision,
+        weights=weights,
     )
     return predictor, list(specs), device
 
@@ -160,6 +169,17 @@ def parse_args() -> argparse.Namespace:
         f"{LEGACY_FOLDER / (MEMBERS[1] + '.ckpt')} where it exists)",
     )
     add_ensemble_arguments(parser)
+    parser.add_argument(
+        "--weights",
+        help="member weights, one per checkpoint, e.g. 0.5,0.3,0.2 (non-negative, normalised to "
+        "sum 1; default: equal)",
+    )
+    parser.add_argument(
+        "--selection",
+        type=Path,
+        help="a selection JSON of evaluation/select_ensemble.py: its checkpoints and weights "
+        "(replaces --checkpoints and --weights)",
+    )
     parser.add_argument(
         "--save-rgb",
         action="store_true",
@@ -187,6 +207,31 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def members(args: argparse.Namespace) -> tuple[list[Path], list[float] | None]:
+    """(checkpoints, weights or None for equal weights) from the flags."""
+    if args.selection is not None:
+        flags = ("checkpoints", "checkpoint1", "checkpoint2", "weights")
+        given = [f"--{flag}" for flag in flags if getattr(args, flag) is not None]
+        if given:
+            raise ConfigError(
+                f"--selection {args.selection} names the members and their weights; "
+                f"drop {', '.join(given)}"
+            )
+        return read_selection(args.selection)
+    checkpoints = args.checkpoints or [
+        args.checkpoint1 or default_checkpoint(MEMBERS[0]),
+        args.checkpoint2 or default_checkpoint(MEMBERS[1]),
+    ]
+    if args.weights is None:
+        return checkpoints, None
+    try:
+        weights = list(parse_weights(args.weights, len(checkpoints), name="--weights"))
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    kept = [(path, w) for path, w in zip(checkpoints, weights, strict=True) if w > 0]
+    return [path for path, _ in kept], [w for _, w in kept]
+
+
 def main() -> None:
     args = parse_args()
     if args.input_dir.resolve() == args.output_dir.resolve():
@@ -194,11 +239,8 @@ def main() -> None:
             f"--output-dir {args.output_dir} is the input folder: predictions would mix with the "
             "images; choose another folder"
         )
-    checkpoints = args.checkpoints or [
-        args.checkpoint1 or default_checkpoint(MEMBERS[0]),
-        args.checkpoint2 or default_checkpoint(MEMBERS[1]),
-    ]
-    predictor, specs, device = load_ensemble(checkpoints, args)
+    checkpoints, weights = members(args)
+    predictor, specs, device = load_ensemble(checkpoints, args, weights)
 
     # Under torchrun or srun, this process's share; split before --skip-existing looks at the
     # outputs, which the other processes are writing meanwhile.
@@ -211,8 +253,12 @@ def main() -> None:
         inputs = pending_inputs(inputs, args.output_dir, args.save_rgb, args.save_probs)
         scenes = pending_scenes(scenes, args.output_dir, args.save_probs)
     where = f"process {rank} of {world_size}, " if world_size > 1 else ""
+    weighting = ""
+    if predictor.weights is not None:
+        weighting = f" (weights {', '.join(f'{w:.3g}' for w in predictor.weights)})"
     print(
-        f"{where}{len(checkpoints)} models x {len(args.scales)} scales x {len(args.flips)} flips = "
+        f"{where}{len(checkpoints)} models{weighting} x {len(args.scales)} scales x "
+        f"{len(args.flips)} flips = "
         f"{predictor.passes} predictions per pixel on {device} in {predictor.precision}; "
         f"{len(inputs)} images and "
         f"{len(scenes)} GeoTIFF scenes to predict"

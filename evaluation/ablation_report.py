@@ -5,7 +5,8 @@
 
 Reads, for every seed, the metrics.json that evaluation/model_metrics.py wrote in each prediction
 folder (``<runs>/seed_<s>/predictions/<row>/``), the prediction masks and the pseudo-labels'
-summary.json; writes ``results.md`` to --output and prints it.
+summary.json and the step 1 set's pre-flight (the classes the second domain lacks); writes
+``results.md`` to --output and prints it.
 """
 
 import argparse
@@ -48,6 +49,13 @@ def main() -> None:
         default=Path("data/demo/pseudo_labels"),
         help="seed_<s>/summary.json parent (pseudo_label.py's output roots)",
     )
+    parser.add_argument(
+        "--preflight",
+        type=Path,
+        default=Path("data/demo/biodiversity_combined/preflight.json"),
+        help="the step 1 set's pre-flight (create_combined_dataset.py wrote it): the classes the "
+        "second domain lacks",
+    )
     parser.add_argument("--output", type=Path, default=Path("outputs/ablation"))
     parser.add_argument("--command", default="make ablation", help="the command that ran it")
     parser.add_argument("--jobs", type=int, help="training runs at a time")
@@ -86,7 +94,12 @@ def main() -> None:
         if not summary.is_file():
             raise DataError(f"{summary}: pseudo-label summary missing (run pseudo_label.py)")
         pseudo_labels[seed] = json.loads(summary.read_text())
-    report = render_ablation_markdown(scores, judged, best, disagreement, run_info, pseudo_labels)
+    if not args.preflight.is_file():
+        raise DataError(f"{args.preflight}: pre-flight missing (run create_combined_dataset.py)")
+    lacking = json.loads(args.preflight.read_text())["lacking"]["oem"]
+    report = render_ablation_markdown(
+        scores, judged, best, disagreement, run_info, pseudo_labels, lacking_classes=lacking
+    )
     args.output.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.output / "results.md", report)
     print(report)

@@ -1,6 +1,8 @@
 """ensemble_inference.py: TTA identities, un-flipping, sliding windows, merges, outputs, safety."""
 
+import json
 import os
+import runpy
 import signal
 import subprocess
 import sys
@@ -433,3 +435,127 @@ def test_the_installed_package_imports_from_any_folder(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == str(REPO_ROOT / "geoseg" / "__init__.py")
+
+
+# --- member weights -------------------------------------------------------------------------------
+
+
+def test_member_weights_make_the_merge_a_weighted_mean():
+    models = [PointwiseNet(seed=seed).eval() for seed in (0, 1, 2)]
+    image = as_batch(random_image(8, 10))
+    logits = [plain_logits(net, random_image(8, 10)) for net in models]
+    predictor = EnsemblePredictor(models, precision="fp32", weights=[1.0, 0.6, 0.4])
+    assert predictor.weights == pytest.approx((0.5, 0.3, 0.2))
+    w = predictor.weights
+    assert torch.equal(
+        predictor.merged(image), w[0] * logits[0] + w[1] * logits[1] + w[2] * logits[2]
+    )
+    torch.testing.assert_close(
+        predictor.merged(image), 0.5 * logits[0] + 0.3 * logits[1] + 0.2 * logits[2]
+    )
+    # with TTA: the weighted mean over members of each member's mean over the flips
+    ramps = [RampNet(seed=seed).eval() for seed in (0, 1)]
+    merged = EnsemblePredictor(ramps, precision="fp32", flips=("none", "h"), weights=[1, 3]).merged(
+        image
+    )
+    with torch.no_grad():
+        per_member = [(net(image) + net(image.flip(-1)).flip(-1)) / 2 for net in ramps]
+    torch.testing.assert_close(merged, 0.25 * per_member[0] + 0.75 * per_member[1])
+    # and of probabilities with merge="probs"
+    merged = EnsemblePredictor(models[:2], precision="fp32", merge="probs", weights=[1, 3]).merged(
+        image
+    )
+    expected = 0.25 * logits[0].softmax(1) + 0.75 * logits[1].softmax(1)
+    torch.testing.assert_close(merged, expected)
+
+
+def test_no_weights_merge_as_before_and_equal_weights_agree():
+    models = [PointwiseNet(seed=seed).eval() for seed in (0, 1, 2)]
+    image = as_batch(random_image(8, 10))
+    logits = [plain_logits(net, random_image(8, 10)) for net in models]
+    # the rule of before, bit for bit: the sum over passes divided by their count
+    merged = EnsemblePredictor(models, precision="fp32").merged(image)
+    assert torch.equal(merged, (logits[0] + logits[1] + logits[2]) / 3)
+    # two members at equal weights: halving is exact, so the maps are identical
+    weighted = EnsemblePredictor(models[:2], precision="fp32", weights=[2, 2]).merged(image)
+    assert torch.equal(weighted, EnsemblePredictor(models[:2], precision="fp32").merged(image))
+
+
+class BrokenNet(PointwiseNet):
+    def forward(self, x):
+        raise AssertionError("a member of weight 0 must not run")
+
+
+def test_a_member_of_weight_zero_is_not_run_and_bad_weights_are_refused():
+    models = [PointwiseNet(seed=0).eval(), BrokenNet().eval()]
+    image = as_batch(random_image(8, 10))
+    predictor = EnsemblePredictor(models, precision="fp32", weights=[1, 0])
+    assert predictor.passes == 1 and predictor.weights == (1.0,)
+    assert torch.equal(predictor.merged(image), plain_logits(models[0], random_image(8, 10)))
+    for weights, message in [
+        ([1], "1 weights for 2 members"),
+        ([1, -1], "expected finite, non-negative numbers"),
+        ([1, float("nan")], "expected finite, non-negative numbers"),
+        ([0, 0], "all zero"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            EnsemblePredictor(models, weights=weights)
+
+
+def run_here(monkeypatch, *args) -> None:
+    """ensemble_inference.py in this process, where the test architectures are registered."""
+    monkeypatch.setattr(sys, "argv", [SCRIPT, "--num-workers", "0", *FP32, *map(str, args)])
+    monkeypatch.setenv("GEOSEG_KEEP_FREED_MEMORY", "0")
+    runpy.run_path(SCRIPT, run_name="__main__")
+
+
+def test_weights_and_selection_through_the_script(tmp_path, monkeypatch, capsys):
+    nets = [PointwiseNet(seed=seed).eval() for seed in (0, 1)]
+    paths = [save(net, tmp_path / f"p{seed}.ckpt") for seed, net in enumerate(nets)]
+    inputs = write_inputs(tmp_path / "in", [(20, 30)])
+    logits = [plain_logits(net, random_image(20, 30, 0)) for net in nets]
+    no_tta = ["--scales", "1.0", "--flips", "none"]
+    run_here(monkeypatch, "--input-dir", inputs, "--output-dir", tmp_path / "weighted",
+             "--checkpoints", *paths, "--weights", "3,1", *no_tta)  # fmt: skip
+    assert "2 models (weights 0.75, 0.25) x 1 scales" in capsys.readouterr().out
+    weighted = read_mask(tmp_path / "weighted" / "tile_000.png")
+    expected = (0.75 * logits[0] + 0.25 * logits[1]).argmax(1)[0].numpy()
+    assert np.array_equal(weighted, expected)
+    assert (expected != (logits[0] + logits[1]).argmax(1)[0].numpy()).any()  # weights matter
+    # a selection file: the same members and weights, and a member of weight 0 never loaded
+    selection = tmp_path / "selection.json"
+    selection.write_text(
+        json.dumps(
+            {"checkpoints": [*map(str, paths), str(tmp_path / "missing.ckpt")],
+             "weights": [0.75, 0.25, 0.0]}
+        )
+    )  # fmt: skip
+    run_here(monkeypatch, "--input-dir", inputs, "--output-dir", tmp_path / "selected",
+             "--selection", selection, *no_tta)  # fmt: skip
+    assert np.array_equal(read_mask(tmp_path / "selected" / "tile_000.png"), weighted)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--weights", "1,-1"], "--weights '1,-1': expected finite, non-negative numbers"),
+        (["--weights", "1"], "--weights '1': 1 weights for 2 members; expected one each"),
+        (["--weights", "0,0"], "--weights '0,0': all zero"),
+        (["--weights", "a,b"], "--weights 'a,b': expected comma-separated numbers"),
+        (["--selection", "s.json", "--weights", "1,1"], "drop --checkpoints, --weights"),
+        (["--selection", "missing.json"], "missing.json: selection file not found"),
+        (["--selection", "s.json"], "s.json: no checkpoints"),
+    ],
+)
+def test_bad_weights_are_one_line_errors(tmp_path, monkeypatch, capsys, flags, message):
+    paths = [save(PointwiseNet(seed=seed), tmp_path / f"p{seed}.ckpt") for seed in (0, 1)]
+    inputs = write_inputs(tmp_path / "in", [(8, 8)])
+    (tmp_path / "s.json").write_text(json.dumps({"checkpoints": [], "weights": []}))
+    monkeypatch.chdir(tmp_path)
+    if "--weights" in flags:
+        flags = ["--checkpoints", *paths, *flags]
+    with pytest.raises(SystemExit) as exit_:
+        run_here(monkeypatch, "--input-dir", inputs, "--output-dir", tmp_path / "out", *flags)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err

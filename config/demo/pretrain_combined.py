@@ -4,9 +4,8 @@ synthetic target + OpenEarthMap data, loss and schedule. Not a stage config.
 Prepare: python -m geoseg.datasets.synthetic --output-root data/demo
          python create_combined_dataset.py --target-root data/demo/biodiversity \
              --oem-root data/demo/OpenEarthMap --output-root data/demo/biodiversity_combined \
-             --oem-scale 0.6667
-Add --remap '255,255,1|2,4,4,1,5,3,4' to the last command to train rangeland as "forest or
-grassland" (and bareland as ignore) with the partial-label loss; Val scores such pixels as ignore.
+             --target-gsd 1.0
+The ablation's step 1 levers (step1_<lever>.py) use this with other options or other builds.
 """
 
 import torch
@@ -15,19 +14,29 @@ from geoseg.datasets import BiodiversityCombinedDataset, TargetDataset, train_tr
 from geoseg.losses import CEDiceLoss
 from geoseg.training import data_loaders, param_groups
 
+target_root = "data/demo/biodiversity"
 combined_root = "data/demo/biodiversity_combined"
-train_set = BiodiversityCombinedDataset(combined_root, "Train", transform=train_transform(64))
-train_loader, val_loader = data_loaders(
-    train_set,
-    {  # the first validation set is the primary one (val_mIoU)
-        "target": TargetDataset("data/demo/biodiversity", "Val"),
-        "oem": BiodiversityCombinedDataset(combined_root, "Val"),
-    },
-    batch_size=8,
-    num_workers=2,
-)
-# The build's label sets ({} without --remap sets: then the plain CE + Dice, unchanged)
-loss = CEDiceLoss(label_sets=train_set.label_sets)
+
+
+def combined_data(root: str = combined_root, **loader_options):
+    """(train_loader, val_loader, loss) on the combined set at ``root``: validation on the
+    target's Val (primary) and the combined Val; CE + Dice, whose CE is the partial-label one on a
+    build with label sets. ``loader_options`` go to data_loaders (e.g. target_share=0.5)."""
+    train_set = BiodiversityCombinedDataset(root, "Train", transform=train_transform(64))
+    loaders = data_loaders(
+        train_set,
+        {
+            "target": TargetDataset(target_root, "Val"),
+            "oem": BiodiversityCombinedDataset(root, "Val"),
+        },
+        batch_size=8,
+        num_workers=2,
+        **loader_options,
+    )
+    return (*loaders, CEDiceLoss(label_sets=train_set.label_sets))
+
+
+train_loader, val_loader, loss = combined_data()
 
 max_epoch = 20
 lr = 2e-3

@@ -24,6 +24,7 @@ from geoseg.datasets.mixing import (
     mixed_loss,
 )
 from geoseg.datasets.rare_class_crop import RareClassCrop
+from geoseg.datasets.sampling import DomainBalancedBatchSampler
 from geoseg.datasets.self_training import SelfTrainingDataset
 from geoseg.datasets.stats import (
     BAND_STATISTICS_FILE,
@@ -47,6 +48,7 @@ __all__ = [
     "ClassStatistics",
     "ClassMix",
     "CutMix",
+    "DomainBalancedBatchSampler",
     "IGNORE_INDEX",
     "IMAGENET_NORMALIZATION",
     "MIXUP_TARGET",

@@ -11,7 +11,11 @@ OpenEarthMap, step 2 with KD); the ensemble of the different families against it
 self-training (step 3: the step 2 student trained on Train + the unlabelled tiles the families'
 ensemble pseudo-labelled) against step 2; and step 2 with one lever against class imbalance or
 one mixing augmentation (class-weighted CE, Lovász in place of Dice, rare-class crops, ClassMix)
-against step 2 as it is.
+against step 2 as it is; levers against a second domain that hurts (step 1 with domain-balanced
+batches, on resolution-matched data, with a partial remap; step 2 from step 1's best checkpoint on
+the target's Val), each as the step 2 it leads to against step 2 as shipped, with the IoU of the
+classes the second domain lacks at step 1 and step 2; and the families' ensemble whose members and
+weights are chosen on the target's Val (greedy forward selection) against the equal-weight one.
 """
 
 from collections.abc import Sequence
@@ -28,6 +32,8 @@ from geoseg.evaluation.report import (
 REFERENCE = "student_ft_target_kd"
 FAMILY_MEMBERS = (REFERENCE, "segformer_ft_target_kd", "upernet_ft_target_kd")
 FAMILIES_ENSEMBLE = "families_ensemble"
+SELECTED_ENSEMBLE = "families_ensemble_selected"
+STEP1 = "student_pretrain_all"
 SELF_TRAINING = "student_self_training"
 BEST_MEMBER = "best_member"  # per seed, the family member with the highest Test mIoU
 
@@ -63,6 +69,50 @@ LEVERS = (
     ),
 )
 ABLATION_ROWS += tuple(Row(label, folder) for folder, label, _ in LEVERS)
+# Levers against a second domain that hurts: (name, step 1 folder, step 2 folder, row label of the
+# step 2 run, what the claim says). Step 2 is the shipped config, started from that step 1 run;
+# "from_best" changes step 2's starting checkpoint alone (step 1 as shipped, its best on Val).
+DOMAIN_LEVERS = (
+    (
+        "balanced",
+        "student_pretrain_balanced",
+        "student_ft_target_kd_from_balanced",
+        "step 2 after step 1 with domain-balanced batches",
+        "half of every step 1 batch from the target, whatever the two sets' sizes, helps",
+    ),
+    (
+        "matched",
+        "student_pretrain_matched",
+        "student_ft_target_kd_from_matched",
+        "step 2 after step 1 on resolution-matched data",
+        "resizing the second domain to the target's ground sampling distance helps",
+    ),
+    (
+        "partial",
+        "student_pretrain_partial",
+        "student_ft_target_kd_from_partial",
+        "step 2 after step 1 with the partial remap",
+        "rangeland as 'forest or grassland' (partial-label loss) and bareland ignored helps",
+    ),
+    (
+        "from_best",
+        STEP1,
+        "student_ft_target_kd_from_best",
+        "step 2 from step 1's best checkpoint on the target's Val",
+        "starting step 2 from step 1's best epoch on the target's Val instead of its last helps",
+    ),
+)
+STEP1_ROWS = (
+    Row("step 1 as shipped", STEP1),
+    Row("step 1 with domain-balanced batches", "student_pretrain_balanced"),
+    Row("step 1 on resolution-matched data", "student_pretrain_matched"),
+    Row("step 1 with the partial remap", "student_pretrain_partial"),
+)
+ABLATION_ROWS += (
+    *STEP1_ROWS,
+    *(Row(label, step2) for _, _, step2, label, _ in DOMAIN_LEVERS),
+    Row("ensemble of the three families, members and weights chosen on Val", SELECTED_ENSEMBLE),
+)
 ABLATION_CLAIMS = (
     Claim("segformer_ft_target_kd", REFERENCE, "SegFormer is a stronger step 2 student"),
     Claim("upernet_ft_target_kd", REFERENCE, "UPerNet is a stronger step 2 student"),
@@ -78,6 +128,13 @@ ABLATION_CLAIMS = (
         "also adds a second schedule, with no control run on Train alone",
     ),
     *(Claim(folder, REFERENCE, change) for folder, _, change in LEVERS),
+    *(Claim(step2, REFERENCE, change) for _, _, step2, _, change in DOMAIN_LEVERS),
+    Claim(
+        SELECTED_ENSEMBLE,
+        FAMILIES_ENSEMBLE,
+        "choosing the members and their weights on the target's Val (greedy forward selection "
+        "with replacement) beats weighting the three families equally",
+    ),
 )
 
 
@@ -100,9 +157,12 @@ def render_ablation_markdown(
     run_info: dict[str, str],
     pseudo_labels: dict[int, dict] | None = None,
     rows: Sequence[Row] = ABLATION_ROWS,
+    lacking_classes: Sequence[str] = (),
 ) -> str:
-    """The report: run facts, the table, the claims, how the families' errors differ and what
-    the pseudo-labels kept (``pseudo_labels``: seed -> pseudo_label.py's summary.json).
+    """The report: run facts, the table, the claims, how the families' errors differ, what
+    the pseudo-labels kept (``pseudo_labels``: seed -> pseudo_label.py's summary.json) and, per
+    lever against the second domain, the IoU of ``lacking_classes`` (the classes the combined
+    set's pre-flight found the second domain lacks).
 
     ``disagreement``: member folder -> seed -> ``member_disagreement`` counts of the reference
     (a) against that member (b), with the families' ensemble as the merged prediction.
@@ -133,6 +193,9 @@ def render_ablation_markdown(
             f"of the labelled test pixels; there the first is right on {right('a_right')}%, the "
             f"second on {right('b_right')}%, the ensemble on {right('merged_right')}%."
         )
+    if lacking_classes:
+        lines += ["", "## The classes the second domain lacks", ""]
+        lines += lacking_class_lines(scores, lacking_classes, labels)
     if pseudo_labels:
         lines += ["", "## What the pseudo-labels kept (step 3's unlabelled tiles)", ""]
         summaries = list(pseudo_labels.values())
@@ -146,3 +209,25 @@ def render_ablation_markdown(
             if None not in shares:
                 lines.append(f"- {name}: {Spread(tuple(shares)).format()}% of its pixels kept")
     return "\n".join(lines) + "\n"
+
+
+def lacking_class_lines(
+    scores: dict[int, dict], lacking_classes: Sequence[str], labels: dict[str, str]
+) -> list[str]:
+    """A line per step 1 and step 2 run of the domain levers: the Test IoU of each class the
+    second domain lacks, mean ± std [min, max] over seeds ("-" where no seed scored it)."""
+    folders = [row.folder for row in STEP1_ROWS]
+    folders += [REFERENCE, *(step2 for _, _, step2, _, _ in DOMAIN_LEVERS)]
+    lines = [
+        f"Test IoU (%) of {', '.join(lacking_classes)}: the classes the pre-flight found the second "
+        "domain lacks, which step 1 can only learn from the target tiles.",
+        "",
+    ]
+    for folder in folders:
+        cells = []
+        for name in lacking_classes:
+            ious = [scores[seed][folder]["per_class"][name]["IoU"] for seed in scores]
+            ious = tuple(iou for iou in ious if iou is not None)
+            cells.append(f"{name} {Spread(ious).format() if ious else '-'}")
+        lines.append(f"- {labels[folder]}: " + "; ".join(cells))
+    return lines

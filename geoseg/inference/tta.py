@@ -3,13 +3,15 @@
 For every model m, scale s and flip f: resize the image by s (bilinear), run m (which normalises
 its input itself), undo f, resize the logits back to the input size (bilinear) and accumulate. The
 merged map is the mean of the logits (default) or of the softmax probabilities; the prediction is
-its argmax. The flips of one scale go through the model as one batch.
+its argmax. The flips of one scale go through the model as one batch. With member weights w_m
+(normalised to sum 1), the mean over members is weighted: sum_m w_m x mean over (s, f).
 
 Precision: the networks run under bf16 autocast on GPUs that support bf16 and on CPUs that compute
 bf16 in hardware (``geoseg.hardware.native_bf16``), in float32 elsewhere (``precision="auto"``);
 the logits are cast to float32 before they are merged, so the merge and the argmax are float32.
 """
 
+import math
 from collections.abc import Sequence
 from contextlib import nullcontext
 
@@ -67,6 +69,27 @@ def parse_scales(text: str) -> tuple[float, ...]:
     return scales
 
 
+def parse_weights(text: str, members: int, name: str = "weights") -> tuple[float, ...]:
+    """``"0.5,0.3,0.2"`` -> (0.5, 0.3, 0.2): one finite, non-negative weight per member, not all
+    zero (they are normalised to sum 1 by ``EnsemblePredictor``); errors start with ``name``."""
+    try:
+        weights = tuple(float(value) for value in text.split(","))
+    except ValueError as error:
+        raise ValueError(f"{name} {text!r}: expected comma-separated numbers") from error
+    check_weights(weights, members, f"{name} {text!r}")
+    return weights
+
+
+def check_weights(weights: Sequence[float], members: int, name: str = "weights") -> None:
+    """One finite, non-negative weight per member, not all zero; else ValueError naming them."""
+    if len(weights) != members:
+        raise ValueError(f"{name}: {len(weights)} weights for {members} members; expected one each")
+    if not all(math.isfinite(w) and w >= 0 for w in weights):
+        raise ValueError(f"{name}: expected finite, non-negative numbers")
+    if not any(w > 0 for w in weights):
+        raise ValueError(f"{name}: all zero; expected at least one positive weight")
+
+
 def _refuse_repeats(name: str, text: str, values: tuple) -> None:
     repeated = sorted({value for value in values if values.count(value) > 1}, key=str)
     if repeated:
@@ -105,6 +128,10 @@ class EnsemblePredictor:
 
     images: (B, C, H, W) on their native scale (0-255 RGB, raw band values); each model scales and
     normalises its input.
+
+    ``weights`` (one per model, finite, non-negative, not all zero): the merge is the weighted mean
+    over the models, weights normalised to sum 1; a model of weight 0 is not run. None (default):
+    the plain mean over models x scales x flips, computed as it always was.
     """
 
     def __init__(
@@ -117,10 +144,17 @@ class EnsemblePredictor:
         device: torch.device | str = "cpu",
         batch_flips: bool = True,
         precision: str = "auto",
+        weights: Sequence[float] | None = None,
     ):
         if merge not in MERGES:
             raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
         self.device = torch.device(device)
+        self.weights = None
+        if weights is not None:
+            check_weights([float(w) for w in weights], len(models))
+            kept = [(model, float(w)) for model, w in zip(models, weights, strict=True) if w > 0]
+            models = [model for model, _ in kept]
+            self.weights = tuple(w / sum(w for _, w in kept) for _, w in kept)
         self.models = [model.to(self.device).eval() for model in models]
         self.scales, self.flips, self.merge = tuple(scales), tuple(flips), merge
         # One pass for all flips of a scale: never slower than a pass per flip where measured
@@ -150,7 +184,7 @@ class EnsemblePredictor:
         images = images.to(self.device, torch.float32)
         height, width = images.shape[-2:]
         total = None
-        for model in self.models:
+        for index, model in enumerate(self.models):
             for scale in self.scales:
                 size = (max(round(height * scale), 1), max(round(width * scale), 1))
                 scaled = images
@@ -162,8 +196,12 @@ class EnsemblePredictor:
                             logits, size=(height, width), mode="bilinear", align_corners=False
                         )
                     contribution = logits.softmax(dim=1) if self.merge == "probs" else logits
+                    if self.weights is not None:
+                        contribution = contribution * self.weights[index]
                     total = contribution if total is None else total + contribution
-        return total / self.passes
+        if self.weights is None:
+            return total / self.passes
+        return total / (len(self.scales) * len(self.flips))
 
     def _unflipped_logits(self, model: nn.Module, scaled: torch.Tensor) -> list[torch.Tensor]:
         """float32 logits of ``scaled`` under each flip, with the flip undone: one per flip."""

@@ -3,6 +3,8 @@
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from geoseg.datasets.sampling import DomainBalancedBatchSampler
+
 
 def collate_tiles(samples: list[dict]) -> dict:
     """``default_collate(samples)`` when every "img" has the same shape; otherwise
@@ -22,6 +24,7 @@ def data_loaders(
     *,
     batch_size: int,
     num_workers: int,
+    target_share: float | None = None,
 ) -> tuple[DataLoader, DataLoader | dict[str, DataLoader]]:
     """(train_loader, val_loader): shuffled full training batches and in-order validation.
 
@@ -37,9 +40,13 @@ def data_loaders(
     at batch size 1, so the metrics are exact; padding would change the network's input near the
     borders, and so its predictions there. Training crops all have one size and keep the default
     collation.
+
+    ``target_share`` (step 1 on target + a second domain): every training batch holds exactly
+    ``round(target_share x batch_size)`` target tiles and second-domain tiles for the rest, drawn
+    by a ``DomainBalancedBatchSampler`` seeded from the run's seed (``len(train) // batch_size``
+    batches per epoch); None (default): plain shuffled batches.
     """
     options = dict(
-        batch_size=batch_size,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
@@ -50,10 +57,15 @@ def data_loaders(
         generator = torch.Generator().manual_seed(seed)
         return DataLoader(dataset, generator=generator, **options, **kwargs)
 
-    train_loader = loader(train_dataset, shuffle=True, drop_last=True)
+    if target_share is None:
+        train_loader = loader(train_dataset, batch_size=batch_size, shuffle=True, drop_last=True)
+    else:
+        sampler = DomainBalancedBatchSampler(train_dataset, batch_size, target_share, seed=seed)
+        train_loader = loader(train_dataset, batch_sampler=sampler)
     if isinstance(val_datasets, dict):
         val_loaders = {
-            name: loader(d, collate_fn=collate_tiles) for name, d in val_datasets.items()
+            name: loader(d, batch_size=batch_size, collate_fn=collate_tiles)
+            for name, d in val_datasets.items()
         }
         return train_loader, val_loaders
-    return train_loader, loader(val_datasets, collate_fn=collate_tiles)
+    return train_loader, loader(val_datasets, batch_size=batch_size, collate_fn=collate_tiles)

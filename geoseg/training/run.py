@@ -13,6 +13,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from geoseg.bands import describe_input, same_raster_input
+from geoseg.datasets.sampling import DomainBalancedBatchSampler
 from geoseg.errors import CheckpointError, ConfigError
 from geoseg.models.checkpoint import load_pretrained_weights
 from geoseg.training.callbacks import AtomicCheckpointIO, reliability_callbacks
@@ -113,7 +114,12 @@ def trainer_determinism(deterministic: bool | str) -> bool | str:
 
 
 def build_trainer(config: SimpleNamespace) -> pl.Trainer:
-    """Trainer with TensorBoard logging, best + last checkpoints and the config's hardware settings."""
+    """Trainer with TensorBoard logging, best + last checkpoints and the config's hardware settings.
+
+    A training loader whose batch sampler splits its batches over the processes itself (a
+    ``DomainBalancedBatchSampler``) keeps it under DDP: Lightning's DistributedSampler is not put
+    in its place (the validation loaders are split by ``train`` in every case).
+    """
     best = ModelCheckpoint(
         dirpath=config.weights_path,
         filename=config.weights_name,
@@ -150,7 +156,13 @@ def build_trainer(config: SimpleNamespace) -> pl.Trainer:
             *reliability_callbacks(config, LAST_CHECKPOINT_NAME),
         ],
         plugins=[AtomicCheckpointIO(), *cluster_environment()],
+        use_distributed_sampler=not shards_itself(getattr(config, "train_loader", None)),
     )
+
+
+def shards_itself(loader) -> bool:
+    """Whether ``loader``'s batch sampler gives each DDP process its own batches."""
+    return isinstance(getattr(loader, "batch_sampler", None), DomainBalancedBatchSampler)
 
 
 def cluster_environment() -> list:

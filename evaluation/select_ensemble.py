@@ -1,0 +1,129 @@
+"""Choose ensemble members and weights on the target's Val split (greedy selection with replacement).
+
+    python evaluation/select_ensemble.py --val-dir data/biodiversity/Val \
+        --checkpoints model_weights/biodiversity/student_target_only/last.ckpt \
+            model_weights/biodiversity/student_ft_target_kd/last.ckpt \
+            model_weights/biodiversity/segformer_ft_target_kd/last.ckpt \
+        --rounds 10 --output outputs/selection.json
+
+Every checkpoint predicts the Val tiles (<val-dir>/images_png, masks_png) once, with the TTA of
+--scales and --flips; then each of --rounds rounds adds, with replacement, the member that gives the
+merged ensemble the best Val mIoU (Caruana et al. 2004; ties: the earlier checkpoint). Prints and
+writes to --output: the checkpoints, their weights (rounds that added them / rounds), the Val mIoU
+after each round, of each member alone and of the equal-weight ensemble.
+``ensemble_inference.py --selection <output>`` predicts with the chosen weights. The chosen
+ensemble's Val mIoU is optimistic (Val chose it): compare ensembles on Test.
+"""
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from geoseg.cli import run_script
+from geoseg.datasets import TargetDataset
+from geoseg.inference import (
+    PRECISIONS,
+    STORE_DTYPES,
+    autocast_dtype,
+    check_same_bands,
+    check_same_classes,
+    parse_flips,
+    parse_scales,
+    select_ensemble,
+    selection_record,
+    write_selection,
+)
+from geoseg.models import load_model_and_spec
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoints", type=Path, nargs="+", required=True, help="candidates")
+    parser.add_argument(
+        "--val-dir", type=Path, required=True, help="<root>/Val with images_png and masks_png"
+    )
+    parser.add_argument("--rounds", type=int, default=10, help="members added, with replacement")
+    parser.add_argument("--output", type=Path, required=True, help="the selection JSON to write")
+    parser.add_argument("--scales", default="1.0", help="comma-separated TTA resize factors")
+    parser.add_argument("--flips", default="none", help="TTA flips, a subset of none,h,v")
+    parser.add_argument(
+        "--merge",
+        choices=("logits", "probs"),
+        default="logits",
+        help="the members' maps averaged: logits (the recipe's rule) or probabilities",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
+    parser.add_argument(
+        "--store-dtype",
+        choices=tuple(STORE_DTYPES),
+        default="float32",
+        help="how the members' Val maps are kept in memory (float16 halves it)",
+    )
+    parser.add_argument("--num-workers", type=int, default=2, help="image decoding processes")
+    args = parser.parse_args()
+    try:
+        args.scales, args.flips = parse_scales(args.scales), parse_flips(args.flips)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    if args.num_workers < 0:
+        parser.error(f"--num-workers must be at least 0, got {args.num_workers}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    if args.device != "auto":
+        device = torch.device(args.device)
+    else:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    models, specs = zip(*(load_model_and_spec(path) for path in args.checkpoints), strict=True)
+    names = [str(path) for path in args.checkpoints]
+    classes = check_same_classes(specs, names)
+    val = TargetDataset(
+        args.val_dir.parent,
+        args.val_dir.name,
+        num_classes=len(classes),
+        ignore_index=specs[0].ignore_index,
+        raster=check_same_bands(specs, names),
+    )
+    print(
+        f"{len(models)} candidates x {len(args.scales)} scales x {len(args.flips)} flips on "
+        f"{len(val)} Val tiles, {args.rounds} rounds, on {device}"
+    )
+    selection = select_ensemble(
+        models,
+        val,
+        classes,
+        rounds=args.rounds,
+        scales=args.scales,
+        flips=args.flips,
+        merge=args.merge,
+        device=device,
+        precision=args.precision,
+        dtype=STORE_DTYPES[args.store_dtype],
+        num_workers=args.num_workers,
+    )
+    settings = {
+        "val_dir": str(args.val_dir),
+        "scales": list(args.scales),
+        "flips": list(args.flips),
+        "merge": args.merge,
+        "precision": "fp32" if autocast_dtype(device, args.precision) is None else "bf16",
+    }
+    write_selection(args.output, selection_record(selection, names, settings))
+    for number, (index, score) in enumerate(
+        zip(selection.added, selection.round_mIoU, strict=True), start=1
+    ):
+        print(f"round {number:>3}: + {names[index]}  Val mIoU {100 * score:.2f}")
+    for name, weight, score in zip(names, selection.weights, selection.member_mIoU, strict=True):
+        print(f"weight {weight:.3f}  {name}  (alone: Val mIoU {100 * score:.2f})")
+    print(f"equal-weight ensemble: Val mIoU {100 * selection.equal_weight_mIoU:.2f}")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    run_script(main)
