@@ -130,6 +130,14 @@ def demo_data_dir(tmp_path_factory):
     oem = write_openearthmap_release(demo / "OpenEarthMap", tiles_per_region=4, tile_size=48)
     plan = plan_combined_dataset(CombineSettings(target, oem, demo / "biodiversity_combined"))
     build_combined_dataset(plan, progress=False)
+    # the builds of the ablation's step 1 levers (the Makefile's --oem-scale auto and --remap)
+    matched = CombineSettings(target, oem, demo / "biodiversity_combined_matched", oem_scale=0.5)
+    build_combined_dataset(plan_combined_dataset(matched), progress=False)
+    partial_remap = (255, 255, (1, 2), 4, 4, 1, 5, 3, 4)
+    partial = CombineSettings(
+        target, oem, demo / "biodiversity_combined_partial", remap=partial_remap
+    )
+    build_combined_dataset(plan_combined_dataset(partial), progress=False)
     return workdir
 
 
@@ -253,3 +261,44 @@ def test_each_demo_lever_config_changes_step_2_in_its_lever_alone(
         assert config.train_loader.dataset.rare_class_crop.p == 0.5
     if lever == "classmix":
         assert type(config.batch_mix).__name__ == "ClassMix" and config.batch_mix.p == 0.5
+
+
+STEP1_LEVERS = ("balanced", "matched", "partial")
+
+
+def test_the_makefile_trains_the_step_1_levers_the_ablation_report_reads():
+    from geoseg.evaluation.ablation import DOMAIN_LEVERS
+
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert f"STEP1_LEVERS := {' '.join(STEP1_LEVERS)}\n" in makefile
+    assert [name for name, *_ in DOMAIN_LEVERS] == [*STEP1_LEVERS, "from_best"]
+
+
+@pytest.mark.parametrize("lever", STEP1_LEVERS)
+def test_each_demo_step_1_lever_config_changes_step_1_in_its_lever_alone(
+    lever, demo_data_dir, monkeypatch
+):
+    from geoseg.datasets import DomainBalancedBatchSampler
+
+    monkeypatch.chdir(demo_data_dir)
+    configs = REPO_ROOT / "config" / "demo"
+    required, defaults = SUPERVISED_REQUIRED, SUPERVISED_DEFAULTS
+    step1 = load_config(configs / "step1_pretrain_combined.py", required, defaults)
+    config = load_config(configs / f"step1_{lever}.py", required, defaults)
+    assert config.run_name == f"demo/student_pretrain_{lever}"
+    for name in ("max_epoch", "pretrained_ckpt_path", "precision", "deterministic"):
+        assert getattr(config, name) == getattr(step1, name)
+    assert config.net.init_args == step1.net.init_args
+    dataset = config.train_loader.dataset
+    sampler = config.train_loader.batch_sampler
+    changed = {
+        "balanced": isinstance(sampler, DomainBalancedBatchSampler),
+        "matched": dataset.data_root.name == "biodiversity_combined_matched",
+        "partial": dataset.data_root.name == "biodiversity_combined_partial"
+        and config.loss.label_sets == {6: (1, 2)},
+    }
+    assert [name for name, yes in changed.items() if yes] == [lever]
+    if lever == "balanced":
+        assert sampler.target_share == 0.5
+    assert not step1.loss.label_sets
+    assert step1.train_loader.dataset.data_root.name == "biodiversity_combined"
