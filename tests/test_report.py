@@ -159,10 +159,37 @@ def test_report_states_rows_claims_and_findings():
     assert "below the recipe's expected" in report  # the baseline's 55%
 
 
+# The rows of the levers against the second domain, per seed: step 1 runs, the step 2 runs after
+# them, and the families' ensemble chosen on Val.
+DOMAIN_ROWS_SEED_1 = {
+    "student_pretrain_all": 0.40,
+    "student_pretrain_balanced": 0.45,
+    "student_pretrain_matched": 0.41,
+    "student_pretrain_partial": 0.30,
+    "student_ft_target_kd_from_balanced": 0.65,
+    "student_ft_target_kd_from_matched": 0.59,
+    "student_ft_target_kd_from_partial": 0.50,
+    "student_ft_target_kd_from_best": 0.60,
+    "families_ensemble_selected": 0.69,
+}
+DOMAIN_ROWS_SEED_2 = {
+    "student_pretrain_all": 0.50,
+    "student_pretrain_balanced": 0.55,
+    "student_pretrain_matched": 0.49,
+    "student_pretrain_partial": 0.40,
+    "student_ft_target_kd_from_balanced": 0.75,
+    "student_ft_target_kd_from_matched": 0.71,
+    "student_ft_target_kd_from_partial": 0.60,
+    "student_ft_target_kd_from_best": 0.70,
+    "families_ensemble_selected": 0.73,
+}
+
+
 def test_ablation_compares_the_families_ensemble_with_each_seeds_best_member():
     from geoseg.evaluation.ablation import (
         ABLATION_CLAIMS,
         BEST_MEMBER,
+        DOMAIN_LEVERS,
         add_best_member,
         render_ablation_markdown,
     )
@@ -181,6 +208,7 @@ def test_ablation_compares_the_families_ensemble_with_each_seeds_best_member():
                 "student_ft_target_kd_lovasz": 0.63,
                 "student_ft_target_kd_rare_class_crops": 0.58,
                 "student_ft_target_kd_classmix": 0.60,
+                **DOMAIN_ROWS_SEED_1,
             },
             2: {
                 "student_ft_target_kd": 0.70,
@@ -192,6 +220,7 @@ def test_ablation_compares_the_families_ensemble_with_each_seeds_best_member():
                 "student_ft_target_kd_lovasz": 0.72,
                 "student_ft_target_kd_rare_class_crops": 0.66,
                 "student_ft_target_kd_classmix": 0.70,
+                **DOMAIN_ROWS_SEED_2,
             },
         }
     )
@@ -199,7 +228,8 @@ def test_ablation_compares_the_families_ensemble_with_each_seeds_best_member():
     assert best == {1: "upernet_ft_target_kd", 2: "student_ft_target_kd"}
     assert scores[1][BEST_MEMBER]["mIoU"] == 0.66
     judged = judge_claims(scores, ABLATION_CLAIMS)
-    segformer, upernet, ensemble, self_training, *levers = judged
+    domain_claims = len(DOMAIN_LEVERS) + 1  # and the selected ensemble: the last claims
+    segformer, upernet, ensemble, self_training, *levers = judged[:-domain_claims]
     assert segformer[1].values == pytest.approx((-0.05, -0.05)) and segformer[2] == NOT_HELD
     assert upernet[1].values == pytest.approx((0.06, -0.08)) and upernet[2] == INCONCLUSIVE
     # with two seeds t = 12.71: only near-identical differences decide
@@ -217,7 +247,24 @@ def test_ablation_compares_the_families_ensemble_with_each_seeds_best_member():
     assert classmix[1].values == pytest.approx((0.0, 0.0)) and classmix[2] == INCONCLUSIVE
     counts = {"pixels": 100, "disagree": 10, "a_right": 5, "b_right": 4, "merged_right": 6}
     disagreement = {"segformer_ft_target_kd": {1: counts, 2: counts}}
-    report = render_ablation_markdown(scores, judged, best, disagreement, {"seeds": "1 2"})
+    # the levers against the second domain, each step 2 against step 2 as shipped (0.60, 0.70)
+    balanced, matched, partial, from_best, selected = judged[-domain_claims:]
+    assert balanced[1].values == pytest.approx((0.05, 0.05)) and balanced[2] == HELD
+    assert matched[1].values == pytest.approx((-0.01, 0.01)) and matched[2] == INCONCLUSIVE
+    assert partial[1].values == pytest.approx((-0.1, -0.1)) and partial[2] == NOT_HELD
+    assert from_best[1].values == pytest.approx((0.0, 0.0)) and from_best[2] == INCONCLUSIVE
+    assert selected[0].worse == "families_ensemble"
+    assert selected[1].values == pytest.approx((0.01, 0.02)) and selected[2] == INCONCLUSIVE
+    report = render_ablation_markdown(
+        scores, judged, best, disagreement, {"seeds": "1 2"}, lacking_classes=["a", "b"]
+    )
+    assert (
+        "**held**: step 2 after step 1 with domain-balanced batches beats FT-UNetFormer" in report
+    )
+    assert "## The classes the second domain lacks" in report
+    # class a's IoU is the row's mIoU in these entries; class b is scored by no seed
+    assert "- step 1 as shipped: a 45.00 ± 7.07 [40.00, 50.00]; b -" in report
+    assert "- step 2 after step 1 with domain-balanced batches: a 70.00 ± 7.07" in report
     assert "| ensemble of the three families | 69.50 ± 2.12 [68.00, 71.00] |" in report
     assert "**inconclusive**: ensemble of the three families beats its best member" in report
     assert (
