@@ -64,15 +64,13 @@ def oem_scale(text: str) -> float | str:
     if text == "auto":
         return text
     try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive factor or auto")
-    return value
+        return positive(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive factor or auto") from None
 
 
 def positive(text: str) -> float:
+    """A positive number (NaN, zero and negative values refused)."""
     try:
         value = float(text)
     except ValueError:

@@ -11,8 +11,8 @@ contains zero, and always with a single seed, which gives no interval. Every see
 enough: with no effect at all, two seeds both come out positive one time in four.
 
 Why a t-interval over seeds and not a (hierarchical) bootstrap: each per-seed mIoU is already one
-confusion matrix over the whole Test split, so the seeds are what is left to resample, and with 3
-seeds a bootstrap over them has only 10 distinct resamples and understates the spread. The
+confusion matrix over the whole Test split, so a bootstrap could only resample seeds, and with 3
+seeds it has only 10 distinct resamples and understates the spread. The
 t-interval is exact when the differences are normal, and can be checked by hand.
 """
 
