@@ -24,6 +24,17 @@ class TrainingError(GeoSegError, RuntimeError):
     """Training reached a state it cannot continue from (a non-finite loss or weights)."""
 
 
+class PredictionError(GeoSegError, RuntimeError):
+    """The models' merged output holds NaN or inf, so no map can be made of it.
+
+    ``images``: the indices, within the batch predicted, of the images whose output is affected.
+    """
+
+    def __init__(self, message: str, images: tuple[int, ...] = ()):
+        super().__init__(message)
+        self.images = tuple(images)
+
+
 def preview(names, limit: int = 10) -> str:
     """The first ``limit`` names, comma-separated, then how many more: for error messages."""
     names = list(names)

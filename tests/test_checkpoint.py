@@ -8,7 +8,7 @@ from torch import nn
 
 from geoseg.classes import CLASSES
 from geoseg.errors import CheckpointError
-from geoseg.models import FTUNetFormer, load_model_and_spec, save_model
+from geoseg.models import FTUNetFormer, load_model, load_model_and_spec, save_model
 from geoseg.models.checkpoint import load_pretrained_weights, read_checkpoint
 from geoseg.training.resume import check_resume_checkpoint
 
@@ -122,3 +122,20 @@ def test_a_newer_record_is_refused_with_its_version(tmp_path):
     torch.save({"state_dict": {}, "geoseg": {"version": 99}}, tmp_path / "new.ckpt")
     with pytest.raises(CheckpointError, match="model record version 99 is newer"):
         load_model_and_spec(tmp_path / "new.ckpt")
+
+
+def test_a_checkpoint_with_a_nan_weight_is_refused_naming_the_tensor(tmp_path):
+    path = tmp_path / "nan.ckpt"
+    save_model(tiny_ftunetformer().eval(), path, classes=CLASSES, ignore_index=255)
+    checkpoint = torch.load(path, weights_only=True)
+    state = checkpoint["state_dict"]
+    state["net.decoder.head.2.weight"].view(-1)[3] = float("nan")
+    state["net.decoder.head.0.1.running_var"][0] = float("inf")  # a buffer counts too
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError) as error:
+        load_model(path)
+    assert str(error.value) == (
+        f"{path}: non-finite weights (NaN or inf) in decoder.head.0.1.running_var, "
+        "decoder.head.2.weight: the checkpoint is unusable; use an earlier one "
+        "(e.g. the -best.ckpt) or retrain"
+    )

@@ -201,3 +201,23 @@ def test_a_missing_onnx_package_is_named(checkpoint, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # makes `import onnxscript` fail
     with pytest.raises(ConfigError, match="needs the package onnxscript, not installed"):
         export_model(checkpoint("ftunetformer_rgb"), tmp_path / "m.onnx", tile_size=TILE)
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch, timm and the ONNX packages
+def test_a_checkpoint_with_nan_weights_is_one_error_line_and_no_file(checkpoint, tmp_path):
+    path = tmp_path / "nan.ckpt"
+    saved = torch.load(checkpoint("unetformer_rgb"), weights_only=True)
+    saved["state_dict"]["net.decoder.head.2.weight"].view(-1)[0] = float("nan")
+    torch.save(saved, path)
+    output = tmp_path / "m.onnx"
+    done = subprocess.run(
+        [sys.executable, SCRIPT, str(path), "--tile-size", str(TILE), "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 2 and done.stderr == (
+        f"error: {path}: non-finite weights (NaN or inf) in decoder.head.2.weight: the checkpoint "
+        "is unusable; use an earlier one (e.g. the -best.ckpt) or retrain\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.ckpt"]

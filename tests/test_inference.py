@@ -64,9 +64,16 @@ class ConstantNet(nn.Module):
         return self.logits.view(1, -1, 1, 1).expand(x.shape[0], -1, *x.shape[-2:])
 
 
+class InfNet(PointwiseNet):
+    """Pointwise, but +inf logits at pixels that are 0 in the first band (as bf16 overflow gives)."""
+
+    def forward(self, x):
+        return self.conv(x / 255) + torch.where(x[:, :1] == 0, float("inf"), 0.0)
+
+
 @pytest.fixture(autouse=True)
 def test_models(monkeypatch):
-    for cls in (PointwiseNet, RampNet, ConstantNet):
+    for cls in (PointwiseNet, RampNet, ConstantNet, InfNet):
         monkeypatch.setitem(MODEL_REGISTRY, cls.__name__, cls)
 
 
@@ -559,3 +566,54 @@ def test_bad_weights_are_one_line_errors(tmp_path, monkeypatch, capsys, flags, m
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and message in err
+
+
+def poison(path, key: str):
+    """Put one NaN into the weight ``key`` of the checkpoint at ``path``."""
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["state_dict"][f"net.{key}"].view(-1)[0] = float("nan")
+    torch.save(checkpoint, path)
+    return path
+
+
+@pytest.mark.slow  # one script run
+def test_a_checkpoint_with_nan_weights_is_one_error_line_and_no_map(tmp_path):
+    path = poison(save(tiny_ftunetformer().eval(), tmp_path / "nan.ckpt"), "decoder.head.2.weight")
+    inputs = write_inputs(tmp_path / "in", [(16, 16)])
+    result = run_cli(
+        "--input-dir", inputs, "--output-dir", tmp_path / "out", "--checkpoints", path, check=False
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr == (
+        f"error: {path}: non-finite weights (NaN or inf) in decoder.head.2.weight: the checkpoint "
+        "is unusable; use an earlier one (e.g. the -best.ckpt) or retrain\n"
+    )
+    assert not list((tmp_path / "out").rglob("*.png"))
+
+
+@pytest.mark.parametrize("tiles", [[], ["--tile-size", "8", "--overlap", "2"]])
+def test_a_non_finite_output_stops_naming_the_image_and_writes_no_map(
+    tmp_path, monkeypatch, capsys, tiles
+):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    image = np.full((12, 12, 3), 128, np.uint8)
+    cv2.imwrite(str(inputs / "a.png"), image)
+    image[9, 10] = 0
+    cv2.imwrite(str(inputs / "b.png"), image)
+    path = save(InfNet(), tmp_path / "inf.ckpt")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        run_here(monkeypatch, "--input-dir", inputs, "--output-dir", out, "--checkpoints", path,
+                 *tiles)  # fmt: skip
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err  # the progress bar, then the error line
+    tile = "tile at row 4, column 4 (8 x 8): " if tiles else ""
+    assert "Traceback" not in err and err.splitlines()[-1] == (
+        f"error: {inputs / 'b.png'}: {tile}the models' merged output holds NaN or inf (precision "
+        "fp32; a model computes NaN or inf for this input; check its checkpoint); no map written"
+    )
+    assert err.count("error: ") == 1
+    # a.png, predicted before, is complete; nothing of b.png, not even a temporary
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["a.png"]
+    assert (read_mask(out / "a.png") < len(CLASSES)).all()

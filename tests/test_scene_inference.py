@@ -14,7 +14,7 @@ from torch import nn
 from geoseg.classes import PALETTE
 from geoseg.datasets import CLASSES, IGNORE_INDEX
 from geoseg.datasets.io import open_raster, read_mask
-from geoseg.errors import DataError
+from geoseg.errors import DataError, PredictionError
 from geoseg.inference import EnsemblePredictor, merged_scene, predict_scene, predict_scenes
 from geoseg.models import FTUNetFormer, load_model, save_model
 
@@ -280,3 +280,28 @@ def test_scenes_are_all_checked_before_any_is_predicted(tmp_path, checkpoint):
     with pytest.raises(DataError, match="five.tif.*5 bands"):
         predict_scenes(predictor, [good, bad], output_dir, tile_size=32, overlap=8)
     assert not output_dir.exists() or list(output_dir.rglob("*")) == []
+
+
+class InfNet(nn.Module):
+    """Logits 0, but +inf at pixels that are 0 in the first band (as bf16 overflow gives)."""
+
+    def forward(self, x):
+        return torch.where(x[:, :1] == 0, float("inf"), 0.0).expand(-1, len(CLASSES), -1, -1)
+
+
+def test_a_non_finite_window_stops_the_scene_naming_it_and_writes_nothing(tmp_path):
+    bands = random_bands(48, 48, low=1)
+    bands[:, 40, 40] = 0  # only the tile at row 16, column 16 holds it
+    source = write_geotiff(tmp_path / "scene.tif", bands)
+    predictor = EnsemblePredictor([InfNet()], precision="fp32")
+    out = tmp_path / "out"
+    with pytest.raises(PredictionError) as error:
+        predict_scenes(
+            predictor, [source], out, tile_size=32, overlap=8, tiles_per_batch=1,
+            save_confidence=True,
+        )  # fmt: skip
+    assert str(error.value).startswith(
+        f"{source}: window at row 16, column 16 (32 x 32): the models' merged output holds NaN "
+        "or inf (precision fp32;"
+    )
+    assert not [p for p in out.rglob("*") if p.is_file()]

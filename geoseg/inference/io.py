@@ -46,8 +46,15 @@ class InputImages(Dataset):
         try:
             image, valid = read_image_and_valid(path, self.raster)
         except DataError as error:
-            return {"stem": path.stem, "image": None, "valid": None, "error": str(error)}
+            return {
+                "path": path,
+                "stem": path.stem,
+                "image": None,
+                "valid": None,
+                "error": str(error),
+            }
         return {
+            "path": path,
             "stem": path.stem,
             "image": torch.from_numpy(computable(image)).permute(2, 0, 1).contiguous(),
             "valid": None if valid is None else torch.from_numpy(valid),

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from geoseg.bands import RasterInput
 from geoseg.classes import IGNORE_INDEX, PALETTE
-from geoseg.errors import DataError
+from geoseg.errors import DataError, PredictionError, preview
 from geoseg.inference.io import (
     BackgroundWriter,
     InputImages,
@@ -43,7 +43,8 @@ def predict_folder(
     (None: 8-bit RGB); pixels a raster marks as nodata are 255 in the map and 0 in the
     confidence. Images are decoded in ``num_workers`` processes and written in a background
     thread while the next batch is predicted; ``batch_size`` images of the same size share a
-    forward pass. Temporary files an interrupted run left for ``leftovers_of`` (default:
+    forward pass. An image whose merged map holds NaN or inf stops the run with a
+    PredictionError naming it; its maps are not written. Temporary files an interrupted run left for ``leftovers_of`` (default:
     ``inputs``; a resumed run passes every input it owns, finished ones included) are deleted.
     """
     if confidence_bits not in (8, 16):
@@ -64,7 +65,11 @@ def predict_folder(
                 by_size.setdefault(tuple(item["image"].shape[1:]), []).append(item)
             for group in by_size.values():
                 images = torch.stack([item["image"] for item in group])
-                pred, confidence = predictor.predict(images, tile_size, overlap)
+                try:
+                    pred, confidence = predictor.predict(images, tile_size, overlap)
+                except PredictionError as error:
+                    paths = [str(group[index]["path"]) for index in error.images]
+                    raise PredictionError(f"{preview(paths, limit=3)}: {error}") from error
                 pred = pred.to(torch.uint8).cpu().numpy()
                 confidence = (confidence * levels).round().cpu().numpy().astype(level_type)
                 for index, item in enumerate(group):

@@ -30,7 +30,7 @@ from geoseg.datasets.io import (
     raster_has_validity,
     read_raster_window,
 )
-from geoseg.errors import DataError
+from geoseg.errors import DataError, PredictionError
 from geoseg.files import write_atomic
 from geoseg.inference.io import CONFIDENCE_DIR, remove_stale_temporaries
 from geoseg.inference.tta import EnsemblePredictor, _blend_window, _tile_starts
@@ -241,7 +241,15 @@ def _merged_windows(
         image, valid = read_raster_window(path, dataset, bands, window, raster)
         images.append(torch.from_numpy(computable(image)).permute(2, 0, 1))  # (bands, h, w)
         valids.append(valid)
-    return predictor.merged(torch.stack(images)).float().cpu(), valids
+    try:
+        merged = predictor.merged(torch.stack(images))
+    except PredictionError as error:
+        window = windows[error.images[0]]
+        raise PredictionError(
+            f"{path}: window at row {window.row_off}, column {window.col_off} "
+            f"({window.height} x {window.width}): {error}"
+        ) from error
+    return merged.float().cpu(), valids
 
 
 def _columns_from(pending: list[tuple], column: int) -> list[tuple]:
@@ -282,7 +290,8 @@ def predict_scene(
     CRS and transform, 512 x 512 DEFLATE blocks and overviews (nearest). Where the input has a
     nodata value, mask or alpha, its invalid pixels are nodata 255 (no class). ``confidence_output``
     (optional): the merged map's top probability as round(confidence x (2**bits - 1)) in
-    uint8/uint16, nodata 0 where the input is nodata. Each file is written under a hidden
+    uint8/uint16, nodata 0 where the input is nodata. A window whose merged map holds NaN or inf
+    stops it with a PredictionError naming the scene and the window. Each file is written under a hidden
     ``.<name>.tmp`` name and renamed, the class map last; an interrupted run leaves no partial file.
     ``progress``: show a bar of the scene's tiles.
     """

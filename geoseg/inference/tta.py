@@ -9,6 +9,9 @@ its argmax. The flips of one scale go through the model as one batch. With membe
 Precision: the networks run under bf16 autocast on GPUs that support bf16 and on CPUs that compute
 bf16 in hardware (``geoseg.hardware.native_bf16``), in float32 elsewhere (``precision="auto"``);
 the logits are cast to float32 before they are merged, so the merge and the argmax are float32.
+
+A merged map holding NaN or inf (a broken network, or bf16 overflow) is a PredictionError naming
+the images of the batch it affects: the callers add the file names and write no map.
 """
 
 import math
@@ -20,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from geoseg.bands import RasterInput, describe_input, same_raster_input
-from geoseg.errors import CheckpointError
+from geoseg.errors import CheckpointError, PredictionError
 from geoseg.hardware import native_bf16
 from geoseg.models.checkpoint import ModelSpec
 
@@ -180,7 +183,10 @@ class EnsemblePredictor:
 
     @torch.inference_mode()
     def merged(self, images: torch.Tensor) -> torch.Tensor:
-        """images: (B, 3, H, W) 0-255 -> merged (B, C, H, W) float32 mean logits or probabilities."""
+        """images: (B, 3, H, W) 0-255 -> merged (B, C, H, W) float32 mean logits or probabilities.
+
+        A map holding NaN or inf is a PredictionError whose ``images`` are the batch indices hit.
+        """
         images = images.to(self.device, torch.float32)
         height, width = images.shape[-2:]
         total = None
@@ -200,8 +206,28 @@ class EnsemblePredictor:
                         contribution = contribution * self.weights[index]
                     total = contribution if total is None else total + contribution
         if self.weights is None:
-            return total / self.passes
-        return total / (len(self.scales) * len(self.flips))
+            merged = total / self.passes
+        else:
+            merged = total / (len(self.scales) * len(self.flips))
+        self._check_finite(merged)
+        return merged
+
+    def _check_finite(self, merged: torch.Tensor) -> None:
+        """merged: (B, C, H, W); a PredictionError naming the images that hold NaN or inf."""
+        finite = torch.isfinite(merged).flatten(1).all(dim=1)
+        if bool(finite.all()):
+            return
+        hint = (
+            "bf16 can overflow: try float32 precision"
+            if self.autocast_dtype is not None
+            else "a model computes NaN or inf for this input; check its checkpoint"
+        )
+        images = tuple((~finite).nonzero().flatten().tolist())
+        raise PredictionError(
+            f"the models' merged output holds NaN or inf (precision {self.precision}; {hint}); "
+            "no map written",
+            images,
+        )
 
     def _unflipped_logits(self, model: nn.Module, scaled: torch.Tensor) -> list[torch.Tensor]:
         """float32 logits of ``scaled`` under each flip, with the flip undone: one per flip."""
@@ -239,7 +265,14 @@ class EnsemblePredictor:
         for start in range(0, len(windows), tiles_per_batch):
             chunk = windows[start : start + tiles_per_batch]
             tiles = torch.cat([images[..., y : y + tile_h, x : x + tile_w] for y, x in chunk])
-            merged = self.merged(tiles)
+            try:
+                merged = self.merged(tiles)
+            except PredictionError as error:  # tiles are in window-major order: tile i x batch
+                top, left = chunk[error.images[0] // batch]
+                raise PredictionError(
+                    f"tile at row {top}, column {left} ({tile_h} x {tile_w}): {error}",
+                    tuple(sorted({index % batch for index in error.images})),
+                ) from error
             if total is None:
                 total = merged.new_zeros(batch, merged.shape[1], height, width)
                 weight_sum = merged.new_zeros(1, 1, height, width)

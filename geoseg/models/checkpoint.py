@@ -216,15 +216,35 @@ def read_model_spec(checkpoint: dict, path: str | os.PathLike) -> ModelSpec:
     return spec
 
 
+def nonfinite_weights(state: dict[str, torch.Tensor]) -> list[str]:
+    """The names of the floating-point tensors of ``state`` holding NaN or inf, in its order
+    (integer tensors such as ``num_batches_tracked`` cannot)."""
+    return [
+        name
+        for name, tensor in state.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+
+
 def load_model_and_spec(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> tuple[nn.Module, ModelSpec]:
-    """Rebuild the network saved in ``path`` in eval mode, with the ModelSpec it was saved with."""
+    """Rebuild the network saved in ``path`` in eval mode, with the ModelSpec it was saved with.
+
+    Weights holding NaN or inf are a CheckpointError naming them: such a network maps nothing.
+    """
     checkpoint = read_checkpoint(path)
     spec = read_model_spec(checkpoint, path)
+    state = extract_state_dict(checkpoint)
+    broken = nonfinite_weights(state)
+    if broken:
+        raise CheckpointError(
+            f"{path}: non-finite weights (NaN or inf) in {preview(broken, limit=5)}: the "
+            "checkpoint is unusable; use an earlier one (e.g. the -best.ckpt) or retrain"
+        )
     net = MODEL_REGISTRY[spec.model_class](**spec.model_kwargs)
     try:
-        net.load_state_dict(extract_state_dict(checkpoint), strict=True)
+        net.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise CheckpointError(f"{path}: weights do not fit {spec.model_class}: {error}") from error
     return net.to(map_location).eval(), spec
