@@ -18,7 +18,8 @@ import argparse
 from pathlib import Path
 
 from geoseg.cli import run_script
-from geoseg.export import EXPORT_FORMATS, describe_export, export_model
+from geoseg.export import EXPORT_FORMATS, default_output, describe_export, export_model
+from geoseg.files import refuse_overwriting_input
 
 
 def parse_args() -> argparse.Namespace:
@@ -47,9 +48,11 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    output = args.output or default_output(args.checkpoint, args.format)
+    refuse_overwriting_input(output, args.checkpoint, what="--output")
     result = export_model(
         args.checkpoint,
-        args.output,
+        output,
         format=args.format,
         tile_size=args.tile_size,
         bands=args.bands,

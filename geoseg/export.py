@@ -30,7 +30,7 @@ from torch import nn
 
 from geoseg.bands import RasterInput, describe_input
 from geoseg.errors import CheckpointError, ConfigError
-from geoseg.files import write_atomic
+from geoseg.files import refuse_overwriting_input, write_atomic
 from geoseg.models import ModelSpec, load_model_and_spec
 
 __all__ = [
@@ -118,9 +118,12 @@ def export_model(
     export is checked on a batch other than the traced one); a number fixes it.
 
     The file is written under a temporary name, checked against the PyTorch network and renamed;
-    on any failure nothing is left at ``output``.
+    on any failure nothing is left at ``output``. An ``output`` that is the checkpoint itself
+    (also through links) is a DataError, raised before anything is loaded.
     """
     format, tile_size = check_format(format), int(tile_size)
+    output = Path(output) if output is not None else default_output(checkpoint, format)
+    refuse_overwriting_input(output, checkpoint)
     if tile_size < 1:
         raise ConfigError(f"tile_size={tile_size}: expected a positive number of pixels")
     if batch_size is not None and int(batch_size) < 1:
@@ -133,7 +136,6 @@ def export_model(
             f"bands={bands}: {checkpoint} holds a {spec.model_class} that reads {net.in_chans} "
             f"bands ({describe_input(spec.raster)}); export it with bands={net.in_chans}"
         )
-    output = Path(output) if output is not None else default_output(checkpoint, format)
     metadata = export_metadata(spec, net.in_chans, tile_size, batch_size, format)
     model = PortableModel(net).eval()
     trace_batch = batch_size or TRACE_BATCH

@@ -4,6 +4,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from geoseg.errors import DataError
+
 
 def temporary_name(path: Path, unique: bool = False) -> Path:
     """The hidden ``.<name>.tmp`` beside ``path`` that a write goes to first (``unique``:
@@ -40,6 +42,29 @@ def write_atomic(
         raise
     if durable:
         _fsync(path.parent)
+
+
+def refuse_overwriting_input(
+    output: str | os.PathLike, *inputs: str | os.PathLike, what: str = "output"
+) -> None:
+    """A DataError if ``output`` is one of ``inputs``: the same path, the same file through
+    symbolic links (of the file or of a folder above it), or a hard link to it. Writing there
+    would replace the input with its own result; ``what`` names the choice to change."""
+    for source in inputs:
+        if is_same_file(output, source):
+            raise DataError(
+                f"{output}: is the input {source}; refusing to write over it: choose another {what}"
+            )
+
+
+def is_same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether paths ``a`` and ``b`` name one file (links followed; need not exist)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links
+    except OSError:  # either is missing: no file to share
+        return False
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, unique: bool = False) -> None:

@@ -2,7 +2,11 @@
 bands, carry the checkpoint's input contract, classes and palette, and leave nothing behind when
 they fail."""
 
+import hashlib
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -13,7 +17,7 @@ import torch
 
 from geoseg.bands import RasterInput
 from geoseg.datasets import CLASSES, IGNORE_INDEX
-from geoseg.errors import ConfigError
+from geoseg.errors import ConfigError, DataError
 from geoseg.export import export_model, read_export_metadata
 from geoseg.files import temporary_name
 from geoseg.models import FTUNetFormer, UNetFormer, load_model_and_spec, save_model
@@ -221,3 +225,59 @@ def test_a_checkpoint_with_nan_weights_is_one_error_line_and_no_file(checkpoint,
         "is unusable; use an earlier one (e.g. the -best.ckpt) or retrain\n"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.ckpt"]
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_script_refuses_to_write_over_its_checkpoint(checkpoint, tmp_path):
+    path = tmp_path / "m.ckpt"
+    shutil.copy(checkpoint("unetformer_rgb"), path)
+    before = digest(path)
+    arguments = ["--output", str(path), "--format", "torchscript", "--tile-size", str(TILE)]
+    done = subprocess.run(
+        [sys.executable, SCRIPT, str(path), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO_ROOT,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: {path}: is the input {path}; refusing to write over it: choose another --output"
+    ]
+    assert digest(path) == before
+
+
+# (checkpoint, output) as named to export_model, relative to tmp_path; m.ckpt is the real file
+OVERWRITING = {
+    "output_links_to_it": ("m.ckpt", "link.ckpt"),
+    "checkpoint_given_by_a_link": ("link.ckpt", "m.ckpt"),
+    "output_through_a_linked_folder": ("m.ckpt", "alias/m.ckpt"),
+    "output_a_hard_link": ("m.ckpt", "hard.ckpt"),
+    "default_output": ("m.onnx", None),  # m.onnx with the suffix .onnx is itself
+}
+
+
+@pytest.mark.parametrize("case", OVERWRITING)
+def test_an_output_that_is_the_checkpoint_through_links_is_refused(checkpoint, tmp_path, case):
+    source, output = OVERWRITING[case]
+    real = tmp_path / ("m.onnx" if case == "default_output" else "m.ckpt")
+    shutil.copy(checkpoint("unetformer_rgb"), real)
+    (tmp_path / "link.ckpt").symlink_to(real)
+    (tmp_path / "alias").symlink_to(tmp_path, target_is_directory=True)
+    os.link(real, tmp_path / "hard.ckpt")
+    before = sorted(p.name for p in tmp_path.iterdir()), digest(real)
+    format = "onnx" if case == "default_output" else "torchscript"
+    shown = real if output is None else tmp_path / output
+    expected = f"{shown}: is the input {tmp_path / source}; refusing to write over it"
+    with pytest.raises(DataError, match=f"^{re.escape(expected)}"):
+        export_model(
+            tmp_path / source,
+            None if output is None else tmp_path / output,
+            format=format,
+            tile_size=TILE,
+        )
+    assert (sorted(p.name for p in tmp_path.iterdir()), digest(real)) == before
+    assert (tmp_path / "link.ckpt").resolve() == real

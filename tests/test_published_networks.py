@@ -6,8 +6,12 @@ weights of tiny-width variants in GeoSeg's checkpoint layout, an input and the l
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +19,7 @@ import timm
 import torch
 
 from geoseg.classes import CLASSES, IMAGENET_NORMALIZATION
-from geoseg.errors import CheckpointError, ConfigError
+from geoseg.errors import CheckpointError, ConfigError, DataError
 from geoseg.models import FTUNetFormer, UNetFormer, load_model_and_spec
 from geoseg.models.checkpoint import (
     as_plain,
@@ -26,6 +30,8 @@ from geoseg.models.checkpoint import (
 from geoseg.models.geoseg_format import from_published_layouts, geoseg_model_arguments
 from geoseg.models.import_geoseg import main as import_main
 from geoseg.models.swin import SwinTransformer, swin_state_dict
+
+from conftest import REPO_ROOT
 
 FIXTURES = Path(__file__).parent / "data" / "geoseg"
 # the reference UNetFormer of the fixture runs on timm's tiny test ResNet
@@ -164,6 +170,30 @@ def test_import_names_the_classes_it_assumes_and_the_backbone_it_needs(tmp_path,
     assert "this project's class names (other, forest" in caplog.text and "--classes" in caplog.text
     with pytest.raises(CheckpointError, match=r"is its CNN not 'resnet18'\? .*--backbone"):
         import_main([str(geoseg_checkpoint("unetformer")), str(tmp_path / "unet.ckpt")])
+
+
+def test_import_refuses_to_write_over_its_source(tmp_path):
+    source = tmp_path / "geoseg.ckpt"
+    shutil.copy(geoseg_checkpoint("ft_unetformer"), source)
+    before = hashlib.sha256(source.read_bytes()).hexdigest()
+    done = subprocess.run(
+        [sys.executable, "-m", "geoseg.models.import_geoseg", str(source), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: {source}: is the input {source}; refusing to write over it: choose another output"
+    ]
+    link = tmp_path / "link.ckpt"
+    link.symlink_to(source)
+    for given, output in ((source, link), (link, source)):
+        with pytest.raises(DataError, match=re.escape(f"{output}: is the input {given}; refusing")):
+            import_main([str(given), str(output)])
+    assert hashlib.sha256(source.read_bytes()).hexdigest() == before
+    assert link.resolve() == source and sorted(tmp_path.iterdir()) == [source, link]
 
 
 def test_a_geoseg_checkpoint_without_record_points_at_the_importer():

@@ -16,6 +16,7 @@ import os
 
 from geoseg.classes import CLASSES, IGNORE_INDEX, IMAGENET_NORMALIZATION
 from geoseg.errors import CheckpointError, ConfigError, preview
+from geoseg.files import refuse_overwriting_input
 from geoseg.models.checkpoint import (
     MODEL_REGISTRY,
     extract_state_dict,
@@ -53,7 +54,9 @@ def import_geoseg_checkpoint(
     ``arch`` (``ft_unetformer``/``unetformer``) and ``num_classes``, when given, are checked
     against the weights; ``classes`` defaults to this project's six when the head has six;
     ``backbone`` is the timm name of a UNetFormer's CNN (GeoSeg's default is a ResNet-18).
+    ``output`` must not be ``source`` (a DataError): the original would be replaced.
     """
+    refuse_overwriting_input(output, source)
     state = extract_state_dict(read_checkpoint(source))
     if not is_geoseg_state(state):
         raise CheckpointError(
