@@ -12,12 +12,13 @@ import importlib.util
 import inspect
 import os
 import sys
+import traceback
 import types
 from pathlib import Path
 from types import SimpleNamespace
 
 from geoseg.classes import CLASSES, IGNORE_INDEX
-from geoseg.errors import ConfigError
+from geoseg.errors import ConfigError, GeoSegError
 
 SUPERVISED_REQUIRED = (
     "net",
@@ -80,6 +81,21 @@ SUPERVISED_DEFAULTS = {
     "num_logged_images": 4,
 }
 
+# The KD knobs and their defaults (the recipe's). kd_alpha weights the supervised term:
+# loss = kd_alpha * supervised + (1 - kd_alpha) * KD.
+KD_SETTINGS = {
+    "kd_temperature": 3.0,
+    "kd_alpha": 0.7,
+    "kd_confidence_threshold": 0.5,
+    "kd_warmup_epochs": 5,
+}
+# The KD stage's config names: the supervised ones, the teacher and the knobs.
+KD_REQUIRED = (*SUPERVISED_REQUIRED, "teacher_ckpt_path")
+KD_DEFAULTS = {**SUPERVISED_DEFAULTS, **KD_SETTINGS}
+KD_NAMES = ("teacher_ckpt_path", *KD_SETTINGS)
+# Every name some stage reads: a config name close to one of these is taken for a typo.
+STAGE_NAMES = (*KD_REQUIRED, *KD_DEFAULTS)
+
 # Names that only the stage reads, never an object the config builds from them, so they can be
 # overridden on the command line without leaving a built object
 # (an optimizer, a scheduler, a data loader) out of step. Everything else is changed in the file.
@@ -136,6 +152,8 @@ def load_config(
         raise ConfigError(f"{path}: config file not found")
     module = _execute(path)
     names = {key: value for key, value in vars(module).items() if not key.startswith("_")}
+    overrides = overrides or {}
+    _check_stage(path, required, {**names, **overrides})
 
     missing = [name for name in required if name not in names]
     if missing:
@@ -148,20 +166,32 @@ def load_config(
         raise ConfigError(f"{path}: missing required names: {', '.join(missing)}{hint}")
 
     for name, value in names.items():
-        if name in required or name in defaults or _is_definition(value):
+        if name in STAGE_NAMES or _is_definition(value):
             continue
-        close = difflib.get_close_matches(name, [*required, *defaults], n=1, cutoff=0.85)
+        close = difflib.get_close_matches(name, STAGE_NAMES, n=1, cutoff=0.85)
         if close and close[0] not in names:
             raise ConfigError(f"{path}: unknown name '{name}'; did you mean '{close[0]}'?")
+        if close:
+            raise ConfigError(f"{path}: {name}: no stage reads it; did you mean {close[0]}?")
 
-    refused = sorted(set(overrides or {}) - set(OVERRIDABLE))
+    unknown = [name for name in overrides if name not in names and name not in defaults]
+    unknown = [name for name in unknown if name not in required]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], [*OVERRIDABLE, *names], n=1, cutoff=0.6)
+        hint = (
+            f" (did you mean {close[0]}?)" if close else f" (overridable: {', '.join(OVERRIDABLE)})"
+        )
+        raise ConfigError(
+            f"--set {', '.join(unknown)}: no such name in config {path} or among the stage's "
+            f"names{hint}"
+        )
+    refused = sorted(set(overrides) - set(OVERRIDABLE))
     if refused:
         raise ConfigError(
             f"{path}: cannot override {', '.join(refused)} from the command line: the config may "
             f"have built objects from them (loaders, optimizer, scheduler); edit the file instead. "
             f"Overridable: {', '.join(OVERRIDABLE)}"
         )
-    overrides = overrides or {}
     settings = {**names, **overrides}
     if "run_name" in overrides:  # a run name given on the command line moves every output
         settings = {k: v for k, v in settings.items() if k not in OUTPUT_NAMES or k in overrides}
@@ -170,6 +200,23 @@ def load_config(
     _derive_outputs(config, settings)
     _check_class_scheme(config)
     return config
+
+
+def _check_stage(path: Path, required: tuple[str, ...], settings: dict) -> None:
+    """A distillation config belongs to train_kd.py, any other to train_supervision.py."""
+    if "teacher_ckpt_path" in required:
+        if "teacher_ckpt_path" not in settings:
+            raise ConfigError(
+                f"{path}: no teacher_ckpt_path, so this is not a distillation config: train it "
+                "with train_supervision.py, or set teacher_ckpt_path to the teacher's checkpoint"
+            )
+        return
+    kd_names = [name for name in KD_NAMES if name in settings]
+    if kd_names:
+        raise ConfigError(
+            f"{path}: sets {', '.join(kd_names)}, so this is a distillation config: train it with "
+            "train_kd.py"
+        )
 
 
 def run_outputs(run_name: str) -> dict[str, str]:
@@ -229,8 +276,38 @@ def _execute(path: Path) -> types.ModuleType:
     module = importlib.util.module_from_spec(spec)
     # Registered while it runs so that dataclasses/pickling inside the config can find the module.
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except GeoSegError:
+        raise  # bad data or a bad value the config's own objects found: their message says where
+    except SyntaxError as error:
+        where = _shown(path, Path(error.filename or path))
+        raise ConfigError(f"{where}, line {error.lineno}: SyntaxError: {error.msg}") from error
+    except Exception as error:
+        raise ConfigError(f"{_failing_line(path, error)}: {_one_line(error)}") from error
     return module
+
+
+def _failing_line(path: Path, error: Exception) -> str:
+    """Where the deepest frame in the config's folder (the config or a block beside it) was."""
+    folder = path.resolve().parent
+    where = f"{path}, line ?"
+    for frame, lineno in traceback.walk_tb(error.__traceback__):
+        file = Path(frame.f_code.co_filename).resolve()
+        if file.parent == folder:
+            where = f"{_shown(path, file)}, line {lineno}"
+    return where
+
+
+def _shown(path: Path, file: Path) -> str:
+    """``file`` as the user named its folder: the config's path, or a block beside it."""
+    return str(path) if file.resolve() == path.resolve() else str(path.parent / file.name)
+
+
+def _one_line(error: Exception) -> str:
+    """``Type: first line of the message``."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def _is_definition(value) -> bool:

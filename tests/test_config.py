@@ -302,3 +302,135 @@ def test_each_demo_step_1_lever_config_changes_step_1_in_its_lever_alone(
         assert sampler.target_share == 0.5
     assert not step1.loss.label_sets
     assert step1.train_loader.dataset.data_root.name == "biodiversity_combined"
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "expected"),
+    [
+        ("x = 1\nmax_epoch = (\n", 2, "SyntaxError: "),
+        ("x = 1\ny = 2\nz = 1 / 0\n", 3, "ZeroDivisionError: division by zero"),
+        ("x = 1\nnet = undefined_name\n", 2, "NameError: name 'undefined_name' is not defined"),
+        ("import json\n\nx = json.loads('{')\n", 3, "JSONDecodeError: Expecting property name"),
+    ],
+)
+def test_a_config_that_fails_to_run_names_its_file_and_line(tmp_path, body, line, expected):
+    path = write(tmp_path, body)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value).startswith(f"{path}, line {line}: {expected}")
+    assert "\n" not in str(error.value)
+
+
+def test_a_data_error_raised_by_the_config_keeps_its_message(tmp_path):
+    text = "from geoseg.errors import DataError\n\nraise DataError('data/x: folder not found')\n"
+    with pytest.raises(DataError) as error:
+        load_config(write(tmp_path, text))
+    assert str(error.value) == "data/x: folder not found"
+
+
+@pytest.mark.parametrize(
+    ("extra", "stage", "expected"),
+    [
+        ("max_epochs = 3", "supervised", "max_epochs: no stage reads it; did you mean max_epoch?"),
+        (
+            "kd_temprature = 2.0",
+            "kd",
+            "unknown name 'kd_temprature'; did you mean 'kd_temperature'?",
+        ),
+        (
+            "kd_temprature = 2.0",
+            "supervised",
+            "unknown name 'kd_temprature'; did you mean 'kd_temperature'?",
+        ),
+    ],
+)
+def test_a_name_no_stage_reads_beside_a_stage_name_is_a_typo(tmp_path, extra, stage, expected):
+    teacher = "\nteacher_ckpt_path = 't.ckpt'" if stage == "kd" else ""
+    path = write(tmp_path, complete_config() + teacher + "\n" + extra + "\n")
+    stage_names = (KD_REQUIRED, KD_DEFAULTS) if stage == "kd" else ()
+    with pytest.raises(ConfigError) as error:
+        load_config(path, *stage_names)
+    assert str(error.value) == f"{path}: {expected}"
+
+
+def test_helper_names_far_from_stage_names_pass(tmp_path):
+    helpers = "lr = 1e-3\noptimisation = {}\ncombined_data = 1\ntrain_set = 2\nimg_size = 64\n"
+    config = load_config(write(tmp_path, complete_config() + "\n" + helpers))
+    assert (config.lr, config.img_size) == (1e-3, 64)
+
+
+def test_setting_a_name_neither_the_config_nor_the_stage_has_says_so(tmp_path):
+    path = write(tmp_path, complete_config())
+    with pytest.raises(ConfigError) as error:
+        load_config(path, overrides={"foo": 3})
+    assert str(error.value).startswith(
+        f"--set foo: no such name in config {path} or among the stage's names ("
+    )
+    with pytest.raises(ConfigError) as error:
+        load_config(path, overrides={"log_nme": "x"})
+    assert str(error.value) == (
+        f"--set log_nme: no such name in config {path} or among the stage's names "
+        "(did you mean log_name?)"
+    )
+
+
+def test_a_kd_config_is_refused_by_the_supervised_stage_and_vice_versa(tmp_path):
+    kd = write(tmp_path, complete_config(teacher_ckpt_path="'t.ckpt'", kd_alpha="0.5"), "kd.py")
+    with pytest.raises(ConfigError) as error:
+        load_config(kd)
+    assert str(error.value) == (
+        f"{kd}: sets teacher_ckpt_path, kd_alpha, so this is a distillation config: train it "
+        "with train_kd.py"
+    )
+    plain = write(tmp_path, complete_config(), "plain.py")
+    with pytest.raises(ConfigError) as error:
+        load_config(plain, KD_REQUIRED, KD_DEFAULTS)
+    assert "train it with train_supervision.py" in str(error.value)
+    assert load_config(kd, KD_REQUIRED, KD_DEFAULTS).kd_alpha == 0.5
+
+
+@pytest.mark.parametrize(
+    ("script", "text", "args", "expected"),
+    [
+        ("train_supervision.py", "x = 1\ny = 1 / 0\n", [], "cfg.py, line 2: ZeroDivisionError"),
+        ("train_supervision.py", "max_epoch = (\n", [], "cfg.py, line 1: SyntaxError: "),
+        (
+            "train_supervision.py",
+            complete_config(max_epochs="3"),
+            [],
+            "max_epochs: no stage reads it; did you mean max_epoch?",
+        ),
+        (
+            "train_supervision.py",
+            complete_config(),
+            ["--set", "foo=3"],
+            "--set foo: no such name in config",
+        ),
+        (
+            "train_supervision.py",
+            complete_config(teacher_ckpt_path="'t.ckpt'"),
+            [],
+            "so this is a distillation config: train it with train_kd.py",
+        ),
+        (
+            "train_kd.py",
+            complete_config(),
+            [],
+            "no teacher_ckpt_path, so this is not a distillation config: train it with "
+            "train_supervision.py",
+        ),
+    ],
+)
+def test_stage_scripts_report_config_errors_in_one_line(tmp_path, script, text, args, expected):
+    path = write(tmp_path, text)
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / script), "-c", str(path), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and expected in lines[0]
+    assert "Traceback" not in result.stderr

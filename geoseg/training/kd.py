@@ -12,24 +12,12 @@ import torch
 from torch import Tensor, nn
 
 from geoseg.bands import RasterInput, describe_input, same_raster_input
-from geoseg.config import SUPERVISED_DEFAULTS, SUPERVISED_REQUIRED
+from geoseg.config import KD_DEFAULTS, KD_REQUIRED, KD_SETTINGS  # noqa: F401 (re-exported)
 from geoseg.datasets.mixing import ignore_mask
 from geoseg.errors import CheckpointError, ConfigError
 from geoseg.losses.kd import compute_kd_loss
 from geoseg.models.checkpoint import load_model_and_spec
 from geoseg.training.supervised import SupervisedModule, compile_in_place
-
-# The KD knobs and their defaults (the recipe's). kd_alpha weights the supervised term:
-# loss = kd_alpha * supervised + (1 - kd_alpha) * KD.
-KD_SETTINGS = {
-    "kd_temperature": 3.0,
-    "kd_alpha": 0.7,
-    "kd_confidence_threshold": 0.5,
-    "kd_warmup_epochs": 5,
-}
-# The KD stage's config names: the supervised ones, the teacher and the knobs.
-KD_REQUIRED = (*SUPERVISED_REQUIRED, "teacher_ckpt_path")
-KD_DEFAULTS = {**SUPERVISED_DEFAULTS, **KD_SETTINGS}
 
 
 def load_teacher(
