@@ -37,11 +37,13 @@ import torch
 
 from geoseg.cli import run_script
 from geoseg.errors import ConfigError, DataError
+from geoseg.hardware import resolve_device
 from geoseg.inference import (
     PRECISIONS,
     EnsemblePredictor,
     check_same_bands,
     check_same_classes,
+    check_same_ignore_index,
     find_inputs,
     parse_flips,
     parse_scales,
@@ -112,34 +114,41 @@ def add_ensemble_arguments(
 
 
 def check_ensemble_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Parse --scales and --flips in place; stop with the parser's error on a bad value."""
+    """Parse --scales, --flips and --device in place; a bad value is a one-line ConfigError that
+    names it, before anything is loaded or written."""
     try:
         args.scales, args.flips = parse_scales(args.scales), parse_flips(args.flips)
     except ValueError as error:
-        parser.error(str(error))
+        raise ConfigError(f"--{error}") from error
     if args.batch_size is not None and args.batch_size < 1:
-        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+        raise ConfigError(f"--batch-size {args.batch_size}: expected an integer of at least 1")
+    if args.num_workers < 0:
+        raise ConfigError(f"--num-workers {args.num_workers}: expected an integer of at least 0")
     tile_size = args.tile_size or SCENE_TILE_SIZE
     if not 0 <= args.overlap < tile_size:
-        parser.error(f"--overlap must be in [0, tile size {tile_size}), got {args.overlap}")
+        raise ConfigError(
+            f"--overlap {args.overlap}: expected an integer in [0, tile size {tile_size})"
+        )
+    _, world_size, local_rank = launch_rank()  # one GPU per process when launched as several
+    try:
+        args.device = resolve_device(args.device, local_rank if world_size > 1 else None)
+    except ValueError as error:
+        raise ConfigError(f"--{error}") from error
 
 
 def load_ensemble(
     checkpoints: list[Path], args: argparse.Namespace, weights: list[float] | None = None
 ) -> tuple[EnsemblePredictor, list[ModelSpec], torch.device]:
-    """The models of ``checkpoints`` (same class scheme) in a predictor with the TTA flags and the
-    members' ``weights`` (None: equal)."""
-    _, world_size, local_rank = launch_rank()
-    if args.device != "auto":
-        device = torch.device(args.device)
-    elif torch.cuda.is_available():  # one GPU per process when launched as several
-        device = torch.device("cuda", local_rank if world_size > 1 else torch.cuda.current_device())
-    else:
-        device = torch.device("cpu")
+    """The models of ``checkpoints`` (one class scheme, ignore id and set of bands) in a predictor
+    with the TTA flags (``args`` as ``check_ensemble_arguments`` left them) and the members'
+    ``weights`` (None: equal)."""
+    device = args.device
     # loaded once, before any input is read
     models, specs = zip(*(load_model_and_spec(path) for path in checkpoints), strict=True)
-    check_same_classes(specs, [str(path) for path in checkpoints])
-    check_same_bands(specs, [str(path) for path in checkpoints])
+    names = [str(path) for path in checkpoints]
+    check_same_classes(specs, names)
+    check_same_ignore_index(specs, names)
+    check_same_bands(specs, names)
     predictor = EnsemblePredictor(
         models,
         scales=args.scales,

@@ -65,13 +65,12 @@ def main() -> None:
     check_folders(args.input_dir, args.output_root)
     inputs = find_inputs(args.input_dir)
     predictor, specs, device = load_ensemble(args.checkpoints, args)
-    ignore_index = specs[0].ignore_index
-    for path, spec in zip(args.checkpoints, specs, strict=True):
-        if spec.ignore_index != ignore_index or not spec.num_classes <= ignore_index <= 255:
-            raise DataError(
-                f"{path}: ignore id {spec.ignore_index}; the models must share one ignore id "
-                f"between the class count ({spec.num_classes}) and 255 to mark unlabelled pixels"
-            )
+    ignore_index = specs[0].ignore_index  # one for all members: load_ensemble checks
+    if not specs[0].num_classes <= ignore_index <= 255:
+        raise DataError(
+            f"{args.checkpoints[0]}: ignore id {ignore_index}; pseudo-labels need an ignore id "
+            f"between the class count ({specs[0].num_classes}) and 255 to mark unlabelled pixels"
+        )
     # what the ensemble outputs depend on: a resumed run must predict with the same
     check_settings(
         args.output_root,

@@ -18,10 +18,10 @@ ensemble's Val mIoU is optimistic (Val chose it): compare ensembles on Test.
 import argparse
 from pathlib import Path
 
-import torch
-
 from geoseg.cli import run_script
 from geoseg.datasets import TargetDataset
+from geoseg.errors import ConfigError
+from geoseg.hardware import resolve_device
 from geoseg.inference import (
     PRECISIONS,
     STORE_DTYPES,
@@ -76,10 +76,10 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    if args.device != "auto":
-        device = torch.device(args.device)
-    else:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = resolve_device(args.device)
+    except ValueError as error:
+        raise ConfigError(f"--{error}") from error
     models, specs = zip(*(load_model_and_spec(path) for path in args.checkpoints), strict=True)
     names = [str(path) for path in args.checkpoints]
     classes = check_same_classes(specs, names)

@@ -5,6 +5,8 @@
   autocast is slower than fp32, so inference uses bf16 only where this is true.
   ``GEOSEG_NATIVE_BF16=1`` (or ``0``) overrides the CPU's flags, so either branch of
   ``--precision auto`` can be run, and tested, on any machine.
+- ``resolve_device(text)``: the torch device a "auto", "cpu", "cuda" or "cuda:N" names, checked
+  against this machine's GPUs.
 - ``keep_freed_memory()``: glibc's allocator hands every block over 32 MiB back to the system
   when it is freed and maps fresh, zeroed pages for the next one, so a training step on a CPU pays
   page faults for every large activation, again and again (on a 2-core CPU a step of the recipe's
@@ -22,9 +24,11 @@ import os
 import platform
 from functools import cache
 
+import torch
+
 from geoseg.errors import GeoSegError
 
-__all__ = ["cpu_flags", "keep_freed_memory", "native_bf16"]
+__all__ = ["cpu_flags", "keep_freed_memory", "native_bf16", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
@@ -94,3 +98,32 @@ def keep_freed_memory() -> bool:
     kept = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
     log.debug("glibc malloc keeps freed blocks: %s", kept)
     return kept
+
+
+def resolve_device(text: str, local_rank: int | None = None) -> torch.device:
+    """``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` -> the device, or a ValueError naming
+    ``text``; a GPU this machine lacks is an error. "auto": GPU ``local_rank`` (default: the
+    current one) where CUDA is available, else the CPU."""
+    allowed = "expected auto, cpu, cuda or cuda:N (N a GPU index)"
+    kind, _, index = text.partition(":")
+    if text in ("auto", "cpu", "cuda"):
+        number = None
+    elif kind == "cuda" and index.isdigit():
+        number = int(index)
+    else:
+        raise ValueError(f"device {text!r}: {allowed}")
+    if text == "cpu" or (text == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {text!r}: CUDA is not available on this machine; use cpu or auto")
+    count = torch.cuda.device_count()
+    if text == "auto":
+        number = local_rank
+    if number is None:
+        number = torch.cuda.current_device()
+    if number >= count:
+        raise ValueError(
+            f"device {text!r}: GPU {number} does not exist; this machine has {count} "
+            f"(cuda:0 to cuda:{count - 1})"
+        )
+    return torch.device("cuda", number)

@@ -27,11 +27,13 @@ from geoseg.inference.selection import (
     write_selection,
 )
 from geoseg.inference.tta import (
+    MAX_SCALE,
     PRECISIONS,
     EnsemblePredictor,
     autocast_dtype,
     check_same_bands,
     check_same_classes,
+    check_same_ignore_index,
     check_weights,
     parse_flips,
     parse_scales,
@@ -39,6 +41,7 @@ from geoseg.inference.tta import (
 )
 
 __all__ = [
+    "MAX_SCALE",
     "PRECISIONS",
     "STORE_DTYPES",
     "BackgroundWriter",
@@ -48,6 +51,7 @@ __all__ = [
     "autocast_dtype",
     "check_same_bands",
     "check_same_classes",
+    "check_same_ignore_index",
     "check_weights",
     "find_inputs",
     "greedy_selection",

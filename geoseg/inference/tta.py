@@ -30,6 +30,9 @@ from geoseg.models.checkpoint import ModelSpec
 FLIPS = {"none": None, "h": -1, "v": -2}  # flip name -> the tensor dimension it reverses
 MERGES = ("logits", "probs")
 PRECISIONS = ("auto", "bf16", "fp32")
+# The largest TTA resize factor: 8x an image's side is 64x its pixels, beyond any useful TTA and
+# soon beyond memory.
+MAX_SCALE = 8.0
 
 
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
@@ -61,13 +64,22 @@ def parse_flips(text: str) -> tuple[str, ...]:
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
-    """``"0.75,1.0,1.25"`` -> (0.75, 1.0, 1.25); each scale must be positive."""
-    try:
-        scales = tuple(float(value) for value in text.split(",") if value.strip())
-    except ValueError as error:
-        raise ValueError(f"scales {text!r}: expected comma-separated numbers") from error
-    if not scales or any(scale <= 0 for scale in scales):
-        raise ValueError(f"scales {text!r}: expected positive numbers")
+    """``"0.75,1.0,1.25"`` -> (0.75, 1.0, 1.25); each scale a finite factor in (0, MAX_SCALE]."""
+    values = [value.strip() for value in text.split(",") if value.strip()]
+    if not values:
+        raise ValueError(f"scales {text!r}: expected comma-separated numbers")
+    scales = []
+    for value in values:
+        try:
+            scale = float(value)
+        except ValueError as error:
+            raise ValueError(f"scales {text!r}: expected comma-separated numbers") from error
+        if not (math.isfinite(scale) and 0 < scale <= MAX_SCALE):
+            raise ValueError(
+                f"scales {text!r}: {value!r}: a scale must be a finite factor in (0, {MAX_SCALE:g}]"
+            )
+        scales.append(scale)
+    scales = tuple(scales)
     _refuse_repeats("scales", text, scales)
     return scales
 
@@ -110,6 +122,19 @@ def check_same_classes(specs: Sequence[ModelSpec], names: Sequence[str]) -> tupl
             raise CheckpointError(
                 f"{name} predicts {spec.num_classes} classes {list(spec.classes)}, but "
                 f"{names[0]} predicts {len(first)} classes {list(first)}: an ensemble needs one scheme"
+            )
+    return first
+
+
+def check_same_ignore_index(specs: Sequence[ModelSpec], names: Sequence[str]) -> int:
+    """The ensemble's ignore id; members that mark unlabelled pixels with different ids disagree
+    on what their class ids mean beside the classes."""
+    first = specs[0].ignore_index
+    for spec, name in zip(specs[1:], names[1:], strict=True):
+        if spec.ignore_index != first:
+            raise CheckpointError(
+                f"{name}: ignore id {spec.ignore_index}, but {names[0]}: ignore id {first}; "
+                "an ensemble needs one ignore id"
             )
     return first
 

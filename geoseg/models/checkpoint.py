@@ -118,6 +118,21 @@ class ModelSpec:
             architecture_version=int(record.get("architecture_version", 1)),
         )
 
+    def check_classes(self, path) -> None:
+        """One class name per output of the head and a colour per class, or a CheckpointError:
+        otherwise maps would be named or painted wrongly."""
+        head = self.model_kwargs.get("num_classes")
+        if head is not None and int(head) != self.num_classes:
+            raise CheckpointError(
+                f"{path}: its record names {self.num_classes} classes but the network's head "
+                f"predicts {head}; expected one class name per output"
+            )
+        if len(self.palette) < self.num_classes:
+            raise CheckpointError(
+                f"{path}: its palette has {len(self.palette)} colours for {self.num_classes} "
+                "classes; expected at least one colour per class"
+            )
+
     def check_architecture(self, path) -> type[nn.Module]:
         """The registered class of this record, which must build its architecture version."""
         cls = MODEL_REGISTRY.get(self.model_class)
@@ -213,6 +228,7 @@ def read_model_spec(checkpoint: dict, path: str | os.PathLike) -> ModelSpec:
         raise CheckpointError(f"{path}: no '{CHECKPOINT_KEY}' model record; {hint}")
     spec = ModelSpec.from_dict(checkpoint[CHECKPOINT_KEY])
     spec.check_architecture(path)
+    spec.check_classes(path)
     return spec
 
 
