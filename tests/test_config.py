@@ -389,6 +389,7 @@ def test_a_kd_config_is_refused_by_the_supervised_stage_and_vice_versa(tmp_path)
     assert load_config(kd, KD_REQUIRED, KD_DEFAULTS).kd_alpha == 0.5
 
 
+@pytest.mark.slow  # six script runs, each importing torch and Lightning afresh
 @pytest.mark.parametrize(
     ("script", "text", "args", "expected"),
     [
