@@ -40,6 +40,78 @@ def three_runs(synthetic_root, tmp_path_factory):
     ]
 
 
+# A Dataset of the user's own that calls the project's augmentation directly, the albumentations
+# way, instead of going through TargetDataset.
+OWN_DATASET = """
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from geoseg.datasets import train_transform
+
+
+class OwnTiles(Dataset):
+    def __init__(self, folder, transform=None):
+        self.images = sorted(Path(folder, "images_png").glob("*.png"))
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        path = self.images[index]
+        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        mask = cv2.imread(str(path.parent.parent / "masks_png" / path.name), cv2.IMREAD_UNCHANGED)
+        if self.transform is not None:
+            augmented = self.transform(image=image, mask=mask)
+            image, mask = augmented["image"], augmented["mask"]
+        return {
+            "img": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float(),
+            "gt_semantic_seg": torch.from_numpy(mask.astype(np.int64)),
+            "img_id": path.stem,
+        }
+
+
+train_loader = DataLoader(
+    OwnTiles("{data_root}/Train", transform=train_transform(48)),
+    batch_size=4, shuffle=True, drop_last=True, num_workers=2,
+)
+"""
+
+
+@pytest.mark.slow  # two training runs
+def test_a_dataset_calling_train_transform_directly_is_reproducible(synthetic_root, tmp_path):
+    """TrainTransform draws from torch's generator however it is called: two runs of a config
+    whose own Dataset calls ``train_transform(48)(image=..., mask=...)`` end with the same
+    weights (seed 5, 2 loader workers)."""
+    runs = []
+    for name in ("first", "second"):
+        config = write_config(
+            tmp_path / f"{name}.py",
+            data_root=synthetic_root,
+            weights_path=tmp_path / name,
+            max_epoch=1,
+            deterministic=True,
+        )
+        own_dataset = OWN_DATASET.replace("{data_root}", str(synthetic_root))
+        config.write_text(config.read_text() + own_dataset)
+        result = subprocess.run(
+            [sys.executable, str(REPO_ROOT / "train_supervision.py"), "-c", str(config)]
+            + ["--seed", "5"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs.append(read_checkpoint(tmp_path / name / "last.ckpt")["state_dict"])
+    first, second = runs
+    differing = [key for key, value in first.items() if not torch.equal(value, second[key])]
+    assert differing == []
+
+
 def validation(checkpoint: dict) -> tuple:
     """The last validation's confusion matrix and the best score the checkpoint callback saw."""
     confusion = checkpoint["geoseg_validation"]["confusion_matrix"]["val"]

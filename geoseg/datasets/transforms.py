@@ -14,8 +14,10 @@ class TrainTransform:
     where the scaled tile is smaller), flips, 90-degree rotations and mild colour jitter (8-bit
     RGB only: other bands keep their values, which have a physical meaning).
 
-    Called as an albumentations transform (``transform(image=..., mask=...)``). ``around`` makes
-    the same augmentation with the crop placed on a given pixel instead of at random.
+    Called as an albumentations transform (``transform(image=..., mask=...)``), it draws from
+    torch's generator (as ``augment`` does), so a Dataset of one's own that calls it directly is
+    reproducible under the run's seed, loader workers included. ``around`` makes the same
+    augmentation with the crop placed on a given pixel instead of at random.
     """
 
     def __init__(
@@ -58,12 +60,10 @@ class TrainTransform:
         self.appearance = A.Compose(_appearance(colour=True))
         self.appearance_bands = A.Compose(_appearance(colour=False))
 
-    def set_random_seed(self, seed: int) -> None:
-        self.compose.set_random_seed(seed)
-        self.compose_bands.set_random_seed(seed)
-
     def __call__(self, **data) -> dict:
-        return (self.compose if _is_rgb(data["image"]) else self.compose_bands)(**data)
+        compose = self.compose if _is_rgb(data["image"]) else self.compose_bands
+        compose.set_random_seed(_seed_from_torch())
+        return compose(**data)
 
     def around(
         self, image: np.ndarray, mask: np.ndarray, row: int, column: int
@@ -133,10 +133,15 @@ def augment(transform, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray,
     augment differently. So the transform is re-seeded for every sample from torch's generator,
     which the DataLoader seeds per worker from the run's seed.
     """
-    if hasattr(transform, "set_random_seed"):
-        transform.set_random_seed(int(torch.randint(0, 2**32, ()).item()))
+    if hasattr(transform, "set_random_seed"):  # a TrainTransform seeds itself the same way
+        transform.set_random_seed(_seed_from_torch())
     augmented = transform(image=image, mask=mask)
     return augmented["image"], augmented["mask"]
+
+
+def _seed_from_torch() -> int:
+    """A seed for albumentations' own generators, drawn from torch's (seeded by the run)."""
+    return int(torch.randint(0, 2**32, ()).item())
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
