@@ -86,10 +86,12 @@ DEMO_VARS = PYTHON=$(PYTHON) DEMO_CONFIGS=$(DEMO_CONFIGS) DEMO_DATA=$(DEMO_DATA)
 combine = $(PYTHON) $(REPO)/create_combined_dataset.py --target-root $(DEMO_DATA)/biodiversity \
 	--oem-root $(DEMO_DATA)/OpenEarthMap --output-root $(DEMO_DATA)/$(1) --target-gsd 1.0 \
 	--workers 2 $(2)
-# A fresh output folder and the synthetic data (target, a second domain in the OpenEarthMap
+# Fresh output, weights and log folders (a training stage refuses a weights folder holding an
+# earlier run's checkpoints) and the synthetic data (target, a second domain in the OpenEarthMap
 # layout that differs from it as real datasets do, their combination as shipped).
 define prepare_demo_data
-	rm -rf $(DEMO_OUT) && mkdir -p $(DEMO_OUT) && date +%s > $(DEMO_OUT)/.started_at
+	rm -rf $(DEMO_OUT) $(DEMO_WEIGHTS) lightning_logs/$(RUN_SET)
+	mkdir -p $(DEMO_OUT) && date +%s > $(DEMO_OUT)/.started_at
 	$(PYTHON) -m geoseg.datasets.synthetic --output-root $(DEMO_DATA) $(DEMO_DATA_ARGS)
 	$(call combine,biodiversity_combined)
 endef

@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 
 from geoseg.classes import IGNORE_INDEX, NUM_CLASSES, OEM_TO_TARGET
-from geoseg.cli import run_script
+from geoseg.cli import ArgumentParser, at_least, run_script
 from geoseg.datasets.combine import (
     CombineSettings,
     build_combined_dataset,
@@ -82,12 +82,12 @@ def positive(text: str) -> float:
 
 def parse_args() -> argparse.Namespace:
     defaults = CombineSettings()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target-root", type=Path, default=defaults.target_root)
     parser.add_argument("--oem-root", type=Path, default=defaults.oem_root)
     parser.add_argument("--output-root", type=Path, default=defaults.output_root)
-    parser.add_argument("--num-oem-train", type=int, default=defaults.num_oem_train)
-    parser.add_argument("--num-oem-val", type=int, default=defaults.num_oem_val)
+    parser.add_argument("--num-oem-train", type=at_least(0), default=defaults.num_oem_train)
+    parser.add_argument("--num-oem-val", type=at_least(0), default=defaults.num_oem_val)
     parser.add_argument("--seed", type=int, default=defaults.seed, help="for the tile selection")
     parser.add_argument(
         "--oem-scale",
@@ -112,7 +112,7 @@ def parse_args() -> argparse.Namespace:
         f"{IGNORE_INDEX} (ignore) or a set of class ids a|b (one of these), e.g. "
         f"255,255,1|2,4,4,1,5,3,4 (default {','.join(map(str, OEM_TO_TARGET))})",
     )
-    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
+    parser.add_argument("--workers", type=at_least(1), default=min(8, os.cpu_count() or 1))
     parser.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     return parser.parse_args()
 

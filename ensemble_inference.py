@@ -35,8 +35,9 @@ from pathlib import Path
 
 import torch
 
-from geoseg.cli import run_script
+from geoseg.cli import ArgumentParser, at_least, run_script
 from geoseg.errors import ConfigError, DataError
+from geoseg.files import check_output_folder
 from geoseg.hardware import resolve_device
 from geoseg.inference import (
     PRECISIONS,
@@ -91,11 +92,13 @@ def add_ensemble_arguments(
     )
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=at_least(1),
         help="images per forward pass (default 1), or tiles of a GeoTIFF scene (default "
         f"{SCENE_TILES_PER_BATCH})",
     )
-    parser.add_argument("--num-workers", type=int, default=2, help="image decoding processes")
+    parser.add_argument(
+        "--num-workers", type=at_least(0), default=2, help="image decoding processes"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument(
         "--precision",
@@ -120,10 +123,6 @@ def check_ensemble_arguments(parser: argparse.ArgumentParser, args: argparse.Nam
         args.scales, args.flips = parse_scales(args.scales), parse_flips(args.flips)
     except ValueError as error:
         raise ConfigError(f"--{error}") from error
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ConfigError(f"--batch-size {args.batch_size}: expected an integer of at least 1")
-    if args.num_workers < 0:
-        raise ConfigError(f"--num-workers {args.num_workers}: expected an integer of at least 0")
     tile_size = args.tile_size or SCENE_TILE_SIZE
     if not 0 <= args.overlap < tile_size:
         raise ConfigError(
@@ -162,7 +161,7 @@ def load_ensemble(
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input-dir", type=Path, default=Path("data/biodiversity/Test/images_png"))
     parser.add_argument("--output-dir", type=Path, default=Path("outputs/ensemble_predictions"))
     parser.add_argument(
@@ -243,6 +242,7 @@ def members(args: argparse.Namespace) -> tuple[list[Path], list[float] | None]:
 
 def main() -> None:
     args = parse_args()
+    check_output_folder(args.output_dir, "--output-dir")
     if args.input_dir.resolve() == args.output_dir.resolve():
         raise DataError(
             f"--output-dir {args.output_dir} is the input folder: predictions would mix with the "

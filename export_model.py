@@ -17,32 +17,33 @@ temporary file that is checked against the PyTorch network before it is renamed 
 import argparse
 from pathlib import Path
 
-from geoseg.cli import run_script
+from geoseg.cli import ArgumentParser, at_least, run_script
 from geoseg.export import EXPORT_FORMATS, default_output, describe_export, export_model
-from geoseg.files import refuse_overwriting_input
+from geoseg.files import check_output_file, refuse_overwriting_input
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, help="a checkpoint of this project's training")
     parser.add_argument("--format", choices=EXPORT_FORMATS, default="onnx")
     parser.add_argument(
-        "--tile-size", type=int, default=512, help="the fixed input height and width in pixels"
+        "--tile-size",
+        type=at_least(1),
+        default=512,
+        help="the fixed input height and width in pixels",
     )
     parser.add_argument(
         "--bands",
         type=int,
         help="the band count the model will be fed; refused unless the network reads that many",
     )
-    parser.add_argument("--batch-size", type=int, help="fix the batch dimension (default: dynamic)")
+    parser.add_argument(
+        "--batch-size", type=at_least(1), help="fix the batch dimension (default: dynamic)"
+    )
     parser.add_argument(
         "--output", type=Path, help="default: CHECKPOINT with the suffix .onnx / .torchscript.pt"
     )
     args = parser.parse_args()
-    if args.tile_size < 1:
-        parser.error(f"--tile-size must be at least 1, got {args.tile_size}")
-    if args.batch_size is not None and args.batch_size < 1:
-        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
     return args
 
 
@@ -50,6 +51,7 @@ def main() -> None:
     args = parse_args()
     output = args.output or default_output(args.checkpoint, args.format)
     refuse_overwriting_input(output, args.checkpoint, what="--output")
+    check_output_file(output, "--output")
     result = export_model(
         args.checkpoint,
         output,

@@ -20,7 +20,7 @@ import argparse
 from pathlib import Path
 
 from ensemble_inference import add_ensemble_arguments, check_ensemble_arguments, load_ensemble
-from geoseg.cli import run_script
+from geoseg.cli import ArgumentParser, run_script
 from geoseg.errors import DataError
 from geoseg.inference import find_inputs, pending_inputs, predict_folder
 from geoseg.inference.pseudo_labels import (
@@ -32,7 +32,7 @@ from geoseg.inference.pseudo_labels import (
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--input-dir", type=Path, required=True, help="the unlabelled tiles")

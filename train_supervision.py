@@ -4,11 +4,9 @@ Trains the config's ``net`` with its ``loss`` and writes ``<weights_path>/last.c
 checkpoint by ``monitor``; TensorBoard logs go to ``lightning_logs/<log_name>``.
 """
 
-import argparse
-
 import pytorch_lightning as pl
 
-from geoseg.cli import run_script
+from geoseg.cli import ArgumentParser, run_script
 from geoseg.config import SUPERVISED_DEFAULTS, SUPERVISED_REQUIRED, load_config, parse_overrides
 from geoseg.errors import ConfigError
 from geoseg.training import SupervisedModule, train
@@ -18,7 +16,7 @@ DEFAULT_SEED = 42
 
 def run_stage(description: str, module_class=SupervisedModule, required=None, defaults=None):
     """Parse the stage's arguments, seed everything, load the config and train."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = ArgumentParser(description=description)
     parser.add_argument("-c", "--config", required=True, help="path to a config module")
     parser.add_argument(
         "--seed",
@@ -36,7 +34,8 @@ def run_stage(description: str, module_class=SupervisedModule, required=None, de
         "(run name and output paths, checkpoints to start from, hardware, deterministic)",
     )
     args = parser.parse_args()
-    pl.seed_everything(args.seed, workers=True)
+    # quiet: a refused config is one line; training logs the seed once its checks passed
+    pl.seed_everything(args.seed, workers=True, verbose=False)
     required = SUPERVISED_REQUIRED if required is None else required
     defaults = SUPERVISED_DEFAULTS if defaults is None else defaults
     try:

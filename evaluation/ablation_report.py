@@ -9,12 +9,11 @@ summary.json and the step 1 set's pre-flight (the classes the second domain lack
 ``results.md`` to --output and prints it.
 """
 
-import argparse
 import json
 from pathlib import Path
 
 from geoseg.classes import IGNORE_INDEX
-from geoseg.cli import run_script
+from geoseg.cli import ArgumentParser, run_script
 from geoseg.errors import DataError
 from geoseg.evaluation.ablation import (
     ABLATION_CLAIMS,
@@ -36,7 +35,7 @@ from geoseg.files import write_text_atomic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--runs", type=Path, default=Path("outputs/ablation"), help="seed_<s>/ parent"
     )

@@ -10,13 +10,12 @@ seeds), ``confusion_matrix.png`` (the ensemble's, summed over seeds) and ``monta
 seed: image | ground truth | baseline | step 2 | ensemble) to --output, and prints the report.
 """
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 
 from geoseg.classes import IGNORE_INDEX, colorize_mask
-from geoseg.cli import run_script
+from geoseg.cli import ArgumentParser, run_script
 from geoseg.datasets.io import list_files, read_image, read_mask, write_png_atomic
 from geoseg.evaluation.plots import (
     render_confusion_matrix,
@@ -48,7 +47,7 @@ MONTAGE_COLUMNS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=Path("outputs/demo"), help="seed_<s>/ parent")
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
     parser.add_argument("--logs", type=Path, default=Path("lightning_logs/demo"))

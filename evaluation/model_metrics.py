@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from geoseg.classes import CLASSES, IGNORE_INDEX, NUM_CLASSES
+from geoseg.cli import ArgumentParser
 from geoseg.datasets.io import write_png_atomic
 from geoseg.errors import GeoSegError
 from geoseg.evaluation.plots import render_confusion_matrix
@@ -27,7 +28,7 @@ from geoseg.metrics import format_scores_table, segmentation_scores
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--pred-dir", type=Path, nargs="+", required=True, help="folder(s) of predicted masks"
     )

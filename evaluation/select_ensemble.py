@@ -18,9 +18,10 @@ ensemble's Val mIoU is optimistic (Val chose it): compare ensembles on Test.
 import argparse
 from pathlib import Path
 
-from geoseg.cli import run_script
+from geoseg.cli import ArgumentParser, at_least, run_script
 from geoseg.datasets import TargetDataset
 from geoseg.errors import ConfigError
+from geoseg.files import check_output_file
 from geoseg.hardware import resolve_device
 from geoseg.inference import (
     PRECISIONS,
@@ -38,12 +39,14 @@ from geoseg.models import load_model_and_spec
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoints", type=Path, nargs="+", required=True, help="candidates")
     parser.add_argument(
         "--val-dir", type=Path, required=True, help="<root>/Val with images_png and masks_png"
     )
-    parser.add_argument("--rounds", type=int, default=10, help="members added, with replacement")
+    parser.add_argument(
+        "--rounds", type=at_least(1), default=10, help="members added, with replacement"
+    )
     parser.add_argument("--output", type=Path, required=True, help="the selection JSON to write")
     parser.add_argument("--scales", default="1.0", help="comma-separated TTA resize factors")
     parser.add_argument("--flips", default="none", help="TTA flips, a subset of none,h,v")
@@ -61,21 +64,20 @@ def parse_args() -> argparse.Namespace:
         default="float32",
         help="how the members' Val maps are kept in memory (float16 halves it)",
     )
-    parser.add_argument("--num-workers", type=int, default=2, help="image decoding processes")
+    parser.add_argument(
+        "--num-workers", type=at_least(0), default=2, help="image decoding processes"
+    )
     args = parser.parse_args()
     try:
         args.scales, args.flips = parse_scales(args.scales), parse_flips(args.flips)
     except ValueError as error:
         parser.error(str(error))
-    if args.rounds < 1:
-        parser.error(f"--rounds must be at least 1, got {args.rounds}")
-    if args.num_workers < 0:
-        parser.error(f"--num-workers must be at least 0, got {args.num_workers}")
     return args
 
 
 def main() -> None:
     args = parse_args()
+    check_output_file(args.output, "--output")
     try:
         device = resolve_device(args.device)
     except ValueError as error:

@@ -1,12 +1,38 @@
 """What every stage script shares: logging set-up and turning input errors into one clear line."""
 
+import argparse
 import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from geoseg.errors import GeoSegError
 from geoseg.hardware import keep_freed_memory
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that refuses a bad flag as the stages refuse bad data: one line naming the flag
+    and the value, exit status 2 (the usage is one --help away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected an integer of at least {minimum}")
+        return value
+
+    parse.__name__ = f"integer of at least {minimum}"
+    return parse
 
 
 def run_script(main: Callable[[], None]) -> None:

@@ -96,6 +96,26 @@ KD_NAMES = ("teacher_ckpt_path", *KD_SETTINGS)
 # Every name some stage reads: a config name close to one of these is taken for a typo.
 STAGE_NAMES = (*KD_REQUIRED, *KD_DEFAULTS)
 
+# The precisions Lightning's Trainer takes (None: bf16-mixed on GPUs with bf16, 32-true elsewhere)
+PRECISIONS = (
+    "32-true",
+    "16-mixed",
+    "bf16-mixed",
+    "16-true",
+    "bf16-true",
+    "64-true",
+    "transformer-engine",
+    "transformer-engine-float16",
+    # older spellings Lightning still accepts
+    "32",
+    "16",
+    "bf16",
+    "64",
+    32,
+    16,
+    64,
+)
+
 # Names that only the stage reads, never an object the config builds from them, so they can be
 # overridden on the command line without leaving a built object
 # (an optimizer, a scheduler, a data loader) out of step. Everything else is changed in the file.
@@ -199,6 +219,11 @@ def load_config(
     config.config_path = str(path)
     _derive_outputs(config, settings)
     _check_class_scheme(config)
+    if config.precision is not None and config.precision not in PRECISIONS:
+        raise ConfigError(
+            f"{path}: precision {config.precision!r}: expected None (automatic) or one of "
+            f"{', '.join(map(str, PRECISIONS[:6]))}"
+        )
     return config
 
 

@@ -57,6 +57,28 @@ def refuse_overwriting_input(
             )
 
 
+def check_output_folder(path: str | os.PathLike, flag: str) -> None:
+    """A DataError, before any work, unless the folder ``path`` (given as ``flag``) exists or can
+    be made: no file where it or a folder above it should be."""
+    path = Path(path)
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise DataError(
+                    f"{flag} {path}: {folder} is a file, not a folder; choose another {flag}"
+                )
+            return
+
+
+def check_output_file(path: str | os.PathLike, flag: str) -> None:
+    """A DataError, before any work, unless the file ``path`` (given as ``flag``) can be written:
+    not a folder, and no file where a folder above it should be."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{flag} {path}: is a folder; give the file to write")
+    check_output_folder(path.parent, flag)
+
+
 def is_same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """Whether paths ``a`` and ``b`` name one file (links followed; need not exist)."""
     if os.path.realpath(a) == os.path.realpath(b):

@@ -91,6 +91,8 @@ def test_checkpoint_of_the_earlier_architecture_is_refused_naming_its_version(tm
     checkpoint = read_checkpoint(tmp_path / "old.ckpt")
     checkpoint["geoseg"]["version"] = 2  # as the earlier release wrote it
     del checkpoint["geoseg"]["architecture_version"]
+    # the marks of a training checkpoint, as a resumable run of that release had them
+    checkpoint.update({"pytorch-lightning_version": "2.0.0", "optimizer_states": [], "loops": {}})
     torch.save(checkpoint, tmp_path / "old.ckpt")
     message = (
         r"old\.ckpt: holds a FTUNetFormer of architecture version 1; this release builds version 2"

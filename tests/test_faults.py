@@ -384,14 +384,26 @@ def test_resume_from_another_architecture_or_class_count_is_a_clear_error(tmp_pa
         )
         return train(load_config(config))  # fails before Lightning starts
 
+    def training_checkpoint(path: Path) -> Path:
+        """Weights with the marks of a training checkpoint (optimizer and loop state)."""
+        checkpoint = torch.load(path, weights_only=True)
+        checkpoint.update({"pytorch-lightning_version": "2.6", "optimizer_states": [], "loops": {}})
+        torch.save(checkpoint, path)
+        return path
+
     unet = UNetFormer(num_classes=2, backbone="resnet18", decode_channels=16, window_size=4)
     with pytest.raises(
         CheckpointError,
         match=r"unet\.ckpt: it holds a UNetFormer, the config's net is a FTUNetFormer; its 2 "
         r"classes \(a, b\) differ from the config's 6.*set pretrained_ckpt_path instead",
     ):
-        resume_from(save(unet, tmp_path / "unet.ckpt", classes=("a", "b")))
-    wider = save(tiny_net(decode_channels=32), tmp_path / "wider.ckpt")
+        resume_from(training_checkpoint(save(unet, tmp_path / "unet.ckpt", classes=("a", "b"))))
+    with pytest.raises(
+        CheckpointError,
+        match=r"weights\.ckpt: not a training checkpoint \(it lacks the optimizer and loop state",
+    ):
+        resume_from(save(tiny_net(), tmp_path / "weights.ckpt"))  # Lightning: KeyError
+    wider = training_checkpoint(save(tiny_net(decode_channels=32), tmp_path / "wider.ckpt"))
     with pytest.raises(
         CheckpointError, match=r"wider\.ckpt: its weights do not fit.*another shape"
     ):

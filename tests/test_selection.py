@@ -201,7 +201,7 @@ def test_the_script_writes_the_hand_traced_selection(tmp_path, val_dir, monkeypa
     assert "equal-weight ensemble: Val mIoU 100.00" in capsys.readouterr().out
     # bad values: exit 2 with one line naming them
     for changed, message in [
-        ({"--rounds": 0}, "--rounds must be at least 1, got 0"),
+        ({"--rounds": 0}, "argument --rounds: '0': expected an integer of at least 1"),
         ({"--val-dir": tmp_path / "nowhere" / "Val"}, "nowhere/Val/images_png: folder not found"),
         ({"--flips": "none,none"}, "none given more than once"),
     ]:

@@ -53,6 +53,7 @@ from geoseg.datasets.openearthmap import (
 )
 from geoseg.datasets.target_dataset import TargetDataset
 from geoseg.errors import DataError
+from geoseg.files import check_output_folder
 
 MANIFEST_NAME = "combined_manifest.json"
 TARGET_PREFIX, OEM_PREFIX = "target_", "oem_"
@@ -383,6 +384,7 @@ def _replace(output: Path, staging: Path) -> None:
 
 def _check_output_is_separate(settings: CombineSettings) -> None:
     """The output must not overlap a source, and an existing output must be a previous build."""
+    check_output_folder(settings.output_root, "--output-root")
     output = Path(os.path.abspath(settings.output_root))
     for name, source in (
         ("the target root", settings.target_root),

@@ -40,7 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from geoseg.classes import CLASSES, IGNORE_INDEX
-from geoseg.cli import run_script
+from geoseg.cli import ArgumentParser, run_script
 from geoseg.datasets.combine import MANIFEST_NAME, OEM_PREFIX, TARGET_PREFIX
 from geoseg.datasets.io import list_files, pixel_size, read_image_and_valid, read_mask
 from geoseg.datasets.openearthmap import locate_pairs, read_split_list
@@ -583,7 +583,7 @@ def _aligned(table: list[tuple[str, ...]]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m geoseg.datasets.preflight",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

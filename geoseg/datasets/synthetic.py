@@ -52,7 +52,6 @@ Besides the image and both label maps, ``synthesize_tile`` returns the surface o
 ``data/demo/biodiversity`` (target layout) and ``data/demo/OpenEarthMap`` (release layout).
 """
 
-import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +63,7 @@ import rasterio
 from rasterio.transform import Affine
 
 from geoseg.classes import CLASSES, IGNORE_INDEX, NUM_CLASSES, OEM_CLASSES, OEM_TO_TARGET
+from geoseg.cli import ArgumentParser
 from geoseg.datasets.io import write_png_atomic
 
 # The synthetic world is drawn for the default scheme's six classes; their ids come from it.
@@ -537,7 +537,7 @@ def _write_geotiff(path: Path, array: np.ndarray, transform) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Write the synthetic land-cover datasets.")
+    parser = ArgumentParser(description="Write the synthetic land-cover datasets.")
     parser.add_argument("--output-root", default="data/demo", help="parent folder of both datasets")
     parser.add_argument("--train", type=int, default=DEMO_SPLIT_SIZES["Train"])
     parser.add_argument("--val", type=int, default=DEMO_SPLIT_SIZES["Val"])

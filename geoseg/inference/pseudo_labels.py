@@ -27,7 +27,7 @@ import numpy as np
 
 from geoseg.datasets.io import write_png_atomic
 from geoseg.errors import DataError
-from geoseg.files import write_text_atomic
+from geoseg.files import check_output_folder, write_text_atomic
 from geoseg.inference.io import CONFIDENCE_DIR
 
 LEVELS = 65535  # confidence levels of the 16-bit confidence PNGs
@@ -79,7 +79,9 @@ def class_balanced_thresholds(histograms: np.ndarray, share: float) -> list[int 
 
 
 def check_folders(input_dir: Path, output_root: Path) -> None:
-    """Refuse an output root that is the input folder, contains it or lies inside it."""
+    """Refuse an output root that is the input folder, contains it or lies inside it, or that
+    cannot be a folder."""
+    check_output_folder(output_root, "--output-root")
     source, target = input_dir.resolve(), output_root.resolve()
     if source == target or target in source.parents or source in target.parents:
         raise DataError(

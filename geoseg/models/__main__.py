@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from geoseg.cli import run_script
+from geoseg.cli import ArgumentParser, run_script
 from geoseg.errors import ConfigError
 from geoseg.models import MODEL_REGISTRY
 
@@ -46,7 +46,7 @@ def training_step_seconds(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--models", nargs="+", default=sorted(MODEL_REGISTRY))

@@ -7,6 +7,7 @@ include the network's input contract), the class names, their palette and the ig
 and written atomically (a temporary file renamed over the old one).
 """
 
+import inspect
 import logging
 import os
 import re
@@ -152,6 +153,15 @@ class ModelSpec:
                     if self.architecture_version == 1
                     else ""
                 )
+            )
+        parameters = inspect.signature(cls).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        unknown = [name for name in self.model_kwargs if name not in parameters]
+        if unknown and not takes_any:
+            raise CheckpointError(
+                f"{path}: its model record gives {self.model_class} arguments it does not take: "
+                f"{', '.join(unknown)} (it takes {', '.join(parameters)}); the record was edited "
+                "or written by another release"
             )
         return cls
 

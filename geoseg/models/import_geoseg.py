@@ -10,11 +10,11 @@ on the 0-255 scale, albumentations' default ``Normalize``).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 
 from geoseg.classes import CLASSES, IGNORE_INDEX, IMAGENET_NORMALIZATION
+from geoseg.cli import ArgumentParser, run_script
 from geoseg.errors import CheckpointError, ConfigError, preview
 from geoseg.files import refuse_overwriting_input
 from geoseg.models.checkpoint import (
@@ -30,6 +30,7 @@ from geoseg.models.geoseg_format import (
     is_geoseg_state,
     is_swin_state,
 )
+from geoseg.models.pretrained import check_model_name
 
 __all__ = ["ARCHITECTURES", "import_geoseg_checkpoint", "main"]
 
@@ -57,6 +58,7 @@ def import_geoseg_checkpoint(
     ``output`` must not be ``source`` (a DataError): the original would be replaced.
     """
     refuse_overwriting_input(output, source)
+    check_model_name(backbone)
     state = extract_state_dict(read_checkpoint(source))
     if not is_geoseg_state(state):
         raise CheckpointError(
@@ -129,7 +131,7 @@ def import_geoseg_checkpoint(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m geoseg.models.import_geoseg",
         description="Convert a GeoSeg FT-UNetFormer/UNetFormer checkpoint (its Lightning .ckpt) "
         "into a checkpoint this pipeline loads anywhere: weights renamed, class names and "
@@ -173,6 +175,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from geoseg.cli import run_script
-
     run_script(main)

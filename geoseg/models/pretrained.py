@@ -11,6 +11,7 @@ unknown model name) is raised as it is.
 """
 
 import contextlib
+import difflib
 import importlib
 import os
 import socket
@@ -21,7 +22,7 @@ import timm
 import torch
 from torch import nn
 
-from geoseg.errors import CheckpointError
+from geoseg.errors import CheckpointError, ConfigError
 
 __all__ = ["WEIGHTS_FETCH_ERRORS", "create_pretrained", "weights_cache_folder"]
 
@@ -87,9 +88,19 @@ def _fetch_failed(name: str, folder: str, error: BaseException) -> CheckpointErr
     )
 
 
+def check_model_name(name: str) -> None:
+    """A ConfigError, with the close matches, unless timm knows the model ``name``."""
+    if ":" not in name and not timm.is_model(name):  # "hf-hub:..." names are timm's to resolve
+        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}?" if close else "see timm.list_models()"
+        raise ConfigError(f"backbone {name!r}: not a model timm knows; {hint}")
+
+
 def create_pretrained(name: str, *, pretrained: bool = True, **kwargs: Any) -> nn.Module:
     """``timm.create_model(name, pretrained=pretrained, **kwargs)``; a failure to fetch the
-    weights is a ``CheckpointError`` that says where timm looked and how to fix it."""
+    weights is a ``CheckpointError`` that says where timm looked and how to fix it; a name timm
+    does not know is a ``ConfigError`` (``check_model_name``)."""
+    check_model_name(name)
     try:
         return timm.create_model(name, pretrained=pretrained, **kwargs)
     except WEIGHTS_FETCH_ERRORS as error:

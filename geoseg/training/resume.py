@@ -33,10 +33,13 @@ def check_resume_checkpoint(
     constructor arguments that leave the weights' shapes alone (e.g. dropout) only warn.
     """
     checkpoint = read_checkpoint(path, mmap=True)
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+    # Lightning's own marks of a training checkpoint; a checkpoint of weights alone lacks them
+    training_keys = ("state_dict", "pytorch-lightning_version", "optimizer_states", "loops")
+    if not isinstance(checkpoint, dict) or not all(key in checkpoint for key in training_keys):
         raise CheckpointError(
-            f"resume_ckpt_path {path}: not a training checkpoint (no 'state_dict' with the "
-            "optimizer and loop state); use pretrained_ckpt_path to initialise from weights alone"
+            f"resume_ckpt_path {path}: not a training checkpoint (it lacks the optimizer and "
+            "loop state: weights alone, e.g. an imported or converted model); use "
+            "pretrained_ckpt_path to initialise from its weights"
         )
     problems = []
     name = type(net).__name__

@@ -14,7 +14,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from geoseg.bands import describe_input, same_raster_input
 from geoseg.datasets.sampling import DomainBalancedBatchSampler
-from geoseg.errors import CheckpointError, ConfigError
+from geoseg.errors import CheckpointError, ConfigError, preview
 from geoseg.models.checkpoint import load_pretrained_weights
 from geoseg.training.callbacks import AtomicCheckpointIO, reliability_callbacks
 from geoseg.training.distributed import unpadded_eval_loaders
@@ -88,6 +88,20 @@ def resolve_resume(config: SimpleNamespace) -> str | None:
     newest = max(found, key=lambda path: path.stat().st_mtime_ns)
     log.info("resume_ckpt_path='auto': resuming from %s", newest)
     return str(newest)
+
+
+def check_fresh_weights_path(config: SimpleNamespace) -> None:
+    """A run that does not resume starts in a ``weights_path`` free of checkpoints: another run's
+    ``last.ckpt`` would be overwritten and its ``-best`` files mixed with this run's (the next
+    stage could read either)."""
+    folder = Path(config.weights_path)
+    found = sorted(path.name for path in folder.glob("*.ckpt")) if folder.is_dir() else []
+    if found and not config.resume_ckpt_path:
+        raise ConfigError(
+            f"weights_path {folder}: holds an earlier run's checkpoints ({preview(found)}); "
+            "continue that run with --set resume_ckpt_path=auto, or start fresh with another "
+            "--set weights_path=... (or run_name=...) or after moving them away"
+        )
 
 
 def default_precision() -> str:
@@ -208,6 +222,7 @@ def train(
     """Run one training stage: initialise or resume, fit, and return the trainer and module."""
     check_input_bands(config)
     config.resume_ckpt_path = resolve_resume(config)
+    check_fresh_weights_path(config)
     if config.pretrained_ckpt_path and not config.resume_ckpt_path:
         if not Path(config.pretrained_ckpt_path).is_file():
             raise CheckpointError(
@@ -219,6 +234,8 @@ def train(
         check_resume_checkpoint(
             config.resume_ckpt_path, config.net, config.classes, config.optimizer
         )
+    if "PL_GLOBAL_SEED" in os.environ:  # set by seed_everything
+        log.info("seed %s", os.environ["PL_GLOBAL_SEED"])
     module = module_class.from_config(config)
     trainer = build_trainer(config)
     val_loaders = config.val_loader

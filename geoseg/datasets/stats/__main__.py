@@ -6,7 +6,7 @@ from pathlib import Path
 
 from geoseg.bands import RASTER_DTYPES, RasterInput
 from geoseg.classes import CLASSES, IGNORE_INDEX
-from geoseg.cli import run_script
+from geoseg.cli import ArgumentParser, run_script
 from geoseg.datasets.stats import (
     BAND_STATISTICS_FILE,
     STATISTICS_FILE,
@@ -34,7 +34,7 @@ _BAND_OPTIONS = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m geoseg.datasets.stats",
         description=stats_doc,
         formatter_class=argparse.RawDescriptionHelpFormatter,
