@@ -131,6 +131,7 @@ def test_url_only_weights_name_torch_hub_checkpoints(monkeypatch, tmp_path):
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(timm, "create_model", no_network)
+    monkeypatch.setattr(timm, "is_model", lambda name: True)  # a made-up name with a URL
     url_only = types.SimpleNamespace(hf_hub_id=None, url="https://example.invalid/w.pth")
     monkeypatch.setattr(timm.models, "get_pretrained_cfg", lambda name: url_only)
     with pytest.raises(CheckpointError) as caught:
