@@ -52,7 +52,8 @@ from geoseg.datasets.openearthmap import (
     remap_lookup_table,
 )
 from geoseg.datasets.target_dataset import TargetDataset
-from geoseg.errors import DataError
+from geoseg.errors import DataError, GeoSegError
+from geoseg.files import write_error
 
 MANIFEST_NAME = "combined_manifest.json"
 TARGET_PREFIX, OEM_PREFIX = "target_", "oem_"
@@ -187,6 +188,7 @@ def build_combined_dataset(
         skipped_missing_image={k: len(v) for k, v in plan.missing_images.items()},
         skipped_missing_label={k: len(v) for k, v in plan.missing_labels.items()},
     )
+    existed = output.exists()
     _remove(staging)  # left by an interrupted run
     try:
         for folder in ("Train/images_png", "Train/masks_png", "Val/images_png", "Val/masks_png"):
@@ -227,8 +229,10 @@ def build_combined_dataset(
         }
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         _replace(output, staging)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OSError) and not isinstance(error, GeoSegError):  # links, manifest
+            raise write_error(output, error, "the combined dataset", existed) from error
         raise
     return summary
 
