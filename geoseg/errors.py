@@ -20,6 +20,11 @@ class CheckpointError(GeoSegError, ValueError):
     """A checkpoint is missing, unreadable, or does not fit the model it is loaded into."""
 
 
+class WriteError(GeoSegError, OSError):
+    """A file could not be written (a full disk, a quota, a read-only folder, no permission); the
+    message names the file, the system's reason and the free space there."""
+
+
 class TrainingError(GeoSegError, RuntimeError):
     """Training reached a state it cannot continue from (a non-finite loss or weights)."""
 

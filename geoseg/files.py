@@ -1,10 +1,13 @@
 """Writing files so that a crash, a kill or a full disk never leaves half of one behind."""
 
+import errno
 import os
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from geoseg.errors import DataError
+from geoseg.errors import DataError, GeoSegError, WriteError
 
 
 def temporary_name(path: Path, unique: bool = False) -> Path:
@@ -19,6 +22,8 @@ def write_atomic(
     write: Callable[[Path], None],
     durable: bool = False,
     unique: bool = False,
+    what: str = "the file",
+    failures: tuple[type[BaseException], ...] = (OSError,),
 ) -> None:
     """Call ``write(temporary_path)``, then rename the temporary file over ``path``.
 
@@ -28,17 +33,23 @@ def write_atomic(
     the same folder, so the rename never crosses file systems. ``unique``: a temporary name of
     this process's own (``temporary_name``), so two processes writing ``path`` at once do not
     write into one temporary file; the last rename wins, whole.
+
+    A failure of type ``failures`` (a full disk, a quota, a read-only folder) is a WriteError of one
+    line (``write_error``) naming ``path`` as ``what``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    existed = path.exists()
     tmp = temporary_name(path, unique)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
         if durable:
             _fsync(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         tmp.unlink(missing_ok=True)
+        if isinstance(error, failures) and not isinstance(error, GeoSegError):
+            raise write_error(path, error, what, existed) from error
         raise
     if durable:
         _fsync(path.parent)
@@ -94,6 +105,69 @@ def write_text_atomic(path: str | os.PathLike, text: str, unique: bool = False) 
     write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), unique=unique)
 
 
+def write_error(
+    path: str | os.PathLike, error: BaseException, what: str = "the file", existed: bool = False
+) -> WriteError:
+    """The WriteError for a failed write of ``path``: one line naming it, the system's reason
+    (e.g. "No space left on device") and the free space on its file system. ``existed``: a
+    previous file is there, intact."""
+    kept = "the previous one is intact" if existed else "nothing partial is left"
+    return WriteError(
+        f"{path}: could not write {what} ({_reason(error)}; {_free_space(Path(path))}); {kept}"
+    )
+
+
+@contextmanager
+def reporting_write_errors(
+    path: str | os.PathLike,
+    what: str = "the file",
+    failures: tuple[type[BaseException], ...] = (OSError,),
+) -> Iterator[None]:
+    """Turn a failure of type ``failures`` inside the block into ``write_error(path, ...)``, for
+    writes that do not go through ``write_atomic`` (they clean up after themselves)."""
+    existed = Path(path).exists()
+    try:
+        yield
+    except GeoSegError:
+        raise
+    except failures as error:
+        raise write_error(path, error, what, existed) from error
+
+
+def _reason(error: BaseException) -> str:
+    """The system's reason where an OSError in the chain of ``error`` has one (libraries wrap
+    it), else the message of ``error``."""
+    seen, cause = set(), error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    message = str(error).replace(" See previous exception for details.", "")  # GDAL's
+    return message.rstrip(".") or type(error).__name__
+
+
+def _free_space(path: Path) -> str:
+    """``"N MiB free on its file system"`` for the file system ``path`` is (or would be) on."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return "free space unknown"
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    size, unit = float(free), 0
+    while size >= 1024 and unit < len(units) - 1:
+        size, unit = size / 1024, unit + 1
+    amount = f"{free} B" if unit == 0 else f"{size:.1f} {units[unit]}"
+    return f"{amount} free on its file system"
+
+
+# fsync answers with these where a file system cannot flush (durability is then best effort)
+_FSYNC_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF}
+
+
 def _fsync(path: Path) -> None:
     try:
         descriptor = os.open(path, os.O_RDONLY)
@@ -101,7 +175,10 @@ def _fsync(path: Path) -> None:
         return
     try:
         os.fsync(descriptor)
-    except OSError:
-        pass
+    except OSError as error:
+        # Some file systems (NFS) report a full disk or a lost write only here: such a file must
+        # not replace the previous one. Folders are best effort.
+        if error.errno not in _FSYNC_UNSUPPORTED and not path.is_dir():
+            raise
     finally:
         os.close(descriptor)

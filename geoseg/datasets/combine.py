@@ -40,7 +40,13 @@ import numpy as np
 from tqdm import tqdm
 
 from geoseg.classes import CLASSES, IGNORE_INDEX, OEM_CLASSES, OEM_TO_TARGET
-from geoseg.datasets.io import read_image_and_valid, read_mask, write_png_atomic
+from geoseg.datasets.io import (
+    describe_skipped,
+    read_image_and_valid,
+    read_mask,
+    scan_folder,
+    write_png_atomic,
+)
 from geoseg.datasets.openearthmap import (
     OEMPair,
     RemapEntry,
@@ -52,8 +58,8 @@ from geoseg.datasets.openearthmap import (
     remap_lookup_table,
 )
 from geoseg.datasets.target_dataset import TargetDataset
-from geoseg.errors import DataError
-from geoseg.files import check_output_folder
+from geoseg.errors import DataError, GeoSegError
+from geoseg.files import check_output_folder, write_error
 
 MANIFEST_NAME = "combined_manifest.json"
 TARGET_PREFIX, OEM_PREFIX = "target_", "oem_"
@@ -91,6 +97,8 @@ class CombinePlan:
     missing_labels: dict[str, list[str]]
     replaces_existing: bool
     label_sets: dict[int, tuple[int, ...]] = field(default_factory=dict)  # mask id -> class ids
+    # entries of the target Train folders that are not tiles: "images_png/notes.txt" -> why
+    target_skipped: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -98,6 +106,7 @@ class CombineSummary:
     """Counts and pixel statistics of a finished build."""
 
     target_linked: int = 0
+    target_skipped: dict[str, str] = field(default_factory=dict)  # as CombinePlan's
     oem_written: dict[str, int] = field(default_factory=dict)
     skipped_missing_image: dict[str, int] = field(default_factory=dict)
     skipped_missing_label: dict[str, int] = field(default_factory=dict)
@@ -121,8 +130,14 @@ def plan_combined_dataset(settings: CombineSettings) -> CombinePlan:
             f"{settings.target_gsd}"
         )
     _check_output_is_separate(settings)
-    target = TargetDataset(settings.target_root, "Train")  # checks the folders and the pairing
+    # checks the folders and the pairing; a link to a missing tile is an error
+    target = TargetDataset(settings.target_root, "Train")
     target_pairs = [(target.image_paths[s], target.mask_paths[s]) for s in target.img_ids]
+    target_skipped = {
+        f"{folder.name}/{name}": why
+        for folder in (target.image_dir, target.mask_dir)
+        for name, why in scan_folder(folder).skipped.items()
+    }
 
     oem_pairs, missing_images, missing_labels = {}, {}, {}
     for split, count in (("train", settings.num_oem_train), ("val", settings.num_oem_val)):
@@ -144,6 +159,7 @@ def plan_combined_dataset(settings: CombineSettings) -> CombinePlan:
         missing_labels,
         replaces_existing=settings.output_root.exists(),
         label_sets=remap_label_sets(remap, len(CLASSES), settings.ignore_index),
+        target_skipped=target_skipped,
     )
 
 
@@ -153,7 +169,8 @@ def describe_plan(plan: CombinePlan) -> str:
     lines = [
         f"output: {s.output_root}"
         + (" (replacing the previous build)" if plan.replaces_existing else ""),
-        f"  Train: link {len(plan.target_pairs)} target tiles from {s.target_root}/Train",
+        f"  Train: link {len(plan.target_pairs)} target tiles from {s.target_root}/Train"
+        + _skipped_note(plan.target_skipped),
     ]
     for split, folder in SPLITS.items():
         wanted = s.num_oem_train if split == "train" else s.num_oem_val
@@ -187,7 +204,9 @@ def build_combined_dataset(
         oem_scale_reason=s.oem_scale_reason,
         skipped_missing_image={k: len(v) for k, v in plan.missing_images.items()},
         skipped_missing_label={k: len(v) for k, v in plan.missing_labels.items()},
+        target_skipped=dict(plan.target_skipped),
     )
+    existed = output.exists()
     _remove(staging)  # left by an interrupted run
     try:
         for folder in ("Train/images_png", "Train/masks_png", "Val/images_png", "Val/masks_png"):
@@ -228,8 +247,10 @@ def build_combined_dataset(
         }
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         _replace(output, staging)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OSError) and not isinstance(error, GeoSegError):  # links, manifest
+            raise write_error(output, error, "the combined dataset", existed) from error
         raise
     return summary
 
@@ -241,7 +262,8 @@ def describe_summary(
     plan's) names the label-set ids."""
     label_sets = label_sets or {}
     lines = [
-        f"linked {summary.target_linked} target tiles; wrote OpenEarthMap "
+        f"linked {summary.target_linked} target tiles{_skipped_note(summary.target_skipped)}; "
+        "wrote OpenEarthMap "
         + ", ".join(f"{split} {count}" for split, count in summary.oem_written.items()),
         f"OpenEarthMap tiles scaled by {summary.oem_scale:g} ({summary.oem_scale_reason})",
         "skipped (image absent, as for the xBD regions of the public release): "
@@ -353,6 +375,11 @@ def _link(source: Path, staging_dir: Path, final_dir: Path, root: Path) -> None:
         raise DataError(f"{source}: lies outside the target root {root}; refusing to link to it")
     relative = os.path.relpath(real_source, os.path.realpath(final_dir))
     (staging_dir / f"{TARGET_PREFIX}{source.name}").symlink_to(relative)
+
+
+def _skipped_note(skipped: dict[str, str]) -> str:
+    """`` (skipped 1 file: images_png/notes.txt (not an image))``, or ``""``."""
+    return f" ({describe_skipped(skipped)})" if skipped else ""
 
 
 def _real_folder(path: Path) -> Path:

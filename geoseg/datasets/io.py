@@ -14,7 +14,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioError
 
 from geoseg.bands import RasterInput
-from geoseg.errors import DataError
+from geoseg.errors import DataError, preview
 from geoseg.files import write_atomic
 
 # Metres per degree of latitude (a degree of longitude is this times the cosine of the latitude):
@@ -321,21 +321,74 @@ def ground_sampling_distance(path: str | os.PathLike) -> float | None:
     return None if size is None else size.gsd
 
 
-def list_files(folder: str | os.PathLike, extensions=IMAGE_EXTENSIONS) -> dict[str, Path]:
-    """Map file stem -> path for the image files directly inside ``folder``."""
+DANGLING_LINK = "dangling link"
+
+
+@dataclass(frozen=True)
+class FolderListing:
+    """The image files directly inside ``folder`` and what else is there, not read: ``skipped``
+    maps a name to why (``DANGLING_LINK``, "not an image", "a folder"). Hidden entries (``.*``:
+    temporary files of an interrupted write, system files) are neither."""
+
+    folder: Path
+    files: dict[str, Path]  # stem -> path
+    skipped: dict[str, str]
+
+    @property
+    def dangling(self) -> list[str]:
+        """The names of image links whose target does not exist."""
+        return [name for name, why in self.skipped.items() if why == DANGLING_LINK]
+
+
+def describe_skipped(skipped: dict[str, str], limit: int = 5) -> str:
+    """``"skipped 2 files: a.png (dangling link), notes.txt (not an image)"`` for ``skipped``
+    (name -> why, as ``FolderListing.skipped``), or ``""`` for none."""
+    if not skipped:
+        return ""
+    named = [f"{name} ({why})" for name, why in skipped.items()]
+    return f"skipped {len(named)} file{'s' if len(named) > 1 else ''}: {preview(named, limit)}"
+
+
+def scan_folder(folder: str | os.PathLike, extensions=IMAGE_EXTENSIONS) -> FolderListing:
+    """The image files (by extension) directly inside ``folder``, and the entries skipped."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found")
     files: dict[str, Path] = {}
+    skipped: dict[str, str] = {}
     for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in extensions or not path.is_file():
+        if path.name.startswith("."):
             continue
-        if path.stem in files:
+        if path.is_dir():
+            skipped[path.name] = "a folder"
+        elif path.suffix.lower() not in extensions:
+            skipped[path.name] = "not an image"
+        elif not path.is_file():
+            skipped[path.name] = DANGLING_LINK if path.is_symlink() else "not a file"
+        elif path.stem in files:
             raise DataError(
                 f"{folder}: two files share the stem '{path.stem}': {files[path.stem].name}, {path.name}"
             )
-        files[path.stem] = path
-    return files
+        else:
+            files[path.stem] = path
+    return FolderListing(folder, files, skipped)
+
+
+def list_files(folder: str | os.PathLike, extensions=IMAGE_EXTENSIONS) -> dict[str, Path]:
+    """Map file stem -> path for the image files directly inside ``folder``.
+
+    An image whose link points nowhere is a DataError naming it: a pair or a tile is never
+    dropped unnoticed. Other files and folders are not read (``scan_folder`` names them).
+    """
+    listing = scan_folder(folder, extensions)
+    if listing.dangling:
+        links = [f"{name} -> {os.readlink(listing.folder / name)}" for name in listing.dangling]
+        raise DataError(
+            f"{listing.folder}: {len(links)} image link{'s' if len(links) > 1 else ''} to a missing "
+            f"file: {preview(links, limit=5)}; restore the target (mounted storage?) or remove "
+            "the link"
+        )
+    return listing.files
 
 
 def write_png_atomic(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -1,6 +1,7 @@
 """Reading inference inputs in DataLoader workers and writing predictions in the background."""
 
 import glob
+import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -11,18 +12,36 @@ from torch.utils.data import Dataset
 
 from geoseg.bands import RasterInput
 from geoseg.classes import colorize_mask
-from geoseg.datasets.io import computable, list_files, read_image_and_valid, write_png_atomic
+from geoseg.datasets.io import (
+    computable,
+    describe_skipped,
+    read_image_and_valid,
+    scan_folder,
+    write_png_atomic,
+)
 from geoseg.errors import DataError
+
+log = logging.getLogger(__name__)
 
 RGB_DIR, CONFIDENCE_DIR = "rgb", "confidence"
 
 
 def find_inputs(input_dir: str | os.PathLike) -> list[Path]:
-    """The images (png, jpg, tif) directly inside ``input_dir``, sorted by name."""
-    files = list_files(input_dir)
-    if not files:
-        raise DataError(f"{input_dir}: no input images (.png, .jpg, .tif) found")
-    return list(files.values())
+    """The images (png, jpg, tif) directly inside ``input_dir``, sorted by name.
+
+    What is there but not predicted (links to missing files, other files, folders) is logged as a
+    warning that counts and names it.
+    """
+    listing = scan_folder(input_dir)
+    skipped = describe_skipped(listing.skipped)
+    if not listing.files:
+        raise DataError(
+            f"{input_dir}: no input images (.png, .jpg, .tif) found"
+            + (f"; {skipped}" if skipped else "")
+        )
+    if skipped:
+        log.warning("%s: %s", input_dir, skipped)
+    return list(listing.files.values())
 
 
 class InputImages(Dataset):

@@ -27,7 +27,12 @@ import numpy as np
 
 from geoseg.datasets.io import write_png_atomic
 from geoseg.errors import DataError
-from geoseg.files import check_output_folder, write_text_atomic
+from geoseg.files import (
+    check_output_folder,
+    reporting_write_errors,
+    write_atomic,
+    write_text_atomic,
+)
 from geoseg.inference.io import CONFIDENCE_DIR
 
 LEVELS = 65535  # confidence levels of the 16-bit confidence PNGs
@@ -163,7 +168,8 @@ def write_pseudo_labels(
         write_png_atomic(
             masks / f"{path.stem}.png", pseudo_mask(pred, levels, thresholds, ignore_index)
         )
-        link_image(path, images / path.name)
+        with reporting_write_errors(images / path.name, "the image link"):
+            link_image(path, images / path.name)
 
     kept = [0 if t is None else int(histograms[c, t:].sum()) for c, t in enumerate(thresholds)]
     predicted = histograms.sum(axis=1)
@@ -198,5 +204,6 @@ def link_image(source: Path, link: Path) -> None:
     try:
         os.symlink(source.resolve(), temporary)
     except OSError:
-        shutil.copy2(source, temporary)
+        write_atomic(link, lambda tmp: shutil.copy2(source, tmp), what="the image copy")
+        return
     os.replace(temporary, link)

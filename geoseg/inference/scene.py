@@ -18,6 +18,8 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 import torch
+from rasterio._err import CPLE_BaseError  # GDAL's own errors; rasterio exports them nowhere else
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from tqdm import tqdm
 
@@ -30,8 +32,8 @@ from geoseg.datasets.io import (
     raster_has_validity,
     read_raster_window,
 )
-from geoseg.errors import DataError, PredictionError
-from geoseg.files import write_atomic
+from geoseg.errors import DataError, GeoSegError, PredictionError
+from geoseg.files import write_atomic, write_error
 from geoseg.inference.io import CONFIDENCE_DIR, remove_stale_temporaries
 from geoseg.inference.tta import EnsemblePredictor, _blend_window, _tile_starts
 
@@ -42,6 +44,8 @@ FINAL_ROWS = 64  # rows finalised and written at a time
 # GDAL's block cache defaults to 5% of the RAM; writing and copying a scene needs a few blocks.
 GDAL_CACHE_MB = 64
 CONFIDENCE_NODATA = 0  # a real confidence is at least 1/classes, so never rounds to 0
+# what GDAL raises when a write fails (a full disk: "Write failed", "TIFFAppendToStrip")
+RASTER_WRITE_FAILURES = (OSError, RasterioError, CPLE_BaseError)
 
 
 def is_scene(path: Path) -> bool:
@@ -292,7 +296,8 @@ def predict_scene(
     (optional): the merged map's top probability as round(confidence x (2**bits - 1)) in
     uint8/uint16, nodata 0 where the input is nodata. A window whose merged map holds NaN or inf
     stops it with a PredictionError naming the scene and the window. Each file is written under a hidden
-    ``.<name>.tmp`` name and renamed, the class map last; an interrupted run leaves no partial file.
+    ``.<name>.tmp`` name and renamed, the class map last; an interrupted run leaves no partial file,
+    and a failed write (a full disk) is a WriteError naming ``output`` and the free space there.
     ``progress``: show a bar of the scene's tiles.
     """
     if confidence_bits not in (8, 16):
@@ -317,6 +322,7 @@ def predict_scene(
             "zlevel": 1,  # the COG copy compresses again
             "BIGTIFF": "IF_SAFER",
         }
+        existed = output.exists()
         classes_tmp = _pieces_name(output)
         confidence_tmp = None if confidence_output is None else _pieces_name(confidence_output)
         try:
@@ -360,9 +366,16 @@ def predict_scene(
                     if confidence is not None:
                         confidence.close()
                 classes.write_colormap(1, _colormap(palette))
+            for tmp in (classes_tmp, confidence_tmp):
+                if tmp is not None:
+                    _check_written(tmp)
             if confidence_tmp is not None:
                 _write_cog(confidence_tmp, confidence_output, "AVERAGE")
             _write_cog(classes_tmp, output, "NEAREST")
+        except RASTER_WRITE_FAILURES as error:  # reading the scene fails as a DataError
+            if isinstance(error, GeoSegError):
+                raise
+            raise write_error(output, error, "the map", existed) from error
         finally:
             for tmp in (classes_tmp, confidence_tmp):
                 if tmp is not None:
@@ -399,5 +412,26 @@ def _write_cog(pieces: Path, output: Path, resampling: str) -> None:
             blocksize=BLOCK_SIZE,
             BIGTIFF="IF_SAFER",
         )
+        _check_written(tmp)
 
-    write_atomic(output, copy)
+    write_atomic(output, copy, what="the map", failures=RASTER_WRITE_FAILURES)
+
+
+def _check_written(path: Path) -> None:
+    """An OSError unless every block of the GeoTIFF at ``path`` lies within the file: GDAL's copy
+    can meet a full disk, say so on stderr alone and return, leaving a truncated file."""
+    size = path.stat().st_size
+    with rasterio.open(path) as dataset:  # a truncated header fails here
+        for band in dataset.indexes:
+            for (row, column), _ in dataset.block_windows(band):
+                offset, count = (
+                    int(
+                        dataset.get_tag_item(f"BLOCK_{item}_{column}_{row}", "TIFF", bidx=band) or 0
+                    )
+                    for item in ("OFFSET", "SIZE")
+                )
+                if not offset or offset + count > size:
+                    raise OSError(
+                        f"incomplete GeoTIFF: block {row},{column} of band {band} is missing "
+                        f"from its {size} bytes"
+                    )

@@ -19,7 +19,7 @@ from torch import nn
 
 from geoseg.bands import RasterInput
 from geoseg.classes import default_palette
-from geoseg.errors import CheckpointError, preview
+from geoseg.errors import CheckpointError, WriteError, preview
 from geoseg.files import write_atomic
 from geoseg.models.geoseg_format import from_published_layouts, is_geoseg_state
 from geoseg.models.swin import SwinTransformer
@@ -203,14 +203,53 @@ def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict:
 def save_checkpoint_atomic(checkpoint: dict, path: str | os.PathLike) -> None:
     """``torch.save`` through a temporary file that is flushed to disk and renamed over ``path``.
 
-    A kill, crash or full disk during the write leaves the previous file at ``path`` intact.
+    A kill, crash or full disk during the write leaves the previous file at ``path`` intact. A
+    failed write (a full disk, a quota, no permission) is a CheckpointError of one line naming
+    ``path``, the system's reason and the free space there.
     """
     try:
-        write_atomic(path, lambda tmp: torch.save(checkpoint, tmp), durable=True)
-    except OSError as error:
-        raise CheckpointError(
-            f"{path}: could not write the checkpoint ({error}); the previous one is intact"
-        ) from error
+        write_atomic(
+            path, lambda tmp: _torch_save(checkpoint, tmp), durable=True, what="the checkpoint"
+        )
+    except WriteError as error:
+        raise CheckpointError(str(error)) from error
+
+
+class _RecordedWrites:
+    """A file for ``torch.save`` that keeps the OSError of a failed write: torch reports one as
+    a RuntimeError that names no reason ("file write failed", "unexpected pos")."""
+
+    def __init__(self, file):
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.file.flush()
+        except OSError as error:
+            self.error = error
+            raise
+
+
+def _torch_save(checkpoint: dict, path: Path) -> None:
+    """``torch.save(checkpoint, path)``; a failed write is an OSError with the system's reason,
+    whatever torch made of it; other failures stay as they are."""
+    with open(path, "wb") as file:
+        recorded = _RecordedWrites(file)
+        try:
+            torch.save(checkpoint, recorded)
+        except RuntimeError as error:
+            if recorded.error is None:
+                raise
+            failed = recorded.error
+            raise OSError(failed.errno, failed.strerror, str(path)) from error
 
 
 def extract_state_dict(checkpoint: dict) -> dict[str, torch.Tensor]:
