@@ -19,7 +19,7 @@ from torch import nn
 from geoseg.bands import RasterInput
 from geoseg.classes import default_palette
 from geoseg.errors import CheckpointError, preview
-from geoseg.files import write_atomic
+from geoseg.files import remove_stale_temporaries, write_atomic
 from geoseg.models.geoseg_format import from_published_layouts, is_geoseg_state
 from geoseg.models.swin import SwinTransformer
 
@@ -193,7 +193,9 @@ def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict:
 def save_checkpoint_atomic(checkpoint: dict, path: str | os.PathLike) -> None:
     """``torch.save`` through a temporary file that is flushed to disk and renamed over ``path``.
 
-    A kill, crash or full disk during the write leaves the previous file at ``path`` intact.
+    A kill, crash or full disk during the write leaves the previous file at ``path`` intact. The
+    temporary a killed earlier write left (as large as a checkpoint) is deleted once this one is
+    written; one that a running process is still writing is not.
     """
     try:
         write_atomic(path, lambda tmp: torch.save(checkpoint, tmp), durable=True)
@@ -201,6 +203,7 @@ def save_checkpoint_atomic(checkpoint: dict, path: str | os.PathLike) -> None:
         raise CheckpointError(
             f"{path}: could not write the checkpoint ({error}); the previous one is intact"
         ) from error
+    remove_stale_temporaries(Path(path).parent, [Path(path).name])
 
 
 def extract_state_dict(checkpoint: dict) -> dict[str, torch.Tensor]:
