@@ -18,8 +18,14 @@ batch (not the scene), into ``<output-dir>/<stem>.tif``: a Cloud-Optimized GeoTI
 CRS and transform, the palette as its colour map, and nodata 255 where the input has no data
 (and ``confidence/<stem>.tif`` with --save-probs).
 
-Each file is written under a temporary name and renamed, so an interrupted run leaves no truncated
-file; --skip-existing resumes it.
+Each file is written under a temporary name of its own and renamed, so an interrupted run leaves
+no truncated file and runs sharing an output folder (a requeued job overlapping its predecessor)
+never write into one file. Every map records the input it was computed from (name, size,
+modification time, a hash of its first and last MiB) and the prediction settings (checkpoints,
+weights, scales, flips, merge, tile size, overlap, confidence bits; not the device or precision);
+--skip-existing keeps a map only where that record matches the input and flags now, and predicts
+every other input again: unfinished, damaged, replaced under its name, or predicted with other
+settings. Maps written before these records existed are predicted again.
 
 Member weights: --weights 0.5,0.3,0.2 (one per checkpoint, non-negative, normalised to sum 1) or
 --selection selection.json (the checkpoints and weights evaluation/select_ensemble.py chose on the
@@ -208,7 +214,10 @@ def parse_args() -> argparse.Namespace:
         help="confidence as round(probability x 255) in uint8 or x 65535 in uint16",
     )
     parser.add_argument(
-        "--skip-existing", action="store_true", help="skip inputs whose outputs are all written"
+        "--skip-existing",
+        action="store_true",
+        help="skip inputs whose outputs are all written, whole, from the input as it is now and "
+        "with these settings",
     )
     args = parser.parse_args()
     check_ensemble_arguments(parser, args)
@@ -240,6 +249,24 @@ def members(args: argparse.Namespace) -> tuple[list[Path], list[float] | None]:
     return [path for path, _ in kept], [w for _, w in kept]
 
 
+def prediction_settings(
+    checkpoints: list[Path], predictor: EnsemblePredictor, args: argparse.Namespace
+) -> dict:
+    """The settings every map records and --skip-existing compares: what the maps depend on. The
+    device, precision and batch size are left out, so that a run resumed on another machine keeps
+    what is done."""
+    return {
+        "checkpoints": [str(path.resolve()) for path in checkpoints],
+        "weights": None if predictor.weights is None else list(predictor.weights),
+        "scales": list(args.scales),
+        "flips": list(args.flips),
+        "merge": args.merge,
+        "tile_size": args.tile_size,
+        "overlap": args.overlap,
+        "confidence_bits": args.confidence_bits,
+    }
+
+
 def main() -> None:
     args = parse_args()
     check_output_folder(args.output_dir, "--output-dir")
@@ -258,9 +285,10 @@ def main() -> None:
         shard(paths, rank, world_size) for paths in split_scenes(find_inputs(args.input_dir))
     )
     own_scenes, own_inputs = scenes, inputs
+    settings = prediction_settings(checkpoints, predictor, args)
     if args.skip_existing:
-        inputs = pending_inputs(inputs, args.output_dir, args.save_rgb, args.save_probs)
-        scenes = pending_scenes(scenes, args.output_dir, args.save_probs)
+        inputs = pending_inputs(inputs, args.output_dir, args.save_rgb, args.save_probs, settings)
+        scenes = pending_scenes(scenes, args.output_dir, args.save_probs, settings)
     where = f"process {rank} of {world_size}, " if world_size > 1 else ""
     weighting = ""
     if predictor.weights is not None:
@@ -284,6 +312,7 @@ def main() -> None:
         palette=specs[0].palette,
         raster=specs[0].raster,
         leftovers_of=own_scenes,
+        settings=settings,
     )
     if scenes and not inputs:
         print(f"wrote {len(scenes)} scenes to {args.output_dir}")
@@ -302,6 +331,7 @@ def main() -> None:
         palette=specs[0].palette,
         raster=specs[0].raster,
         leftovers_of=own_inputs,
+        settings=settings,
     )
     print(f"wrote {len(inputs)} predictions and {len(scenes)} scenes to {args.output_dir}")
 

@@ -12,8 +12,10 @@ of its class over all tiles. Writes the target layout under --output-root (Train
 to the tiles, Train/masks_png: the pseudo-labels) for TargetDataset, the ensemble's outputs
 (ensemble/), settings.json and summary.json (kept share of pixels overall and per class, the
 thresholds). Never writes into --input-dir. An interrupted run, started again with the same flags,
-predicts only the tiles it had not finished; other thresholds re-derive the masks without
-predicting again.
+predicts only the tiles it had not finished, and those replaced since under the same name (each
+ensemble output records its tile's size, modification time and a hash of its content; an output
+folder written before these records existed is predicted again, whole); other thresholds re-derive
+the masks without predicting again.
 """
 
 import argparse
@@ -72,20 +74,20 @@ def main() -> None:
             f"between the class count ({specs[0].num_classes}) and 255 to mark unlabelled pixels"
         )
     # what the ensemble outputs depend on: a resumed run must predict with the same
-    check_settings(
-        args.output_root,
-        {
-            "input_dir": str(args.input_dir.resolve()),
-            "checkpoints": [str(path.resolve()) for path in args.checkpoints],
-            "scales": list(args.scales),
-            "flips": list(args.flips),
-            "merge": args.merge,
-            "tile_size": args.tile_size,
-            "overlap": args.overlap if args.tile_size else None,
-        },
-    )
+    settings = {
+        "input_dir": str(args.input_dir.resolve()),
+        "checkpoints": [str(path.resolve()) for path in args.checkpoints],
+        "scales": list(args.scales),
+        "flips": list(args.flips),
+        "merge": args.merge,
+        "tile_size": args.tile_size,
+        "overlap": args.overlap if args.tile_size else None,
+    }
+    check_settings(args.output_root, settings)
     ensemble_dir = args.output_root / ENSEMBLE_DIR
-    pending = pending_inputs(inputs, ensemble_dir, save_rgb=False, save_confidence=True)
+    pending = pending_inputs(
+        inputs, ensemble_dir, save_rgb=False, save_confidence=True, settings=settings
+    )
     print(
         f"{predictor.passes} predictions per pixel on {device} in {predictor.precision}; "
         f"{len(pending)} of {len(inputs)} "
@@ -103,6 +105,7 @@ def main() -> None:
         confidence_bits=16,
         raster=specs[0].raster,
         leftovers_of=inputs,
+        settings=settings,
     )
     summary = write_pseudo_labels(
         args.output_root,

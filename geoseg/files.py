@@ -1,27 +1,105 @@
-"""Writing files so that a crash, a kill or a full disk never leaves half of one behind."""
+"""Writing files so that a crash, a kill or a full disk never leaves half of one behind, and two
+writers of one file never collide; recognising the inputs a result was computed from."""
 
 import errno
+import hashlib
 import os
+import re
+import secrets
 import shutil
-from collections.abc import Callable, Iterator
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from geoseg.errors import DataError, GeoSegError, WriteError
 
+_SAMPLE_BYTES = 1 << 20  # hashed at each end of a file by file_fingerprint
 
-def temporary_name(path: Path, unique: bool = False) -> Path:
-    """The hidden ``.<name>.tmp`` beside ``path`` that a write goes to first (``unique``:
-    ``.<name>.<process id>.tmp``, for files that two processes may write at once). It has no image
-    or checkpoint extension, so no reader here takes it for a finished file."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp" if unique else f".{path.name}.tmp")
+
+# Temporary names: ``.<name>.<host>.<pid>.<random>.tmp`` (GDAL may add its own suffix to one, e.g.
+# ``.ovr.tmp``). The writer's host and process id make a leftover tell from a write in progress.
+_OWNER = re.compile(r"\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp(\..*)?")
+# A temporary made on another machine sharing the folder is stale once untouched this long: its
+# writer cannot be asked whether it runs, and writes in progress modify their files every few
+# seconds to minutes.
+STALE_AFTER_S = 24 * 3600
+
+
+def temporary_name(path: str | os.PathLike, folder: bool = False) -> Path:
+    """A new hidden temporary beside ``path``, created empty (a folder with ``folder``) and
+    returned: ``.<name>.<host>.<process id>.<random>.tmp``.
+
+    It is created exclusively (``O_EXCL``, ``mkdir``), so no two writers, processes or calls ever
+    share one, and its name records its writer for ``is_stale_temporary``. It has no image or
+    checkpoint extension, so no reader here takes it for a finished file.
+    """
+    path = Path(path)
+    while True:
+        candidate = path.with_name(
+            f".{path.name}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        )
+        try:
+            if folder:
+                candidate.mkdir()
+            else:
+                os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return candidate
+
+
+def is_stale_temporary(path: Path) -> bool:
+    """Whether the temporary ``path`` is a leftover that no running writer will finish.
+
+    Made on this machine: stale once its writer's process has exited (a recycled process id keeps
+    a leftover a while longer, which is harmless). Made on another machine sharing the folder (a
+    cluster's nodes), or on Windows: stale once untouched for ``STALE_AFTER_S``, as whether its
+    writer runs cannot be asked. A name with no writer in it comes from an older version of this
+    code, which no longer runs: stale.
+    """
+    owner = _OWNER.search(path.name)
+    if owner is None:
+        return True
+    if owner["host"] == _host() and os.name == "posix":  # os.kill(pid, 0) would kill on Windows
+        return not _process_runs(int(owner["pid"]))
+    try:
+        modified = path.lstat().st_mtime
+    except FileNotFoundError:
+        return False
+    return time.time() - modified > STALE_AFTER_S
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, stems: Iterable[str] | None = None) -> int:
+    """Delete the stale temporaries (``is_stale_temporary``) in ``folder`` of files named
+    ``<stem>.<anything>`` for ``stems`` (None: of any file); their count. Other writers' temporaries
+    in progress are left alone, so that runs sharing a folder never delete each other's work. A
+    temporary folder is deleted with its contents; links are deleted, never followed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    wanted = None if stems is None else {f".{stem}." for stem in stems}
+    removed = 0
+    for path in folder.glob(".*tmp"):
+        if wanted is not None and not any(
+            path.name[: end + 1] in wanted for end in _dots(path.name)
+        ):
+            continue
+        if not is_stale_temporary(path):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)  # does not follow the links inside
+        else:
+            path.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def write_atomic(
     path: str | os.PathLike,
     write: Callable[[Path], None],
     durable: bool = False,
-    unique: bool = False,
     what: str = "the file",
     failures: tuple[type[BaseException], ...] = (OSError,),
 ) -> None:
@@ -29,25 +107,27 @@ def write_atomic(
 
     Readers see the previous file or the new one, never a partial one. On any failure the temporary
     file is removed and the previous file is left as it was. ``durable`` flushes the data and the
-    rename to disk (checkpoints: surviving a power cut is worth the fsync). The temporary file is in
-    the same folder, so the rename never crosses file systems. ``unique``: a temporary name of
-    this process's own (``temporary_name``), so two processes writing ``path`` at once do not
-    write into one temporary file; the last rename wins, whole.
+    rename to disk (checkpoints: surviving a power cut is worth the fsync). The temporary file
+    (``temporary_name``: this call's own, already created empty) is in the same folder, so the
+    rename never crosses file systems, and two processes writing ``path`` at once never write into
+    one file: the last rename wins, whole.
 
     A failure of type ``failures`` (a full disk, a quota, a read-only folder) is a WriteError of one
     line (``write_error``) naming ``path`` as ``what``.
     """
     path = Path(path)
     existed = path.exists()
-    tmp = temporary_name(path, unique)
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temporary_name(path)
         write(tmp)
         if durable:
             _fsync(tmp)
         os.replace(tmp, path)
     except BaseException as error:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         if isinstance(error, failures) and not isinstance(error, GeoSegError):
             raise write_error(path, error, what, existed) from error
         raise
@@ -100,9 +180,50 @@ def is_same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return False
 
 
-def write_text_atomic(path: str | os.PathLike, text: str, unique: bool = False) -> None:
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """``write_atomic`` for a text file (UTF-8)."""
-    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), unique=unique)
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def file_fingerprint(path: str | os.PathLike) -> dict:
+    """What a result computed from the file ``path`` was computed from: its size, modification time
+    (ns) and the SHA-256 of its first and last MiB (of all of it, when smaller than 2 MiB).
+
+    Cheap for files of any size (two reads of 1 MiB), and it changes when a file is replaced under
+    the same name: by another file (size, time or content differ), or rewritten in place. A copy
+    that does not keep the modification time (``cp`` without ``-p``) counts as changed.
+    """
+    path = Path(path)
+    with path.open("rb") as file:
+        status = os.fstat(file.fileno())
+        digest = hashlib.sha256(file.read(_SAMPLE_BYTES))
+        if status.st_size > 2 * _SAMPLE_BYTES:
+            file.seek(-_SAMPLE_BYTES, os.SEEK_END)
+        digest.update(file.read())
+    return {
+        "size": status.st_size,
+        "mtime_ns": status.st_mtime_ns,
+        "sample_sha256": digest.hexdigest(),
+    }
+
+
+def _host() -> str:
+    """This machine's name as it goes into temporary names: letters, digits and ``-``."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # runs, as another user
+        return True
+    return True
+
+
+def _dots(name: str) -> list[int]:
+    return [index for index, char in enumerate(name) if char == "." and index > 0]
 
 
 def write_error(

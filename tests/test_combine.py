@@ -5,6 +5,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -154,7 +156,27 @@ def test_interrupted_build_keeps_the_previous_output(sources, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         build(target, oem, output, num_oem_train=4)
     assert tree_digest(output) == previous
-    assert not (output.parent / ".combined.building").exists()
+    assert not list(output.parent.glob(".combined.*"))  # its staging folder is gone
+
+
+def test_two_builds_of_one_output_at_once_leave_one_whole_build(sources):
+    target, oem, output = sources
+    build(target, oem, output)
+    single = tree_digest(output)
+    start = threading.Barrier(3)
+
+    def build_when_started():
+        start.wait()
+        build(target, oem, output)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        builds = [pool.submit(build_when_started) for _ in range(3)]
+        for finished in builds:
+            finished.result()
+    assert tree_digest(output) == single
+    assert sorted(p.name for p in output.parent.iterdir()) == sorted(
+        ["biodiversity", "OpenEarthMap", "combined"]
+    )
 
 
 def test_oem_scale_resizes_image_bilinear_and_mask_nearest(sources):

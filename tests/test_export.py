@@ -19,7 +19,6 @@ from geoseg.bands import RasterInput
 from geoseg.datasets import CLASSES, IGNORE_INDEX
 from geoseg.errors import ConfigError, DataError
 from geoseg.export import export_model, read_export_metadata
-from geoseg.files import temporary_name
 from geoseg.models import FTUNetFormer, UNetFormer, load_model_and_spec, save_model
 
 from conftest import REPO_ROOT
@@ -187,7 +186,7 @@ def test_a_failing_export_leaves_nothing_behind(checkpoint, tmp_path, monkeypatc
     with pytest.raises(RuntimeError, match="exporter failed"):
         export_model(checkpoint("ftunetformer_rgb"), output, tile_size=TILE)
     assert output.read_text() == "the previous export"
-    assert not temporary_name(output).exists()
+    assert not list(tmp_path.glob(".*tmp"))  # no temporary left
 
 
 def test_an_export_that_computes_other_logits_is_not_written(checkpoint, tmp_path, monkeypatch):
@@ -198,7 +197,7 @@ def test_an_export_that_computes_other_logits_is_not_written(checkpoint, tmp_pat
     output = tmp_path / "m.torchscript.pt"
     with pytest.raises(RuntimeError, match="differs from the PyTorch network by up to 1"):
         export_model(checkpoint("ftunetformer_rgb"), output, format="torchscript", tile_size=TILE)
-    assert not output.exists() and not temporary_name(output).exists()
+    assert not output.exists() and not list(tmp_path.glob(".*tmp"))
 
 
 def test_a_missing_onnx_package_is_named(checkpoint, tmp_path, monkeypatch):

@@ -34,6 +34,7 @@ from geoseg.datasets.combine import CombineSettings, build_combined_dataset, pla
 from geoseg.datasets.io import read_image
 from geoseg.datasets.synthetic import write_openearthmap_release, write_target_dataset
 from geoseg.errors import CheckpointError, ConfigError, DataError, TrainingError
+from geoseg.files import temporary_name
 from geoseg.inference import find_inputs
 from geoseg.models import FTUNetFormer, UNetFormer, load_model, save_model
 from geoseg.models.checkpoint import load_pretrained_weights, read_checkpoint
@@ -134,8 +135,8 @@ def test_sigkill_during_checkpoint_writes_leaves_a_whole_checkpoint(tmp_path):
     checkpoint = read_checkpoint(path)
     assert checkpoint["global_step"] > 1
     assert torch.all(checkpoint["w"] == checkpoint["global_step"])  # whole, not mixed
-    # At most the hidden temporary of the interrupted write is left; the next write replaces it.
-    assert {p.name for p in tmp_path.iterdir()} <= {"last.ckpt", ".last.ckpt.tmp"}
+    # At most the hidden temporary of the interrupted write is left; the next write deletes it.
+    assert len([p for p in tmp_path.iterdir() if p.name != "last.ckpt"]) <= 1
     AtomicCheckpointIO().save_checkpoint({"global_step": 0}, path)
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
@@ -561,9 +562,17 @@ def test_rebuild_never_follows_links_out_of_the_output(sources, tmp_path):
     (precious / "notes.txt").write_text("keep me")
     (output / "Train" / "images_png" / "link_to_file.png").symlink_to(precious / "notes.txt")
     (output / "Train" / "link_to_folder").symlink_to(precious, target_is_directory=True)
-    (output.parent / ".combined.building").symlink_to(precious, target_is_directory=True)
+    # a staging folder's name as a killed build left it, made a link to precious data
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()
+    made = temporary_name(output)
+    made.unlink()
+    name, host, _, token, tail = made.name.rsplit(".", 4)
+    staging = output.parent / ".".join([name, host, str(killed.pid), token, tail])
+    staging.symlink_to(precious, target_is_directory=True)
     build(target, oem, output)
     assert (precious / "notes.txt").read_text() == "keep me"
     assert sorted(p.name for p in precious.iterdir()) == ["notes.txt"]
     assert not (output / "Train" / "link_to_folder").exists()  # the old build is gone
-    assert not (output.parent / ".combined.building").exists()
+    assert not staging.is_symlink()
+    assert not list(output.parent.glob(".combined.*"))

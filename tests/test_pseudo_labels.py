@@ -134,8 +134,8 @@ def labelling(tmp_path, monkeypatch):
         checkpoints.append(str(path))
     output = tmp_path / "pseudo"
 
-    def run(*flags):
-        argv = ["pseudo_label.py", "--input-dir", str(tiles), "--output-root", str(output)]
+    def run(*flags, output_root=output):
+        argv = ["pseudo_label.py", "--input-dir", str(tiles), "--output-root", str(output_root)]
         argv += ["--checkpoints", *checkpoints, "--scales", "1.0", "--flips", "none"]
         argv += ["--precision", "fp32"]  # hand-computed references: float32 on every CPU
         monkeypatch.setattr(sys, "argv", [*argv, "--num-workers", "0", *map(str, flags)])
@@ -187,6 +187,29 @@ def test_cli_writes_the_target_layout_and_resumes_without_redoing_tiles(labellin
     # other prediction settings are refused
     with pytest.raises(DataError, match="labelled with other settings.*scales"):
         run("--scales", "0.5,1.0")
+
+
+def test_a_tile_replaced_under_its_name_is_labelled_anew(labelling, tmp_path):
+    run, tiles, output = labelling
+    replaced = tiles / "u_2.png"
+    image = cv2.imread(str(replaced))
+    stored = [cv2.IMWRITE_PNG_COMPRESSION, 0]  # uncompressed: the size depends on the shape alone
+    cv2.imwrite(str(replaced), image, stored)
+    assert run("--threshold", "0.6") == 10
+    stat = replaced.stat()
+    cv2.imwrite(str(replaced), 255 - image, stored)  # same name, size and time; other content
+    os.utime(replaced, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert replaced.stat().st_size == stat.st_size
+    assert run("--threshold", "0.6") == 2  # that tile alone, by both models
+    fresh = tmp_path / "fresh"
+    assert run("--threshold", "0.6", output_root=fresh) == 10
+    for name in ("ensemble/u_2.png", "ensemble/confidence/u_2.png", "Train/masks_png/u_2.png"):
+        np.testing.assert_array_equal(
+            cv2.imread(str(output / name), -1), cv2.imread(str(fresh / name), -1), err_msg=name
+        )
+    link = output / "Train/images_png/u_2.png"
+    np.testing.assert_array_equal(cv2.imread(str(link)), 255 - image)
+    assert run("--threshold", "0.6") == 0  # and once labelled anew, it is done
 
 
 def test_cli_refuses_overlapping_folders_and_names_a_bad_tile(labelling, tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 """GeoTIFF scenes through ensemble_inference.py: tile-wise windows, georeferenced COG outputs."""
 
+import os
 import subprocess
 import sys
 
@@ -305,3 +306,95 @@ def test_a_non_finite_window_stops_the_scene_naming_it_and_writes_nothing(tmp_pa
         "or inf (precision fp32;"
     )
     assert not [p for p in out.rglob("*") if p.is_file()]
+
+
+def outputs_of(folder):
+    """{relative path: bytes} of the finished files under ``folder``."""
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and not path.name.startswith(".")
+    }
+
+
+@pytest.mark.slow  # three script runs
+def test_two_runs_into_one_folder_write_what_one_run_writes(tmp_path, checkpoint):
+    """A requeued job overlapping its predecessor: two runs on the same scenes and tiles, into one
+    folder, at once."""
+    inputs = tmp_path / "in"
+    for index in range(3):
+        write_geotiff(inputs / f"scene_{index}.tif", random_bands(384, 384, seed=10 + index))
+    for index in range(2):
+        tile = random_bands(64, 80, seed=20 + index).transpose(1, 2, 0)
+        cv2.imwrite(str(inputs / f"tile_{index}.png"), np.ascontiguousarray(tile))
+    args = [*FAST, "--checkpoints", checkpoint, "--tile-size", 128, "--overlap", 16]
+    args = [sys.executable, SCRIPT, *map(str, [*args, "--save-probs", "--input-dir", inputs])]
+    shared = tmp_path / "shared"
+    runs = [
+        subprocess.Popen(
+            [*args, "--skip-existing", "--output-dir", str(shared)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for run in runs:
+        _, stderr = run.communicate(timeout=300)
+        assert run.returncode == 0, stderr[-2000:]
+    single = subprocess.run(
+        [*args, "--output-dir", str(tmp_path / "single")], capture_output=True, text=True
+    )
+    assert single.returncode == 0, single.stderr[-2000:]
+    expected = outputs_of(tmp_path / "single")
+    assert len(expected) == 10  # 3 scenes and 2 tiles, each a map and a confidence
+    written = outputs_of(shared)
+    assert written.keys() == expected.keys()
+    for name, data in expected.items():
+        assert written[name] == data, f"{name} differs from the single run's"
+    assert leftovers(shared) == []
+
+
+def test_skip_existing_redoes_incomplete_and_outdated_outputs(
+    tmp_path, checkpoint, monkeypatch, capsys
+):
+    inputs = tmp_path / "in"
+    for name in ("zeros", "truncated", "kept", "replaced"):
+        write_geotiff(inputs / f"{name}.tif", random_bands(70, 90, seed=len(name)))
+    for index in range(2):
+        tile = random_bands(40, 50, seed=30 + index).transpose(1, 2, 0)
+        cv2.imwrite(str(inputs / f"tile_{index}.png"), np.ascontiguousarray(tile))
+    args = ["--checkpoints", checkpoint, "--tile-size", 64, "--overlap", 8, "--save-probs"]
+    out = tmp_path / "out"
+    run_main(monkeypatch, capsys, "--input-dir", inputs, "--output-dir", out, *args)
+    before = outputs_of(out)
+    kept = {name: (out / name).stat().st_mtime_ns for name in ("kept.tif", "tile_1.png")}
+
+    # what a lost race left: a whole map of zeros with a valid georeference
+    with rasterio.open(out / "zeros.tif") as dataset:
+        profile = dataset.profile
+    with rasterio.open(out / "zeros.tif", "w", **profile) as dataset:
+        dataset.write(np.zeros((1, 70, 90), np.uint8))
+    # a copy cut short, a PNG cut short
+    for name in ("confidence/truncated.tif", "tile_0.png"):
+        (out / name).write_bytes(before[name][: len(before[name]) // 2])
+    # an input replaced under the same name
+    write_geotiff(inputs / "replaced.tif", random_bands(70, 90, seed=99))
+
+    printed = run_main(
+        monkeypatch, capsys, "--input-dir", inputs, "--output-dir", out, *args, "--skip-existing"
+    )
+    assert "1 images and 3 GeoTIFF scenes to predict" in printed
+    after = outputs_of(out)
+    for name in ("zeros.tif", "truncated.tif", "confidence/truncated.tif", "tile_0.png"):
+        assert after[name] == before[name], name
+    assert after["replaced.tif"] != before["replaced.tif"]
+    fresh = tmp_path / "fresh"
+    fresh_inputs = tmp_path / "fresh_in"
+    fresh_inputs.mkdir()
+    os.link(inputs / "replaced.tif", fresh_inputs / "replaced.tif")  # same file, same record
+    run_main(monkeypatch, capsys, "--input-dir", fresh_inputs, "--output-dir", fresh, *args)
+    assert after["replaced.tif"] == outputs_of(fresh)["replaced.tif"]
+    for name, mtime in kept.items():
+        assert (out / name).stat().st_mtime_ns == mtime, f"{name} was redone"
+    assert leftovers(out) == []

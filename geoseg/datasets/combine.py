@@ -9,9 +9,10 @@ Output::
     <output>/Val/{images_png,masks_png}/oem_<stem>.png   the same for OpenEarthMap val
     <output>/combined_manifest.json                settings and counts of the build
 
-The build goes to a temporary sibling folder that replaces the output only once complete, so an
-interrupted run leaves the previous output intact, and a re-run leaves no stale files. Sources are
-only read.
+The build goes to a temporary sibling folder of its own that replaces the output only once
+complete, so an interrupted run leaves the previous output intact, a re-run leaves no stale files,
+and two builds of one output at once never write into one folder (the last to finish stays,
+whole). Sources are only read.
 
 Links: every ``target_*`` link is relative and lands on the file as listed under the target root
 (folders resolved, the file itself not); a link that would land outside the target root is an
@@ -27,6 +28,8 @@ one class. The manifest records the remap (sets as lists) and ``"label_sets": {"
 ids]}`` at its top level, which ``BiodiversityCombinedDataset`` reads.
 """
 
+import contextlib
+import errno
 import json
 import os
 import random
@@ -59,7 +62,7 @@ from geoseg.datasets.openearthmap import (
 )
 from geoseg.datasets.target_dataset import TargetDataset
 from geoseg.errors import DataError, GeoSegError
-from geoseg.files import check_output_folder, write_error
+from geoseg.files import check_output_folder, remove_stale_temporaries, temporary_name, write_error
 
 MANIFEST_NAME = "combined_manifest.json"
 TARGET_PREFIX, OEM_PREFIX = "target_", "oem_"
@@ -198,7 +201,8 @@ def build_combined_dataset(
     """Write the combined layout for ``plan``; the output appears only once complete."""
     s = plan.settings
     output = _real_folder(Path(s.output_root))
-    staging = output.with_name(f".{output.name}.building")
+    remove_stale_temporaries(output.parent, [output.name])  # left by killed builds
+    staging = temporary_name(output, folder=True)
     summary = CombineSummary(
         oem_scale=s.oem_scale,
         oem_scale_reason=s.oem_scale_reason,
@@ -207,7 +211,6 @@ def build_combined_dataset(
         target_skipped=dict(plan.target_skipped),
     )
     existed = output.exists()
-    _remove(staging)  # left by an interrupted run
     try:
         for folder in ("Train/images_png", "Train/masks_png", "Val/images_png", "Val/masks_png"):
             (staging / folder).mkdir(parents=True)
@@ -398,15 +401,26 @@ def _remove(path: Path) -> None:
 
 
 def _replace(output: Path, staging: Path) -> None:
-    """Swap the finished build in; the previous build (ours, by its manifest) is removed."""
-    if output.exists():
-        previous = output.with_name(f".{output.name}.previous")
-        _remove(previous)
-        output.rename(previous)
-        staging.rename(output)
-        _remove(previous)  # deletes links themselves, never what they point to
-    else:
-        staging.rename(output)
+    """Swap the finished build in; the previous build (ours, by its manifest) is removed.
+
+    Another build of the same output may finish meanwhile: whatever stands at ``output`` is moved
+    into a folder of this build's own (a rename onto an empty folder) before ``staging`` takes its
+    place, and a rename that finds a new output there tries again, so the last build to finish
+    stays, whole, and no build removes another's folder in progress.
+    """
+    while True:
+        previous = temporary_name(output, folder=True)
+        with contextlib.suppress(FileNotFoundError):  # none yet, or another build moved it
+            os.replace(output, previous)
+        try:
+            staging.rename(output)
+        except OSError as error:
+            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            continue  # another build's output appeared in between: move it aside too
+        finally:
+            _remove(previous)  # deletes links themselves, never what they point to
+        return
 
 
 def _check_output_is_separate(settings: CombineSettings) -> None:

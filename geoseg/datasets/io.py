@@ -3,7 +3,9 @@
 import logging
 import math
 import os
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -391,11 +393,61 @@ def list_files(folder: str | os.PathLike, extensions=IMAGE_EXTENSIONS) -> dict[s
     return listing.files
 
 
-def write_png_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write a PNG through a temporary name and a rename, so a crash never leaves a truncated file."""
+def write_png_atomic(
+    path: str | os.PathLike, array: np.ndarray, text: dict[str, str] | None = None
+) -> None:
+    """Write a PNG through a temporary name and a rename, so a crash never leaves a truncated file.
+    ``text``: keyword -> value entries stored in the file as tEXt chunks (Latin-1), which
+    ``read_png_text`` reads back and image readers ignore."""
     path = Path(path)
     bgr = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
     ok, encoded = cv2.imencode(".png", bgr)
     if not ok:
         raise OSError(f"{path}: could not encode the PNG")
-    write_atomic(path, lambda tmp: tmp.write_bytes(encoded.tobytes()))
+    data = encoded.tobytes()
+    if text:
+        chunks = b"".join(
+            _png_chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1"))
+            for key, value in text.items()
+        )
+        data = data[: -len(_PNG_END)] + chunks + data[-len(_PNG_END) :]  # before IEND
+    write_atomic(path, lambda tmp: tmp.write_bytes(data))
+
+
+def read_png_text(path: str | os.PathLike) -> dict[str, str] | None:
+    """The tEXt entries of the PNG ``path`` (keyword -> value), or None unless it is a whole PNG:
+    its signature, every chunk with a matching checksum, and the end chunk (IEND) its last bytes.
+    A file cut short or damaged gives None, at the cost of one read and one CRC pass."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    if not data.startswith(_PNG_SIGNATURE):
+        return None
+    text: dict[str, str] = {}
+    at = len(_PNG_SIGNATURE)
+    while at + 12 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at : at + 8])
+        end = at + 12 + length
+        if end > len(data):
+            return None
+        body = data[at + 8 : end - 4]
+        if zlib.crc32(kind + body) != struct.unpack(">I", data[end - 4 : end])[0]:
+            return None
+        if kind == b"tEXt":
+            key, _, value = body.partition(b"\0")
+            text[key.decode("latin-1")] = value.decode("latin-1")
+        elif kind == b"IEND":
+            return text if end == len(data) else None
+        at = end
+    return None
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+_PNG_END = _png_chunk(b"IEND", b"")

@@ -299,7 +299,7 @@ class PreflightReport:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``to_dict()`` as JSON, atomically through a temporary file of this process."""
-        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n", unique=True)
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
 
 def find_warnings(report: PreflightReport) -> list[str]:

@@ -1,6 +1,6 @@
 """Reading inference inputs in DataLoader workers and writing predictions in the background."""
 
-import glob
+import json
 import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,14 +16,19 @@ from geoseg.datasets.io import (
     computable,
     describe_skipped,
     read_image_and_valid,
+    read_png_text,
     scan_folder,
     write_png_atomic,
 )
 from geoseg.errors import DataError
+from geoseg.files import file_fingerprint
 
 log = logging.getLogger(__name__)
 
 RGB_DIR, CONFIDENCE_DIR = "rgb", "confidence"
+# Every finished output carries, under this key (a PNG tEXt chunk, a GeoTIFF metadata item), the
+# record of what it was computed from: ``source_record``.
+SOURCE_TAG = "GEOSEG_SOURCE"
 
 
 def find_inputs(input_dir: str | os.PathLike) -> list[Path]:
@@ -49,7 +54,8 @@ class InputImages(Dataset):
     ``raster`` (the networks' bands) as (bands, H, W) float32 raw values; ``valid``: (H, W) bool
     where a raster holds data (None: all of it).
 
-    A file that cannot be read yields an ``error`` message instead of an image, so the main
+    Each item also holds the input's ``fingerprint`` (``file_fingerprint``, taken before the
+    read). A file that cannot be read yields an ``error`` message instead of an image, so the main
     process can stop with that message rather than a worker traceback.
     """
 
@@ -62,21 +68,30 @@ class InputImages(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         path = self.paths[index]
+        error = None
         try:
+            # before the read: a file replaced meanwhile leaves an outdated record, never a new one
+            fingerprint = file_fingerprint(path)
             image, valid = read_image_and_valid(path, self.raster)
-        except DataError as error:
+        except DataError as failure:
+            error = str(failure)
+        except OSError as failure:
+            error = f"{path}: cannot be read ({failure})"
+        if error is not None:
             return {
                 "path": path,
                 "stem": path.stem,
                 "image": None,
                 "valid": None,
-                "error": str(error),
+                "fingerprint": None,
+                "error": error,
             }
         return {
             "path": path,
             "stem": path.stem,
             "image": torch.from_numpy(computable(image)).permute(2, 0, 1).contiguous(),
             "valid": None if valid is None else torch.from_numpy(valid),
+            "fingerprint": fingerprint,
             "error": None,
         }
 
@@ -91,17 +106,25 @@ def output_paths(output_dir: Path, stem: str, save_rgb: bool, save_confidence: b
     return [*paths, output_dir / f"{stem}.png"]
 
 
-def remove_stale_temporaries(folder: Path, inputs: list[Path]) -> int:
-    """Delete the hidden ``.<stem>.*.tmp`` files an interrupted run left in ``folder`` for these
-    ``inputs``; their count. Other inputs' temporaries are left alone: under several processes
-    they are another process's writes in progress."""
-    stale = []
-    if folder.is_dir():
-        for path in inputs:
-            stale += folder.glob(f".{glob.escape(path.stem)}.*tmp")
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return len(stale)
+def source_record(source: Path, settings: dict | None, fingerprint: dict | None = None) -> str:
+    """What an output of ``source`` is computed from, as the JSON stored in it (``SOURCE_TAG``):
+    the input's name and ``file_fingerprint`` (``fingerprint``, taken before the input was read;
+    None: now), and the caller's prediction ``settings`` (JSON-able).
+
+    Resuming compares it with the record of the input as it is now: an output whose record
+    differs or is missing (cut short, left by a lost race, written by a version of this code
+    without records, or computed from an input since replaced under its name or with other
+    settings) is computed again. Written inside the output, the record travels with it and needs
+    no shared file that processes writing one folder at once would have to update together. An
+    input that cannot be read is a DataError naming it.
+    """
+    if fingerprint is None:
+        try:
+            fingerprint = file_fingerprint(source)
+        except OSError as error:
+            raise DataError(f"{source}: cannot be read ({error})") from error
+    record = {"source": {"name": source.name, **fingerprint}, "settings": settings}
+    return json.dumps(record, sort_keys=True)
 
 
 def write_prediction(
@@ -110,14 +133,16 @@ def write_prediction(
     pred: np.ndarray,
     confidence: np.ndarray | None,
     palette: tuple | None,
+    record: str | None = None,
 ) -> None:
     """Write ``<stem>.png`` (uint8 class ids) and optionally rgb/ (in ``palette``) and confidence/
-    beside it."""
+    beside it, the class ids last; each carries ``record`` (``source_record``) if given."""
+    text = None if record is None else {SOURCE_TAG: record}
     if palette is not None:
-        write_png_atomic(output_dir / RGB_DIR / f"{stem}.png", colorize_mask(pred, palette))
+        write_png_atomic(output_dir / RGB_DIR / f"{stem}.png", colorize_mask(pred, palette), text)
     if confidence is not None:
-        write_png_atomic(output_dir / CONFIDENCE_DIR / f"{stem}.png", confidence)
-    write_png_atomic(output_dir / f"{stem}.png", pred)
+        write_png_atomic(output_dir / CONFIDENCE_DIR / f"{stem}.png", confidence, text)
+    write_png_atomic(output_dir / f"{stem}.png", pred, text)
 
 
 class BackgroundWriter:
@@ -146,13 +171,25 @@ class BackgroundWriter:
 
 
 def pending_inputs(
-    inputs: list[Path], output_dir: Path, save_rgb: bool, save_confidence: bool
+    inputs: list[Path],
+    output_dir: Path,
+    save_rgb: bool,
+    save_confidence: bool,
+    settings: dict | None = None,
 ) -> list[Path]:
-    """The inputs whose outputs are not all written yet (resuming an interrupted run)."""
-    return [
-        path
-        for path in inputs
-        if not all(
-            p.is_file() for p in output_paths(output_dir, path.stem, save_rgb, save_confidence)
-        )
-    ]
+    """The inputs whose outputs are not all written, whole, from the input as it is now and with
+    these ``settings`` (resuming): an output is trusted only if it is a whole PNG carrying the
+    ``source_record`` of its input; any other is written again."""
+    pending = []
+    for path in inputs:
+        try:
+            record = source_record(path, settings)
+        except DataError:  # the prediction names it
+            pending.append(path)
+            continue
+        for output in output_paths(output_dir, path.stem, save_rgb, save_confidence):
+            text = read_png_text(output)
+            if text is None or text.get(SOURCE_TAG) != record:
+                pending.append(path)
+                break
+    return pending

@@ -9,7 +9,9 @@ threshold that only the frequent, easy classes reach.
 
 Layout written under an output root (``pseudo_label.py``):
 ``ensemble/<stem>.png`` (the merged prediction, every pixel) and ``ensemble/confidence/<stem>.png``
-(16-bit confidence levels), written first and resumable; then ``Train/masks_png/<stem>.png`` (the
+(16-bit confidence levels), written first and resumable (each records the tile it was computed
+from, ``geoseg.inference.io.source_record``: a resumed run predicts again the tiles replaced
+since under the same name); then ``Train/masks_png/<stem>.png`` (the
 pseudo-labels), ``Train/images_png/<stem>.<ext>`` (links to the source images), ``settings.json``
 (the prediction settings a resumed run must share) and, last, ``summary.json`` (present only
 once every mask is written). Confidences are compared at 16-bit precision: level = round(c x 65535).
@@ -29,6 +31,7 @@ from geoseg.datasets.io import write_png_atomic
 from geoseg.errors import DataError
 from geoseg.files import (
     check_output_folder,
+    remove_stale_temporaries,
     reporting_write_errors,
     write_atomic,
     write_text_atomic,
@@ -108,7 +111,8 @@ def check_settings(output_root: Path, settings: dict) -> None:
                 f"{ {k: previous.get(k) for k in changed} }); resume with the same flags or choose "
                 "a new --output-root"
             )
-    elif output_root.is_dir() and any(output_root.iterdir()):
+    # hidden entries: another run's temporaries, as it records the same settings at the same time
+    elif output_root.is_dir() and any(not p.name.startswith(".") for p in output_root.iterdir()):
         raise DataError(
             f"--output-root {output_root} exists and holds files pseudo_label.py did not write "
             f"(no {SETTINGS_JSON}): its Train/ would be mixed with them; choose a new folder"
@@ -163,6 +167,8 @@ def write_pseudo_labels(
     for stale in [*images.iterdir(), *masks.iterdir()]:  # tiles no longer in the input folder
         if stale.stem not in stems and not stale.name.startswith("."):
             stale.unlink()
+    for folder in (images, masks):  # what killed runs left, not what running ones are writing
+        remove_stale_temporaries(folder)
     for path in inputs:
         pred, levels = read_ensemble_output(output_root, path.stem)
         write_png_atomic(
@@ -197,13 +203,14 @@ def write_pseudo_labels(
 
 
 def link_image(source: Path, link: Path) -> None:
-    """``link`` pointing at ``source`` (absolute), replaced if it exists; a copy where the file
-    system has no symbolic links."""
-    temporary = link.with_name(f".{link.name}.tmp")
-    temporary.unlink(missing_ok=True)
-    try:
-        os.symlink(source.resolve(), temporary)
-    except OSError:
-        write_atomic(link, lambda tmp: shutil.copy2(source, tmp), what="the image copy")
-        return
-    os.replace(temporary, link)
+    """``link`` pointing at ``source`` (absolute), replaced atomically if it exists; a copy where
+    the file system has no symbolic links."""
+
+    def make(temporary: Path) -> None:
+        temporary.unlink()  # a link needs the name free; it is this call's own name
+        try:
+            os.symlink(source.resolve(), temporary)
+        except OSError:
+            shutil.copy2(source, temporary)
+
+    write_atomic(link, make, what="the image link")

@@ -10,11 +10,12 @@ from tqdm import tqdm
 from geoseg.bands import RasterInput
 from geoseg.classes import IGNORE_INDEX, PALETTE
 from geoseg.errors import DataError, PredictionError, preview
+from geoseg.files import remove_stale_temporaries
 from geoseg.inference.io import (
     BackgroundWriter,
     InputImages,
     output_paths,
-    remove_stale_temporaries,
+    source_record,
     write_prediction,
 )
 from geoseg.inference.tta import EnsemblePredictor
@@ -35,6 +36,7 @@ def predict_folder(
     palette: tuple | None = None,
     raster: RasterInput | None = None,
     leftovers_of: list[Path] | None = None,
+    settings: dict | None = None,
 ) -> None:
     """Write ``<output_dir>/<stem>.png`` (and rgb/ in ``palette``, confidence/) for every input.
 
@@ -44,15 +46,19 @@ def predict_folder(
     confidence. Images are decoded in ``num_workers`` processes and written in a background
     thread while the next batch is predicted; ``batch_size`` images of the same size share a
     forward pass. An image whose merged map holds NaN or inf stops the run with a
-    PredictionError naming it; its maps are not written. Temporary files an interrupted run left for ``leftovers_of`` (default:
-    ``inputs``; a resumed run passes every input it owns, finished ones included) are deleted.
+    PredictionError naming it; its maps are not written. Every map carries the
+    ``source_record`` of its input and ``settings`` (the caller's record of the prediction
+    settings), which ``pending_inputs`` checks. Temporary files that interrupted runs left for
+    ``leftovers_of`` (default: ``inputs``; a resumed run passes every input it owns, finished ones
+    included) are deleted; those of runs still writing into the folder are not.
     """
     if confidence_bits not in (8, 16):
         raise ValueError(f"confidence_bits must be 8 or 16, got {confidence_bits}")
     levels, level_type = (255, np.uint8) if confidence_bits == 8 else (65535, np.uint16)
     for path in output_paths(output_dir, "any", save_rgb, save_confidence):
         path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(path.parent, inputs if leftovers_of is None else leftovers_of)
+        owned = inputs if leftovers_of is None else leftovers_of
+        remove_stale_temporaries(path.parent, [source.stem for source in owned])
     loader = DataLoader(
         InputImages(inputs, raster), batch_size=batch_size, num_workers=num_workers, collate_fn=list
     )
@@ -84,5 +90,6 @@ def predict_folder(
                         pred[index],
                         confidence[index] if save_confidence else None,
                         (palette or PALETTE) if save_rgb else None,
+                        source_record(item["path"], settings, item["fingerprint"]),
                     )
                 progress.update(len(group))

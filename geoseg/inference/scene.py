@@ -33,8 +33,8 @@ from geoseg.datasets.io import (
     read_raster_window,
 )
 from geoseg.errors import DataError, GeoSegError, PredictionError
-from geoseg.files import write_atomic, write_error
-from geoseg.inference.io import CONFIDENCE_DIR, remove_stale_temporaries
+from geoseg.files import remove_stale_temporaries, temporary_name, write_atomic, write_error
+from geoseg.inference.io import CONFIDENCE_DIR, SOURCE_TAG, source_record
 from geoseg.inference.tta import EnsemblePredictor, _blend_window, _tile_starts
 
 # GDAL reads these with rasterio; they go through predict_scene and come out as GeoTIFFs.
@@ -59,13 +59,41 @@ def scene_output_paths(output_dir: Path, stem: str, save_confidence: bool) -> li
     return [*paths, output_dir / f"{stem}.tif"]
 
 
-def pending_scenes(inputs: list[Path], output_dir: Path, save_confidence: bool) -> list[Path]:
-    """The scenes whose outputs are not all written yet (resuming an interrupted run)."""
-    return [
-        path
-        for path in inputs
-        if not all(p.is_file() for p in scene_output_paths(output_dir, path.stem, save_confidence))
-    ]
+def pending_scenes(
+    inputs: list[Path], output_dir: Path, save_confidence: bool, settings: dict | None = None
+) -> list[Path]:
+    """The scenes whose outputs are not all written, whole, from the scene as it is now and with
+    these ``settings`` (resuming; see ``scene_is_complete``)."""
+    pending = []
+    for path in inputs:
+        try:
+            record = source_record(path, settings)
+        except DataError:  # the prediction names it
+            pending.append(path)
+            continue
+        outputs = scene_output_paths(output_dir, path.stem, save_confidence)
+        if not all(scene_is_complete(output, record) for output in outputs):
+            pending.append(path)
+    return pending
+
+
+def scene_is_complete(output: Path, record: str) -> bool:
+    """Whether the GeoTIFF ``output`` is a finished map of what ``record`` (``source_record``)
+    describes: it carries that record as its ``SOURCE_TAG`` metadata item, and its last block of
+    full resolution, the end of a Cloud-Optimized GeoTIFF, reads. A map without the record (cut
+    short before its metadata, left by a lost race or by a version of this code without records)
+    or with another (an input since replaced, other settings) is not; nor is one cut short after
+    its header. Cheap: a header and one block per map."""
+    try:
+        with rasterio.open(output) as dataset:
+            if dataset.tags().get(SOURCE_TAG) != record:
+                return False
+            (block_rows, block_columns), (height, width) = dataset.block_shapes[0], dataset.shape
+            last = dataset.block_window(1, (height - 1) // block_rows, (width - 1) // block_columns)
+            dataset.read(1, window=last)
+    except rasterio.errors.RasterioError:
+        return False
+    return True
 
 
 def split_scenes(inputs: list[Path]) -> tuple[list[Path], list[Path]]:
@@ -86,11 +114,13 @@ def predict_scenes(
     palette: tuple | None = None,
     raster: RasterInput | None = None,
     leftovers_of: list[Path] | None = None,
+    settings: dict | None = None,
 ) -> None:
     """``predict_scene`` for each of ``scenes``, one at a time, into ``<output_dir>/<stem>.tif``
-    (and ``confidence/<stem>.tif``). Every scene's band layout is checked first, so that a scene
-    the networks cannot read fails before hours of work on the others. Temporary files an
-    interrupted run left for ``leftovers_of`` (default: ``scenes``) are deleted."""
+    (and ``confidence/<stem>.tif``), each carrying ``settings`` in its record. Every scene's band
+    layout is checked first, so that a scene the networks cannot read fails before hours of work
+    on the others. Temporary files that interrupted runs left for ``leftovers_of`` (default:
+    ``scenes``) are deleted; those of runs still writing into the folder are not."""
     if not scenes:
         return
     for source in scenes:
@@ -98,8 +128,8 @@ def predict_scenes(
             raster_bands(source, dataset, raster)
     for path in scene_output_paths(output_dir, "any", save_confidence):
         path.parent.mkdir(parents=True, exist_ok=True)
-        # left by an interrupted run; only this process's own (others may be writing theirs)
-        remove_stale_temporaries(path.parent, scenes if leftovers_of is None else leftovers_of)
+        owned = scenes if leftovers_of is None else leftovers_of
+        remove_stale_temporaries(path.parent, [source.stem for source in owned])
     for source in tqdm(scenes, unit="scene"):
         *confidence, output = scene_output_paths(output_dir, source.stem, save_confidence)
         predict_scene(
@@ -114,6 +144,7 @@ def predict_scenes(
             palette=palette,
             raster=raster,
             progress=True,
+            settings=settings,
         )
 
 
@@ -287,6 +318,7 @@ def predict_scene(
     palette: tuple | None = None,
     raster: RasterInput | None = None,
     progress: bool = False,
+    settings: dict | None = None,
 ) -> None:
     """Predict the GeoTIFF ``source`` into the Cloud-Optimized GeoTIFF ``output``.
 
@@ -295,16 +327,20 @@ def predict_scene(
     nodata value, mask or alpha, its invalid pixels are nodata 255 (no class). ``confidence_output``
     (optional): the merged map's top probability as round(confidence x (2**bits - 1)) in
     uint8/uint16, nodata 0 where the input is nodata. A window whose merged map holds NaN or inf
-    stops it with a PredictionError naming the scene and the window. Each file is written under a hidden
-    ``.<name>.tmp`` name and renamed, the class map last; an interrupted run leaves no partial file,
-    and a failed write (a full disk) is a WriteError naming ``output`` and the free space there.
-    ``progress``: show a bar of the scene's tiles.
+    stops it with a PredictionError naming the scene and the window. Each file is written under a
+    hidden temporary name of its own (``temporary_name``) and renamed, the class map last: an
+    interrupted run leaves no partial file, and runs writing the same scene at once never write
+    into one file. Both carry the ``source_record`` of ``source`` and ``settings`` (the caller's
+    record of the prediction settings) as their ``SOURCE_TAG`` metadata item, the mark of a
+    finished map that ``scene_is_complete`` checks. A failed write (a full disk) is a WriteError naming
+    ``output`` and the free space there. ``progress``: show a bar of the scene's tiles.
     """
     if confidence_bits not in (8, 16):
         raise ValueError(f"confidence_bits must be 8 or 16, got {confidence_bits}")
     source, output = Path(source), Path(output)
     levels, level_type = (255, "uint8") if confidence_bits == 8 else (65535, "uint16")
     palette = palette or PALETTE
+    record = source_record(source, settings)  # before the read: see InputImages
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(source) as dataset:
         raster_bands(source, dataset, raster)  # a raster that does not fit fails before any work
         masked = raster_has_validity(dataset)
@@ -362,10 +398,13 @@ def predict_scene(
                             if valid is not None:
                                 scaled[~valid] = CONFIDENCE_NODATA
                             confidence.write(scaled, 1, window=window)
+                    if confidence is not None:
+                        confidence.update_tags(**{SOURCE_TAG: record})
                 finally:
                     if confidence is not None:
                         confidence.close()
                 classes.write_colormap(1, _colormap(palette))
+                classes.update_tags(**{SOURCE_TAG: record})
             for tmp in (classes_tmp, confidence_tmp):
                 if tmp is not None:
                     _check_written(tmp)
@@ -383,10 +422,11 @@ def predict_scene(
 
 
 def _pieces_name(path: Path) -> Path:
-    """The hidden tiled GTiff the pieces are written to before the COG copy (``.<name>.*.tmp``,
-    so ``remove_stale_temporaries`` cleans one an interrupted run left)."""
+    """A new hidden tiled GTiff of this process's own that the pieces are written to before the
+    COG copy (``.<name>.pieces.*.tmp``: ``remove_stale_temporaries`` cleans one a killed run
+    left)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.pieces.tmp")
+    return temporary_name(path.with_name(f"{path.name}.pieces"))
 
 
 def _colormap(palette: tuple) -> dict[int, tuple[int, int, int, int]]:

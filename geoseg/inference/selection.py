@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from geoseg.errors import ConfigError, DataError
+from geoseg.files import write_text_atomic
 from geoseg.inference.tta import EnsemblePredictor, check_weights
 from geoseg.metrics import confusion_matrix, segmentation_scores
 
@@ -186,15 +187,7 @@ def selection_record(selection: Selection, checkpoints: Sequence[str], settings:
 def write_selection(path: str | os.PathLike, record: dict) -> None:
     """Write ``record`` as JSON to ``path`` through a temporary file of this process's own and a
     rename: readers see the previous file or the new one, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(record, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(record, indent=2, allow_nan=False) + "\n")
 
 
 def read_selection(path: str | os.PathLike) -> tuple[list[Path], list[float]]:

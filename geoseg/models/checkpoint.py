@@ -20,7 +20,7 @@ from torch import nn
 from geoseg.bands import RasterInput
 from geoseg.classes import default_palette
 from geoseg.errors import CheckpointError, WriteError, preview
-from geoseg.files import write_atomic
+from geoseg.files import remove_stale_temporaries, write_atomic
 from geoseg.models.geoseg_format import from_published_layouts, is_geoseg_state
 from geoseg.models.swin import SwinTransformer
 
@@ -205,7 +205,9 @@ def save_checkpoint_atomic(checkpoint: dict, path: str | os.PathLike) -> None:
 
     A kill, crash or full disk during the write leaves the previous file at ``path`` intact. A
     failed write (a full disk, a quota, no permission) is a CheckpointError of one line naming
-    ``path``, the system's reason and the free space there.
+    ``path``, the system's reason and the free space there. The temporary a killed earlier write
+    left (as large as a checkpoint) is deleted once this one is written; one that a running
+    process is still writing is not.
     """
     try:
         write_atomic(
@@ -213,6 +215,7 @@ def save_checkpoint_atomic(checkpoint: dict, path: str | os.PathLike) -> None:
         )
     except WriteError as error:
         raise CheckpointError(str(error)) from error
+    remove_stale_temporaries(Path(path).parent, [Path(path).name])
 
 
 class _RecordedWrites:
