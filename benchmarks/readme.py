@@ -1,6 +1,6 @@
-"""Regenerate the README's benchmark tables from the tracked results in benchmarks/results/.
+"""Regenerate the benchmark tables of docs/benchmarks.md from the tracked results in benchmarks/results/.
 
-    python -m benchmarks.readme            # rewrite every generated block of README.md
+    python -m benchmarks.readme            # rewrite every generated block of docs/benchmarks.md
     python -m benchmarks.readme --check    # exit 1 if a block differs from its results file
 
 A generated block starts with ``<!-- generated from benchmarks/results/NAME.json by python -m
@@ -18,7 +18,7 @@ from benchmarks import bf16_agreement, ensemble_tta, step1_throughput
 from benchmarks.suite import format_table
 
 REPO = Path(__file__).resolve().parents[1]
-README = REPO / "README.md"
+PAGE = REPO / "docs" / "benchmarks.md"
 BLOCK = re.compile(
     r"(<!-- generated from (benchmarks/results/[\w.-]+\.json) by python -m benchmarks\.readme -->\n)"
     r"(.*?)"
@@ -54,11 +54,11 @@ def regenerate(text: str, root: Path = REPO) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only check, exit 1 on a difference")
-    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--readme", type=Path, default=PAGE, help="the page to rewrite")
     args = parser.parse_args(argv)
     text = args.readme.read_text()
     blocks = len(BLOCK.findall(text))
-    updated = regenerate(text, args.readme.resolve().parent)
+    updated = regenerate(text, REPO)
     if args.check:
         if updated != text:
             sys.exit(

@@ -11,7 +11,7 @@ import torch
 from test_performance import tiny_ftunetformer
 
 from benchmarks import bf16_agreement
-from benchmarks.readme import BLOCK, README, regenerate
+from benchmarks.readme import BLOCK, PAGE, regenerate
 from benchmarks.suite import TRAINING_ROWS, targets
 from geoseg.datasets import CLASSES, IGNORE_INDEX
 from geoseg.inference import autocast_dtype
@@ -125,8 +125,8 @@ def test_targets_compare_each_ratio_with_its_bound():
     assert rows["loading_margin"]["ratio"] == 4.0 and rows["loading_margin"]["met"] is True
 
 
-def test_the_readme_tables_are_those_of_the_results_files():
-    text = README.read_text()
+def test_the_benchmark_tables_are_those_of_the_results_files():
+    text = PAGE.read_text()
     assert len(BLOCK.findall(text)) >= 2
     assert regenerate(text) == text, "run python -m benchmarks.readme"
     # a figure edited by hand is put back from its results file
