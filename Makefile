@@ -156,8 +156,8 @@ $$(DEMO_OUT)/seed_%/$(1).trained: $$(DEMO_OUT)/seed_%/teacher.trained \
 endef
 $(eval $(call step2_run,student_ft_target_kd,step2_finetune_target_kd.py,student_pretrain_all))
 
-# Every single model at scale 1 without flips, step 2 with TTA, and the recipe's step 3: the
-# ensemble of the baseline and step 2 with TTA; then all of them scored in one pass.
+# Every single model at scale 1 without flips, step 2 with TTA, and the recipe's ensemble:
+# the ensemble of the baseline and step 2 with TTA; then all of them scored in one pass.
 $(DEMO_OUT)/seed_%/scored: $(foreach model,$(SINGLE_MODELS),$(DEMO_OUT)/seed_%/$(model).trained)
 	for model in $(SINGLE_MODELS); do \
 		$(PYTHON) $(REPO)/ensemble_inference.py --input-dir $(TEST_SPLIT)/images_png \

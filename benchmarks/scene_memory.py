@@ -3,7 +3,7 @@
     python benchmarks/scene_memory.py                       # 2,048^2 and 16,384^2, demo model
     python benchmarks/scene_memory.py --sizes 1024 4096     # quicker
     python benchmarks/scene_memory.py --tile-size 512 \
-        --output benchmarks/results/cpu-scene-memory-tile512.json   # the README's figures
+        --output benchmarks/results/cpu-scene-memory-tile512.json   # the figures of docs/mapping.md
 
 Writes a synthetic RGB GeoTIFF per size (tiled, compressed, with a CRS), then maps each with
 ``ensemble_inference.py`` (one model at scale 1 without flips, ``--tile-size`` windows) in a fresh

@@ -307,7 +307,7 @@ def run(args: argparse.Namespace) -> dict:
         "precision": precision,
         "memory_method": memory.method,
         # CPU step times depend on the allocator: glibc's default maps and unmaps every large
-        # tensor, whose page faults can take a quarter of a step (see the README).
+        # tensor, whose page faults can take a quarter of a step (see docs/benchmarks.md).
         "allocator_env": {
             key: value
             for key, value in os.environ.items()

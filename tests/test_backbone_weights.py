@@ -245,7 +245,7 @@ def test_missing_file_names_the_path(tmp_path):
 
 
 def test_satlas_swin_v2_through_a_network_built_for_512_tiles(tmp_path):
-    """The README's recipe: a network's Swin-V2 built for the tile size (img_size=512) from
+    """The recipe of docs/models.md: a network's Swin-V2 built for the tile size (img_size=512) from
     torchvision-layout weights gives torchvision's stage features on a 512 tile."""
     from geoseg.models import UNetFormer
 

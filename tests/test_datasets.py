@@ -144,7 +144,7 @@ def test_real_chesapeake_tiles_load_after_remap(tmp_path):
     source = REALDATA / "chesapeake_samples"
     if not source.is_dir():
         pytest.skip(f"real sample data not found at {source}")
-    # The suggested remap of the Chesapeake codes to the six target classes (README of realdata).
+    # The suggested remap of the Chesapeake codes to the six target classes (the sample tiles' own notes).
     remap = np.full(256, IGNORE_INDEX, np.uint8)
     remap[[1, 2, 3, 4, 5, 6]] = [5, 1, 2, 0, 4, 4]
     for image_path in sorted((source / "images").glob("train_*.png")):

@@ -162,7 +162,7 @@ def test_script_exports_onnx(checkpoint):
     assert f"wrote {exported}" in done.stdout
     assert "(2, 3, 64, 64)" in done.stdout
     assert_matches_checkpoint(exported, path, top=255, batch_size=2)
-    # the README's way to read the metadata, with onnxruntime alone
+    # the way docs/export.md shows to read the metadata, with onnxruntime alone
     session = onnxruntime.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
     stored = session.get_modelmeta().custom_metadata_map["geoseg"]
     assert json.loads(stored) == read_export_metadata(exported)

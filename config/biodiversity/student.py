@@ -10,10 +10,10 @@ from geoseg.models import FTUNetFormer, SegFormer, UPerNet
 # SegFormer (`pvt_v2_b2`), UPerNet (`convnext_tiny`): timm's weights of that model. For a
 # remote-sensing release, name its backbone too, e.g. UPerNet(backbone="swinv2_base_window8_256",
 # backbone_kwargs={"img_size": 512}, pretrained="satlas_swinv2_b_naip_rgb.pth", normalization=...)
-# (the README lists which weights fit which backbone, and the input scaling they expect).
+# (docs/models.md lists which weights fit which backbone, and the input scaling they expect).
 BACKBONE_WEIGHTS = True
 # Multispectral or 16-bit tiles (e.g. RGB + near-infrared): the network reads the bands of a
-# RasterInput, and every dataset is given the same one (README: "Multispectral and 16-bit data"):
+# RasterInput, and every dataset is given the same one (docs/data.md, multispectral):
 #   from geoseg.bands import RasterInput
 #   from geoseg.datasets import band_statistics_cached
 #   stats = band_statistics_cached(

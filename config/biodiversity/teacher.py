@@ -2,7 +2,7 @@
 
 Run:    python train_supervision.py -c config/biodiversity/teacher.py
 Output: model_weights/biodiversity/teacher/last.ckpt (the KD stages' teacher)
-Hardware, precision, several GPUs or nodes: see the README ("Several GPUs and nodes"); the
+Hardware, precision, several GPUs or nodes: see docs/scale-out.md; the
 defaults use every visible GPU with bf16 where it is supported.
 """
 

@@ -18,7 +18,7 @@ timm model does not know (a head of another network, e.g. MoCo's projection MLP,
 anything else is a ``CheckpointError`` naming the keys. What was left out is logged.
 
 Which published weights (SSL4EO-S12, SSL4EO-L, SeCo, Satlas, ...) fit which timm backbone name is
-listed in the README ("Models").
+listed in docs/models.md.
 
 torchvision's Swin-V2 and timm's compute the same features (checked to 1e-5) when timm is built
 with ``window_size=8``, its default ``pretrained_window_sizes`` (0, which normalises the position

@@ -84,7 +84,7 @@ def _fetch_failed(name: str, folder: str, error: BaseException) -> CheckpointErr
         f"`python -c \"import timm; timm.create_model('{name}', pretrained=True)\"` and copy "
         "that folder to this one (or set HF_HOME / HF_HUB_CACHE to a shared folder), or set "
         'pretrained="/path/to/weights.pth" in the config to a local weights file (timm\'s '
-        'layout, see "Models" in the README)'
+        "layout, see docs/models.md)"
     )
 
 
