@@ -52,15 +52,10 @@ from geoseg.inference import (
     read_selection,
     split_scenes,
 )
-from geoseg.inference.cli import (
-    SCENE_TILE_SIZE,
-    SCENE_TILES_PER_BATCH,
-    add_ensemble_arguments,
-    check_ensemble_arguments,
-    load_ensemble,
-)
+from geoseg.inference.cli import add_ensemble_arguments, check_ensemble_arguments, load_ensemble
 from geoseg.inference.ensemble import Ensemble
 from geoseg.inference.shards import launch_rank, shard
+from geoseg.inference.windows import SCENE_TILE_SIZE, SCENE_TILES_PER_BATCH
 
 # The recipe's ensemble: the baseline and the step 2 student, where their stages write them. The
 # folder ensemble_checkpoints/ (copies under the stage names) is used instead where it exists.

@@ -9,10 +9,7 @@ from geoseg.hardware import resolve_device
 from geoseg.inference.ensemble import Ensemble
 from geoseg.inference.shards import launch_rank
 from geoseg.inference.tta import PRECISIONS, parse_flips, parse_scales
-
-# GeoTIFF scenes are predicted by sliding window, these many tiles of this size per forward pass
-# unless --tile-size / --batch-size say otherwise.
-SCENE_TILE_SIZE, SCENE_TILES_PER_BATCH = 1024, 4
+from geoseg.inference.windows import SCENE_TILE_SIZE, SCENE_TILES_PER_BATCH, check_overlap
 
 
 def add_tta_arguments(
@@ -77,11 +74,10 @@ def check_ensemble_arguments(args: argparse.Namespace) -> None:
     """Parse --scales, --flips and --device in place and check --overlap; a bad value is a
     one-line ConfigError that names it, before anything is loaded or written."""
     check_tta_arguments(args)
-    tile_size = args.tile_size or SCENE_TILE_SIZE
-    if not 0 <= args.overlap < tile_size:
-        raise ConfigError(
-            f"--overlap {args.overlap}: expected an integer in [0, tile size {tile_size})"
-        )
+    try:
+        check_overlap(args.overlap, args.tile_size or SCENE_TILE_SIZE)
+    except ValueError as error:
+        raise ConfigError(f"--{error}") from error
     _, world_size, local_rank = launch_rank()  # one GPU per process when launched as several
     try:
         args.device = resolve_device(args.device, local_rank if world_size > 1 else None)
