@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from geoseg.bands import RasterInput, describe_input, same_raster_input
+from geoseg.bands import RasterInput, check_same_input
 from geoseg.errors import CheckpointError, PredictionError
 from geoseg.hardware import native_bf16
 from geoseg.inference.windows import blend_window, check_overlap, tile_starts
@@ -144,11 +144,13 @@ def check_same_bands(specs: Sequence[ModelSpec], names: Sequence[str]) -> Raster
     """The bands every member reads (None: 8-bit RGB); members fed different bands cannot share
     one read of the input."""
     for spec, name in zip(specs[1:], names[1:], strict=True):
-        if not same_raster_input([specs[0].raster, spec.raster]):
-            raise CheckpointError(
-                f"{name} reads {describe_input(spec.raster)}, but {names[0]} reads "
-                f"{describe_input(specs[0].raster)}: an ensemble reads one set of bands"
-            )
+        check_same_input(
+            spec.raster,
+            specs[0].raster,
+            name,
+            f"but {names[0]} reads",
+            ": an ensemble reads one set of bands",
+        )
     return specs[0].raster
 
 
