@@ -39,21 +39,11 @@ Launched as several processes (``torchrun --nproc-per-node 4 ensemble_inference.
 import argparse
 from pathlib import Path
 
-import torch
-
-from geoseg.cli import ArgumentParser, at_least, run_script
+from geoseg.cli import ArgumentParser, run_script
 from geoseg.errors import ConfigError, DataError
 from geoseg.files import check_output_folder
-from geoseg.hardware import resolve_device
 from geoseg.inference import (
-    PRECISIONS,
-    EnsemblePredictor,
-    check_same_bands,
-    check_same_classes,
-    check_same_ignore_index,
     find_inputs,
-    parse_flips,
-    parse_scales,
     parse_weights,
     pending_inputs,
     pending_scenes,
@@ -62,12 +52,10 @@ from geoseg.inference import (
     read_selection,
     split_scenes,
 )
+from geoseg.inference.cli import add_ensemble_arguments, check_ensemble_arguments, load_ensemble
+from geoseg.inference.ensemble import Ensemble
 from geoseg.inference.shards import launch_rank, shard
-from geoseg.models import ModelSpec, load_model_and_spec
-
-# GeoTIFF scenes are predicted by sliding window, these many tiles of this size per forward pass
-# unless --tile-size / --batch-size say otherwise.
-SCENE_TILE_SIZE, SCENE_TILES_PER_BATCH = 1024, 4
+from geoseg.inference.windows import SCENE_TILE_SIZE, SCENE_TILES_PER_BATCH
 
 # The recipe's ensemble: the baseline and the step 2 student, where their stages write them. The
 # folder ensemble_checkpoints/ (copies under the stage names) is used instead where it exists.
@@ -79,91 +67,6 @@ MEMBERS = ("student_target_only", "student_ft_target_kd")
 def default_checkpoint(member: str) -> Path:
     legacy = LEGACY_FOLDER / f"{member}.ckpt"
     return legacy if legacy.is_file() else WEIGHTS / member / "last.ckpt"
-
-
-def add_ensemble_arguments(
-    parser: argparse.ArgumentParser,
-    checkpoints_help: str = "any number of checkpoints (any architecture); replaces "
-    "--checkpoint1/--checkpoint2",
-) -> None:
-    """The ensemble and TTA flags (also those of pseudo_label.py)."""
-    parser.add_argument("--checkpoints", type=Path, nargs="+", help=checkpoints_help)
-    parser.add_argument("--scales", default="0.75,1.0,1.25", help="comma-separated resize factors")
-    parser.add_argument("--flips", default="none,h,v", help="subset of none,h,v")
-    parser.add_argument(
-        "--merge",
-        choices=("logits", "probs"),
-        default="logits",
-        help="average the logits (the recipe's rule) or the softmax probabilities",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=at_least(1),
-        help="images per forward pass (default 1), or tiles of a GeoTIFF scene (default "
-        f"{SCENE_TILES_PER_BATCH})",
-    )
-    parser.add_argument(
-        "--num-workers", type=at_least(0), default=2, help="image decoding processes"
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="auto",
-        help="auto: bf16 autocast on GPUs with bf16 and on CPUs with native bf16 (AMX or "
-        "AVX512-BF16), fp32 elsewhere; the merge and the argmax are fp32 in every case",
-    )
-    parser.add_argument(
-        "--tile-size",
-        type=int,
-        help="predict large images by sliding window of this size (GeoTIFF scenes always are: "
-        f"default {SCENE_TILE_SIZE})",
-    )
-    parser.add_argument("--overlap", type=int, default=128, help="sliding-window overlap in pixels")
-
-
-def check_ensemble_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Parse --scales, --flips and --device in place; a bad value is a one-line ConfigError that
-    names it, before anything is loaded or written."""
-    try:
-        args.scales, args.flips = parse_scales(args.scales), parse_flips(args.flips)
-    except ValueError as error:
-        raise ConfigError(f"--{error}") from error
-    tile_size = args.tile_size or SCENE_TILE_SIZE
-    if not 0 <= args.overlap < tile_size:
-        raise ConfigError(
-            f"--overlap {args.overlap}: expected an integer in [0, tile size {tile_size})"
-        )
-    _, world_size, local_rank = launch_rank()  # one GPU per process when launched as several
-    try:
-        args.device = resolve_device(args.device, local_rank if world_size > 1 else None)
-    except ValueError as error:
-        raise ConfigError(f"--{error}") from error
-
-
-def load_ensemble(
-    checkpoints: list[Path], args: argparse.Namespace, weights: list[float] | None = None
-) -> tuple[EnsemblePredictor, list[ModelSpec], torch.device]:
-    """The models of ``checkpoints`` (one class scheme, ignore id and set of bands) in a predictor
-    with the TTA flags (``args`` as ``check_ensemble_arguments`` left them) and the members'
-    ``weights`` (None: equal)."""
-    device = args.device
-    # loaded once, before any input is read
-    models, specs = zip(*(load_model_and_spec(path) for path in checkpoints), strict=True)
-    names = [str(path) for path in checkpoints]
-    check_same_classes(specs, names)
-    check_same_ignore_index(specs, names)
-    check_same_bands(specs, names)
-    predictor = EnsemblePredictor(
-        models,
-        scales=args.scales,
-        flips=args.flips,
-        merge=args.merge,
-        device=device,
-        precision=args.precision,
-        weights=weights,
-    )
-    return predictor, list(specs), device
 
 
 def parse_args() -> argparse.Namespace:
@@ -220,7 +123,7 @@ def parse_args() -> argparse.Namespace:
         "with these settings",
     )
     args = parser.parse_args()
-    check_ensemble_arguments(parser, args)
+    check_ensemble_arguments(args)
     return args
 
 
@@ -249,15 +152,13 @@ def members(args: argparse.Namespace) -> tuple[list[Path], list[float] | None]:
     return [path for path, _ in kept], [w for _, w in kept]
 
 
-def prediction_settings(
-    checkpoints: list[Path], predictor: EnsemblePredictor, args: argparse.Namespace
-) -> dict:
+def prediction_settings(ensemble: Ensemble, args: argparse.Namespace) -> dict:
     """The settings every map records and --skip-existing compares: what the maps depend on. The
     device, precision and batch size are left out, so that a run resumed on another machine keeps
     what is done."""
     return {
-        "checkpoints": [str(path.resolve()) for path in checkpoints],
-        "weights": None if predictor.weights is None else list(predictor.weights),
+        "checkpoints": [str(path.resolve()) for path in ensemble.checkpoints],
+        "weights": None if ensemble.predictor.weights is None else list(ensemble.predictor.weights),
         "scales": list(args.scales),
         "flips": list(args.flips),
         "merge": args.merge,
@@ -276,7 +177,8 @@ def main() -> None:
             "images; choose another folder"
         )
     checkpoints, weights = members(args)
-    predictor, specs, device = load_ensemble(checkpoints, args, weights)
+    ensemble = load_ensemble(checkpoints, args, weights)
+    predictor, spec = ensemble.predictor, ensemble.spec
 
     # Under torchrun or srun, this process's share; split before --skip-existing looks at the
     # outputs, which the other processes are writing meanwhile.
@@ -285,7 +187,7 @@ def main() -> None:
         shard(paths, rank, world_size) for paths in split_scenes(find_inputs(args.input_dir))
     )
     own_scenes, own_inputs = scenes, inputs
-    settings = prediction_settings(checkpoints, predictor, args)
+    settings = prediction_settings(ensemble, args)
     if args.skip_existing:
         inputs = pending_inputs(inputs, args.output_dir, args.save_rgb, args.save_probs, settings)
         scenes = pending_scenes(scenes, args.output_dir, args.save_probs, settings)
@@ -296,7 +198,7 @@ def main() -> None:
     print(
         f"{where}{len(checkpoints)} models{weighting} x {len(args.scales)} scales x "
         f"{len(args.flips)} flips = "
-        f"{predictor.passes} predictions per pixel on {device} in {predictor.precision}; "
+        f"{predictor.passes} predictions per pixel on {ensemble.device} in {predictor.precision}; "
         f"{len(inputs)} images and "
         f"{len(scenes)} GeoTIFF scenes to predict"
     )
@@ -309,8 +211,8 @@ def main() -> None:
         tiles_per_batch=args.batch_size or SCENE_TILES_PER_BATCH,
         save_confidence=args.save_probs,
         confidence_bits=args.confidence_bits,
-        palette=specs[0].palette,
-        raster=specs[0].raster,
+        palette=spec.palette,
+        raster=spec.raster,
         leftovers_of=own_scenes,
         settings=settings,
     )
@@ -328,8 +230,8 @@ def main() -> None:
         save_rgb=args.save_rgb,
         save_confidence=args.save_probs,
         confidence_bits=args.confidence_bits,
-        palette=specs[0].palette,
-        raster=specs[0].raster,
+        palette=spec.palette,
+        raster=spec.raster,
         leftovers_of=own_inputs,
         settings=settings,
     )

@@ -21,10 +21,10 @@ the masks without predicting again.
 import argparse
 from pathlib import Path
 
-from ensemble_inference import add_ensemble_arguments, check_ensemble_arguments, load_ensemble
 from geoseg.cli import ArgumentParser, run_script
 from geoseg.errors import DataError
 from geoseg.inference import find_inputs, pending_inputs, predict_folder
+from geoseg.inference.cli import add_ensemble_arguments, check_ensemble_arguments, load_ensemble
 from geoseg.inference.pseudo_labels import (
     ENSEMBLE_DIR,
     check_folders,
@@ -54,7 +54,7 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.checkpoints is None:
         parser.error("--checkpoints is required: the models that label the tiles")
-    check_ensemble_arguments(parser, args)
+    check_ensemble_arguments(args)
     if not 0.0 <= args.threshold <= 1.0:
         parser.error(f"--threshold must be in [0, 1], got {args.threshold}")
     if args.class_balanced is not None and not 0.0 < args.class_balanced <= 1.0:
@@ -66,12 +66,13 @@ def main() -> None:
     args = parse_args()
     check_folders(args.input_dir, args.output_root)
     inputs = find_inputs(args.input_dir)
-    predictor, specs, device = load_ensemble(args.checkpoints, args)
-    ignore_index = specs[0].ignore_index  # one for all members: load_ensemble checks
-    if not specs[0].num_classes <= ignore_index <= 255:
+    ensemble = load_ensemble(args.checkpoints, args)
+    predictor, spec = ensemble.predictor, ensemble.spec
+    ignore_index = spec.ignore_index  # one for all members: load_ensemble checks
+    if not spec.num_classes <= ignore_index <= 255:
         raise DataError(
             f"{args.checkpoints[0]}: ignore id {ignore_index}; pseudo-labels need an ignore id "
-            f"between the class count ({specs[0].num_classes}) and 255 to mark unlabelled pixels"
+            f"between the class count ({spec.num_classes}) and 255 to mark unlabelled pixels"
         )
     # what the ensemble outputs depend on: a resumed run must predict with the same
     settings = {
@@ -89,7 +90,7 @@ def main() -> None:
         inputs, ensemble_dir, save_rgb=False, save_confidence=True, settings=settings
     )
     print(
-        f"{predictor.passes} predictions per pixel on {device} in {predictor.precision}; "
+        f"{predictor.passes} predictions per pixel on {ensemble.device} in {predictor.precision}; "
         f"{len(pending)} of {len(inputs)} "
         "tiles to predict"
     )
@@ -103,14 +104,14 @@ def main() -> None:
         overlap=args.overlap,
         save_confidence=True,
         confidence_bits=16,
-        raster=specs[0].raster,
+        raster=spec.raster,
         leftovers_of=inputs,
         settings=settings,
     )
     summary = write_pseudo_labels(
         args.output_root,
         inputs,
-        specs[0].classes,
+        spec.classes,
         ignore_index,
         threshold=args.threshold,
         class_balanced_share=args.class_balanced,

@@ -8,8 +8,8 @@ writes ``<weights_path>/last.ckpt`` plus the best checkpoint by ``monitor``; Ten
 
 from geoseg.cli import run_script
 from geoseg.training import KDModule
+from geoseg.training.cli import run_stage
 from geoseg.training.kd import KD_DEFAULTS, KD_REQUIRED
-from train_supervision import run_stage
 
 if __name__ == "__main__":
     run_script(lambda: run_stage(__doc__.splitlines()[0], KDModule, KD_REQUIRED, KD_DEFAULTS))

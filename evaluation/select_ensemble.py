@@ -24,17 +24,15 @@ from geoseg.errors import ConfigError
 from geoseg.files import check_output_file
 from geoseg.hardware import resolve_device
 from geoseg.inference import (
-    PRECISIONS,
     STORE_DTYPES,
     autocast_dtype,
     check_same_bands,
     check_same_classes,
-    parse_flips,
-    parse_scales,
     select_ensemble,
     selection_record,
     write_selection,
 )
+from geoseg.inference.cli import add_tta_arguments, check_tta_arguments
 from geoseg.models import load_model_and_spec
 
 
@@ -48,30 +46,15 @@ def parse_args() -> argparse.Namespace:
         "--rounds", type=at_least(1), default=10, help="members added, with replacement"
     )
     parser.add_argument("--output", type=Path, required=True, help="the selection JSON to write")
-    parser.add_argument("--scales", default="1.0", help="comma-separated TTA resize factors")
-    parser.add_argument("--flips", default="none", help="TTA flips, a subset of none,h,v")
-    parser.add_argument(
-        "--merge",
-        choices=("logits", "probs"),
-        default="logits",
-        help="the members' maps averaged: logits (the recipe's rule) or probabilities",
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
+    add_tta_arguments(parser, scales="1.0", flips="none")
     parser.add_argument(
         "--store-dtype",
         choices=tuple(STORE_DTYPES),
         default="float32",
         help="how the members' Val maps are kept in memory (float16 halves it)",
     )
-    parser.add_argument(
-        "--num-workers", type=at_least(0), default=2, help="image decoding processes"
-    )
     args = parser.parse_args()
-    try:
-        args.scales, args.flips = parse_scales(args.scales), parse_flips(args.flips)
-    except ValueError as error:
-        parser.error(str(error))
+    check_tta_arguments(args)
     return args
 
 

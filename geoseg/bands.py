@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from geoseg.errors import ConfigError
+from geoseg.errors import BandMismatchError, ConfigError
 
 # Data types a raster may hold; float rasters are read as they are (scaled by the contract).
 RASTER_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
@@ -165,3 +165,18 @@ def same_raster_input(inputs: Sequence["RasterInput | None"]) -> bool:
 def describe_input(raster: "RasterInput | None") -> str:
     """What a network or dataset with ``raster`` reads, in words."""
     return "8-bit RGB images" if raster is None else raster.describe()
+
+
+def check_same_input(
+    raster: "RasterInput | None",
+    expected: "RasterInput | None",
+    subject: str,
+    other: str,
+    advice: str = "",
+) -> None:
+    """The one band-agreement check: a BandMismatchError "<subject> reads <raster>, <other>
+    <expected><advice>" unless both read the same bands of the same rasters."""
+    if not same_raster_input([raster, expected]):
+        raise BandMismatchError(
+            f"{subject} reads {describe_input(raster)}, {other} {describe_input(expected)}{advice}"
+        )

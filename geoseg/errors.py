@@ -20,6 +20,11 @@ class CheckpointError(GeoSegError, ValueError):
     """A checkpoint is missing, unreadable, or does not fit the model it is loaded into."""
 
 
+class BandMismatchError(ConfigError, CheckpointError):
+    """A network and what feeds or joins it (a dataset, a teacher, the checkpoint it resumes, an
+    ensemble member) read different bands; a config or a checkpoint error, whichever was given."""
+
+
 class WriteError(GeoSegError, OSError):
     """A file could not be written (a full disk, a quota, a read-only folder, no permission); the
     message names the file, the system's reason and the free space there."""

@@ -10,11 +10,11 @@ import rasterio
 import torch
 from rasterio.transform import Affine
 
-from geoseg.bands import RasterInput, network_raster_input, picture
+from geoseg.bands import RasterInput, check_same_input, network_raster_input, picture
 from geoseg.config import load_config
 from geoseg.datasets import CLASSES, IGNORE_INDEX, RareClassCrop, TargetDataset, train_transform
 from geoseg.datasets.io import read_image_and_valid
-from geoseg.errors import CheckpointError, ConfigError, DataError
+from geoseg.errors import BandMismatchError, CheckpointError, ConfigError, DataError
 from geoseg.models import FTUNetFormer, UNetFormer, load_model_and_spec, save_model
 from geoseg.models.input import InputNormalization
 from geoseg.training import train
@@ -69,6 +69,16 @@ def write_four_band_dataset(root, tiles=(("Train", 8), ("Val", 4)), size=32):
 
 
 # --- the contract ----------------------------------------------------------------------------
+
+
+def test_one_band_check_names_both_sides_and_is_a_config_and_a_checkpoint_error():
+    check_same_input(FOUR_BANDS, RasterInput(bands=(1, 2, 3, 4), dtype="uint16"), "a", "b")
+    with pytest.raises(BandMismatchError) as error:
+        check_same_input(None, FOUR_BANDS, "x.ckpt: the teacher", "the student", "; fix it")
+    assert str(error.value) == (
+        f"x.ckpt: the teacher reads 8-bit RGB images, the student {FOUR_BANDS.describe()}; fix it"
+    )
+    assert isinstance(error.value, ConfigError) and isinstance(error.value, CheckpointError)
 
 
 def test_raster_input_checks_its_fields_and_round_trips():

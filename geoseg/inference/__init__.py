@@ -1,5 +1,6 @@
 """Test-time augmentation, sliding windows, ensembles and prediction I/O."""
 
+from geoseg.inference.ensemble import Ensemble
 from geoseg.inference.io import (
     BackgroundWriter,
     InputImages,
@@ -45,6 +46,7 @@ __all__ = [
     "PRECISIONS",
     "STORE_DTYPES",
     "BackgroundWriter",
+    "Ensemble",
     "EnsemblePredictor",
     "InputImages",
     "Selection",

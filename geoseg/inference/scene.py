@@ -35,7 +35,14 @@ from geoseg.datasets.io import (
 from geoseg.errors import DataError, GeoSegError, PredictionError
 from geoseg.files import remove_stale_temporaries, temporary_name, write_atomic, write_error
 from geoseg.inference.io import CONFIDENCE_DIR, SOURCE_TAG, source_record
-from geoseg.inference.tta import EnsemblePredictor, _blend_window, _tile_starts
+from geoseg.inference.tta import EnsemblePredictor
+from geoseg.inference.windows import (
+    SCENE_TILE_SIZE,
+    SCENE_TILES_PER_BATCH,
+    blend_window,
+    check_overlap,
+    tile_starts,
+)
 
 # GDAL reads these with rasterio; they go through predict_scene and come out as GeoTIFFs.
 SCENE_EXTENSIONS = (".tif", ".tiff")
@@ -106,9 +113,9 @@ def predict_scenes(
     scenes: list[Path],
     output_dir: Path,
     *,
-    tile_size: int = 1024,
+    tile_size: int = SCENE_TILE_SIZE,
     overlap: int = 128,
-    tiles_per_batch: int = 4,
+    tiles_per_batch: int = SCENE_TILES_PER_BATCH,
     save_confidence: bool = False,
     confidence_bits: int = 8,
     palette: tuple | None = None,
@@ -153,9 +160,9 @@ def merged_scene(
     path: Path,
     dataset,
     *,
-    tile_size: int = 1024,
+    tile_size: int = SCENE_TILE_SIZE,
     overlap: int = 128,
-    tiles_per_batch: int = 4,
+    tiles_per_batch: int = SCENE_TILES_PER_BATCH,
     raster: RasterInput | None = None,
     progress: bool = False,
 ) -> Iterator[tuple[int, int, torch.Tensor, np.ndarray | None]]:
@@ -173,18 +180,17 @@ def merged_scene(
     part that grows with the width). A last tile row pushed up against the bottom border overlaps
     the one above by more than ``overlap``; the two are predicted side by side instead.
     """
-    if not 0 <= overlap < tile_size:
-        raise ValueError(f"overlap must be in [0, tile size {tile_size}), got {overlap}")
+    check_overlap(overlap, tile_size)
     if tiles_per_batch < 1:
         raise ValueError(f"tiles_per_batch must be at least 1, got {tiles_per_batch}")
     bands = raster_bands(path, dataset, raster)
     masked = raster_has_validity(dataset)
     height, width = dataset.height, dataset.width
-    tops = _tile_starts(height, tile_size, overlap)
-    lefts = _tile_starts(width, tile_size, overlap)
+    tops = tile_starts(height, tile_size, overlap)
+    lefts = tile_starts(width, tile_size, overlap)
     tile_h, tile_w = min(tile_size, height), min(tile_size, width)
     cpu = torch.device("cpu")
-    weight = _blend_window(tile_h, overlap, cpu)[:, None] * _blend_window(tile_w, overlap, cpu)
+    weight = blend_window(tile_h, overlap, cpu)[:, None] * blend_window(tile_w, overlap, cpu)
     batches = [lefts[at : at + tiles_per_batch] for at in range(0, len(lefts), tiles_per_batch)]
     # Tile rows predicted together (a pass): one, or the last two where they overlap by more than
     # ``overlap``, so that no more than ``overlap`` rows are carried from one pass to the next.
@@ -310,9 +316,9 @@ def predict_scene(
     source: Path,
     output: Path,
     *,
-    tile_size: int = 1024,
+    tile_size: int = SCENE_TILE_SIZE,
     overlap: int = 128,
-    tiles_per_batch: int = 4,
+    tiles_per_batch: int = SCENE_TILES_PER_BATCH,
     confidence_output: Path | None = None,
     confidence_bits: int = 8,
     palette: tuple | None = None,

@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from geoseg.bands import RasterInput, describe_input, same_raster_input
+from geoseg.bands import RasterInput, check_same_input
 from geoseg.errors import CheckpointError, PredictionError
 from geoseg.hardware import native_bf16
+from geoseg.inference.windows import blend_window, check_overlap, tile_starts
 from geoseg.models.checkpoint import ModelSpec
 
 FLIPS = {"none": None, "h": -1, "v": -2}  # flip name -> the tensor dimension it reverses
@@ -143,11 +144,13 @@ def check_same_bands(specs: Sequence[ModelSpec], names: Sequence[str]) -> Raster
     """The bands every member reads (None: 8-bit RGB); members fed different bands cannot share
     one read of the input."""
     for spec, name in zip(specs[1:], names[1:], strict=True):
-        if not same_raster_input([specs[0].raster, spec.raster]):
-            raise CheckpointError(
-                f"{name} reads {describe_input(spec.raster)}, but {names[0]} reads "
-                f"{describe_input(specs[0].raster)}: an ensemble reads one set of bands"
-            )
+        check_same_input(
+            spec.raster,
+            specs[0].raster,
+            name,
+            f"but {names[0]} reads",
+            ": an ensemble reads one set of bands",
+        )
     return specs[0].raster
 
 
@@ -273,17 +276,16 @@ class EnsemblePredictor:
         Tiles of ``tile_size`` overlap by ``overlap`` pixels; where they overlap, their merged maps
         are blended with weights that fall linearly towards the tile borders, so no seam shows.
         """
-        if not 0 <= overlap < tile_size:
-            raise ValueError(f"overlap must be in [0, tile size {tile_size}), got {overlap}")
+        check_overlap(overlap, tile_size)
         batch, _, height, width = images.shape
         if height <= tile_size and width <= tile_size:
             return self.merged(images)
-        tops = _tile_starts(height, tile_size, overlap)
-        lefts = _tile_starts(width, tile_size, overlap)
+        tops = tile_starts(height, tile_size, overlap)
+        lefts = tile_starts(width, tile_size, overlap)
         tile_h, tile_w = min(tile_size, height), min(tile_size, width)
         weight = (
-            _blend_window(tile_h, overlap, self.device)[:, None]
-            * _blend_window(tile_w, overlap, self.device)[None, :]
+            blend_window(tile_h, overlap, self.device)[:, None]
+            * blend_window(tile_w, overlap, self.device)[None, :]
         )
         total = weight_sum = None
         windows = [(top, left) for top in tops for left in lefts]
@@ -326,19 +328,3 @@ def _flip(tensor: torch.Tensor, flip: str) -> torch.Tensor:
     """Apply (or undo: flips are their own inverse) one flip to (B, C, H, W)."""
     dim = FLIPS[flip]
     return tensor if dim is None else tensor.flip(dim)
-
-
-def _tile_starts(length: int, tile_size: int, overlap: int) -> list[int]:
-    """Start offsets of tiles covering ``length`` with at least ``overlap`` pixels of overlap."""
-    if length <= tile_size:
-        return [0]
-    stride = tile_size - overlap
-    starts = list(range(0, length - tile_size, stride))
-    return [*starts, length - tile_size]  # the last tile ends exactly at the border
-
-
-def _blend_window(size: int, overlap: int, device: torch.device) -> torch.Tensor:
-    """(size,) weights rising linearly over ``overlap`` pixels at both ends, 1 in between, > 0."""
-    position = torch.arange(size, device=device, dtype=torch.float32)
-    ramp = torch.minimum(position + 1, size - position) / (overlap + 1)
-    return ramp.clamp(max=1.0)

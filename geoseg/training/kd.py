@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from geoseg.bands import RasterInput, describe_input, same_raster_input
+from geoseg.bands import RasterInput, check_same_input
 from geoseg.config import KD_DEFAULTS, KD_REQUIRED, KD_SETTINGS  # noqa: F401 (re-exported)
 from geoseg.datasets.mixing import ignore_mask
 from geoseg.errors import CheckpointError, ConfigError
@@ -47,11 +47,13 @@ def load_teacher(
             f"({', '.join(spec.classes)}) but the student's config has {len(classes)} "
             f"({', '.join(classes)}); distil from a teacher trained on the student's class scheme"
         )
-    if not same_raster_input([spec.raster, raster]):
-        raise CheckpointError(
-            f"{path}: the teacher reads {describe_input(spec.raster)}, the student "
-            f"{describe_input(raster)}; distil from a teacher of the same bands"
-        )
+    check_same_input(
+        spec.raster,
+        raster,
+        f"{path}: the teacher",
+        "the student",
+        "; distil from a teacher of the same bands",
+    )
     return teacher.requires_grad_(False).eval()
 
 

@@ -6,8 +6,8 @@ import os
 import torch
 from torch import nn
 
-from geoseg.bands import describe_input, same_raster_input
-from geoseg.errors import CheckpointError
+from geoseg.bands import check_same_input
+from geoseg.errors import BandMismatchError, CheckpointError
 from geoseg.models.checkpoint import (
     CHECKPOINT_KEY,
     ModelSpec,
@@ -54,11 +54,10 @@ def check_resume_checkpoint(
                 f"its {spec.num_classes} classes ({', '.join(spec.classes)}) differ from the "
                 f"config's {len(classes)} ({', '.join(classes)})"
             )
-        if not same_raster_input([spec.raster, getattr(net, "raster", None)]):
-            problems.append(
-                f"it reads {describe_input(spec.raster)}, the config's net "
-                f"{describe_input(getattr(net, 'raster', None))}"
-            )
+        try:
+            check_same_input(spec.raster, getattr(net, "raster", None), "it", "the config's net")
+        except BandMismatchError as error:
+            problems.append(str(error))
         init_args = getattr(net, "init_args", None)
         if not problems and isinstance(init_args, dict):
             differing = differing_arguments(init_args, spec.model_kwargs, skip=("pretrained",))

@@ -12,7 +12,7 @@ from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
-from geoseg.bands import describe_input, same_raster_input
+from geoseg.bands import check_same_input
 from geoseg.datasets.sampling import DomainBalancedBatchSampler
 from geoseg.errors import CheckpointError, ConfigError, preview
 from geoseg.models.checkpoint import load_pretrained_weights
@@ -196,12 +196,13 @@ def check_input_bands(config: SimpleNamespace) -> None:
         val_loaders = {"val_loader": val_loaders}
     for name, loader in {"train_loader": config.train_loader, **val_loaders}.items():
         for dataset in _datasets_within(getattr(loader, "dataset", None)):
-            if not same_raster_input([dataset.raster, expected]):
-                raise ConfigError(
-                    f"{config.config_path}: a dataset of {name} reads "
-                    f"{describe_input(dataset.raster)}, the network {describe_input(expected)}; "
-                    "give both the same raster=..."
-                )
+            check_same_input(
+                dataset.raster,
+                expected,
+                f"{config.config_path}: a dataset of {name}",
+                "the network",
+                "; give both the same raster=...",
+            )
 
 
 def _datasets_within(dataset) -> list:
