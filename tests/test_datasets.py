@@ -18,20 +18,7 @@ from geoseg.datasets.io import read_image, read_mask
 from geoseg.datasets.synthetic import synthesize_tile, write_target_dataset
 from geoseg.errors import DataError
 
-from conftest import REALDATA
-
-
-def write_pair(root, stem, image, mask, split="Train"):
-    (root / split / "images_png").mkdir(parents=True, exist_ok=True)
-    (root / split / "masks_png").mkdir(parents=True, exist_ok=True)
-    if image is not None:
-        cv2.imwrite(str(root / split / "images_png" / f"{stem}.png"), image)
-    if mask is not None:
-        cv2.imwrite(str(root / split / "masks_png" / f"{stem}.png"), mask)
-
-
-def rgb(height=8, width=8, value=100):
-    return np.full((height, width, 3), value, dtype=np.uint8)
+from conftest import REALDATA, rgb, write_pair
 
 
 def test_item_keys_and_values_on_the_native_scale(tmp_path):
