@@ -161,6 +161,18 @@ def write_inputs(folder: Path, sizes) -> Path:
     return folder
 
 
+def chesapeake_samples() -> tuple[Path, np.ndarray]:
+    """The real Chesapeake sample tiles' folder and the suggested remap of their codes to the six
+    target classes (README of realdata; 15, no data, -> ignore); skips the test where they are
+    absent."""
+    source = REALDATA / "chesapeake_samples"
+    if not source.is_dir():
+        pytest.skip(f"real sample data not found at {source}")
+    remap = np.full(256, IGNORE_INDEX, np.uint8)
+    remap[[1, 2, 3, 4, 5, 6]] = [5, 1, 2, 0, 4, 4]
+    return source, remap
+
+
 # --- tiny GeoTIFF scenes -------------------------------------------------------------------------
 
 SCENE_CRS = "EPSG:32631"

@@ -18,7 +18,7 @@ from geoseg.datasets.io import read_image, read_mask
 from geoseg.datasets.synthetic import synthesize_tile, write_target_dataset
 from geoseg.errors import DataError
 
-from conftest import REALDATA, rgb, write_pair
+from conftest import chesapeake_samples, rgb, write_pair
 
 
 def test_item_keys_and_values_on_the_native_scale(tmp_path):
@@ -128,12 +128,7 @@ def test_synthetic_data_is_deterministic_and_valid(tmp_path):
 
 
 def test_real_chesapeake_tiles_load_after_remap(tmp_path):
-    source = REALDATA / "chesapeake_samples"
-    if not source.is_dir():
-        pytest.skip(f"real sample data not found at {source}")
-    # The suggested remap of the Chesapeake codes to the six target classes (README of realdata).
-    remap = np.full(256, IGNORE_INDEX, np.uint8)
-    remap[[1, 2, 3, 4, 5, 6]] = [5, 1, 2, 0, 4, 4]
+    source, remap = chesapeake_samples()
     for image_path in sorted((source / "images").glob("train_*.png")):
         raw = read_mask(source / "masks" / image_path.name)
         write_pair(tmp_path, image_path.stem, cv2.imread(str(image_path)), remap[raw])
