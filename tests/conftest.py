@@ -1,10 +1,21 @@
-"""Shared fixtures: tiny synthetic datasets in the real layouts and tiny training configs."""
+"""Shared test helpers, each written once: tiny networks and their checkpoints, tiny synthetic
+datasets in the real layouts, tiny training configs and the one-process validation they are compared
+with."""
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+import rasterio
+import torch
+from rasterio.transform import Affine
+from torch import nn
+from torch.utils.data import DataLoader
 
+from geoseg.datasets import CLASSES, IGNORE_INDEX, TargetDataset
 from geoseg.datasets.synthetic import write_target_dataset
+from geoseg.models import FTUNetFormer, UNetFormer, load_model, save_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REALDATA = REPO_ROOT.parent / "shared" / "realdata"
@@ -65,3 +76,170 @@ def synthetic_root(tmp_path_factory) -> Path:
     """A tiny target-layout dataset: 8 Train, 4 Val, 4 Test tiles of 32x32."""
     root = tmp_path_factory.mktemp("synthetic") / "biodiversity"
     return write_target_dataset(root, {"Train": 8, "Val": 4, "Test": 4}, tile_size=32, seed=1)
+
+
+# --- tiny networks and their checkpoints ---------------------------------------------------------
+
+TINY_SWIN = "swin_tiny_patch4_window7_224"
+# one block a stage, 16..128 channels: the Swin every FT-UNetFormer test builds
+TINY_SWIN_KWARGS = dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1))
+
+
+def tiny_ftunetformer(
+    num_classes: int = len(CLASSES), seed: int | None = None, **kwargs
+) -> FTUNetFormer:
+    """FTUNetFormer on the tiny Swin with a 16-channel decoder; ``kwargs`` override any argument.
+
+    With ``seed``, torch's global seed is set to it first: the same weights on every call."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    args = dict(
+        num_classes=num_classes,
+        backbone=TINY_SWIN,
+        backbone_kwargs=dict(TINY_SWIN_KWARGS),
+        decode_channels=16,
+        window_size=4,
+    )
+    return FTUNetFormer(**{**args, **kwargs})
+
+
+def tiny_unetformer(num_classes: int = len(CLASSES), **kwargs) -> UNetFormer:
+    """UNetFormer on ResNet-18 with a 16-channel decoder; ``kwargs`` override any argument."""
+    args = dict(num_classes=num_classes, backbone="resnet18", decode_channels=16, window_size=4)
+    return UNetFormer(**{**args, **kwargs})
+
+
+def sharp_ftunetformer(seed: int = 0) -> FTUNetFormer:
+    """The tiny FT-UNetFormer initialised from ``seed``, every BatchNorm's running variance 0.01.
+
+    Untrained, a network predicts one class almost everywhere; sharp norm layers make its argmax
+    vary with the input, so that comparing predictions means something."""
+    net = tiny_ftunetformer(seed=seed)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_var.fill_(0.01)
+    return net
+
+
+def save(net: nn.Module, path: Path, classes=CLASSES) -> Path:
+    """``net`` written as a model checkpoint (weights and model record) at ``path``."""
+    save_model(net, path, classes=classes, ignore_index=IGNORE_INDEX)
+    return path
+
+
+# --- tiny images and tiles -----------------------------------------------------------------------
+
+
+def rgb(height: int = 8, width: int = 8, value: int = 100) -> np.ndarray:
+    """A (height, width, 3) uint8 image of one value."""
+    return np.full((height, width, 3), value, dtype=np.uint8)
+
+
+def random_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A (height, width, 3) uint8 image of uniform noise."""
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def write_pair(root: Path, stem: str, image, mask, split: str = "Train") -> None:
+    """One tile in the target layout: ``split/images_png/stem.png`` and ``split/masks_png/stem.png``
+    (either left out when None)."""
+    (root / split / "images_png").mkdir(parents=True, exist_ok=True)
+    (root / split / "masks_png").mkdir(parents=True, exist_ok=True)
+    if image is not None:
+        cv2.imwrite(str(root / split / "images_png" / f"{stem}.png"), image)
+    if mask is not None:
+        cv2.imwrite(str(root / split / "masks_png" / f"{stem}.png"), mask)
+
+
+def write_inputs(folder: Path, sizes) -> Path:
+    """Random RGB PNGs ``tile_000.png``... of the given (height, width) sizes in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, (height, width) in enumerate(sizes):
+        image = random_image(height, width, index)
+        cv2.imwrite(str(folder / f"tile_{index:03d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def chesapeake_samples() -> tuple[Path, np.ndarray]:
+    """The real Chesapeake sample tiles' folder and the suggested remap of their codes to the six
+    target classes (the sample tiles' own notes; 15, no data, -> ignore); skips the test where they are
+    absent."""
+    source = REALDATA / "chesapeake_samples"
+    if not source.is_dir():
+        pytest.skip(f"real sample data not found at {source}")
+    remap = np.full(256, IGNORE_INDEX, np.uint8)
+    remap[[1, 2, 3, 4, 5, 6]] = [5, 1, 2, 0, 4, 4]
+    return source, remap
+
+
+# --- tiny GeoTIFF scenes -------------------------------------------------------------------------
+
+SCENE_CRS = "EPSG:32631"
+SCENE_TRANSFORM = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0)
+
+
+def write_geotiff(path: Path, bands: np.ndarray, **profile) -> Path:
+    """``bands``: (count, H, W) written as a GeoTIFF in SCENE_CRS at SCENE_TRANSFORM."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count, height, width = bands.shape
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=count,
+        dtype=bands.dtype,
+        crs=SCENE_CRS,
+        transform=SCENE_TRANSFORM,
+        **profile,
+    ) as dataset:
+        dataset.write(bands)
+    return path
+
+
+def random_bands(height: int, width: int, seed: int = 0, low: int = 0) -> np.ndarray:
+    """(3, height, width) uint8 bands of uniform noise in [low, 256)."""
+    return np.random.default_rng(seed).integers(low, 256, (3, height, width), dtype=np.uint8)
+
+
+# --- validation in one process: what a distributed run must equal --------------------------------
+
+VAL_TILES, VAL_BATCH = 5, 2  # 5 is not a multiple of 2 processes x batch 2: padding would repeat
+
+
+def cpu_trainer(**kwargs):
+    """A quiet one-CPU Lightning trainer (no logger, checkpoints or progress bar); ``kwargs`` add
+    to or override its arguments."""
+    # imported here: most test files never train, and Lightning is slow to import
+    import pytorch_lightning as pl
+
+    args = dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
+    return pl.Trainer(**{**args, **kwargs})
+
+
+def single_process_validation(checkpoint_path: Path, data_root: Path):
+    """The checkpoint's weights validated by one process on the Val split: (module, trainer)."""
+    from geoseg.losses import CEDiceLoss
+    from geoseg.training import SupervisedModule
+
+    net = load_model(checkpoint_path)
+    module = SupervisedModule(
+        net,
+        CEDiceLoss(ignore_index=IGNORE_INDEX),
+        None,
+        None,
+        classes=CLASSES,
+        ignore_index=IGNORE_INDEX,
+    )
+    trainer = cpu_trainer()
+    loader = DataLoader(TargetDataset(data_root, "Val"), batch_size=VAL_BATCH)
+    trainer.validate(module, loader, verbose=False)
+    return module, trainer

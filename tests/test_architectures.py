@@ -20,7 +20,6 @@ from geoseg.datasets.io import read_mask
 from geoseg.inference import EnsemblePredictor, check_same_classes, find_inputs, predict_folder
 from geoseg.losses.kd import compute_kd_loss
 from geoseg.models import (
-    FTUNetFormer,
     SegFormer,
     UNetFormer,
     UPerNet,
@@ -34,7 +33,7 @@ from geoseg.models.segformer import SegFormerHead
 from geoseg.models.upernet import PyramidPooling, UPerNetHead
 from geoseg.training import param_groups, train
 
-from conftest import write_config
+from conftest import tiny_ftunetformer, write_config
 
 NUM_CLASSES = 5  # not the project's 6, so a hard-coded class count shows
 SIZE = (97, 131)  # no multiple of 32 nor within 3 px of one: every network pads and crops
@@ -63,18 +62,6 @@ def tiny(cls, backbone: str, num_classes: int = NUM_CLASSES, **kwargs) -> nn.Mod
         **DECODERS[cls],
     )
     return cls(**{**args, **kwargs})
-
-
-def tiny_ftunetformer(**kwargs) -> FTUNetFormer:
-    """FTUNetFormer on conftest's tiny Swin."""
-    args = dict(
-        num_classes=NUM_CLASSES,
-        backbone="swin_tiny_patch4_window7_224",
-        backbone_kwargs=dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
-        decode_channels=16,
-        window_size=4,
-    )
-    return FTUNetFormer(**{**args, **kwargs})
 
 
 def randomize_batchnorm(net: nn.Module, generator: torch.Generator, var_scale: float = 1.0):
@@ -149,7 +136,7 @@ def test_logits_at_odd_input_size(cls, backbone: str) -> None:
 
 
 def test_ftunetformer_at_odd_input_size() -> None:
-    net = tiny_ftunetformer(aux_head=True)
+    net = tiny_ftunetformer(NUM_CLASSES, aux_head=True)
     x = torch.rand(2, 3, *SIZE) * 255
     with torch.no_grad():
         assert net.eval()(x).shape == (2, NUM_CLASSES, *SIZE)

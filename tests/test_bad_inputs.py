@@ -16,7 +16,7 @@ from geoseg.hardware import resolve_device
 from geoseg.inference import parse_scales
 from geoseg.models import UNetFormer, load_model_and_spec, save_model
 
-from conftest import REPO_ROOT, write_config
+from conftest import REPO_ROOT, tiny_unetformer, write_config
 
 SCRIPT = str(REPO_ROOT / "ensemble_inference.py")
 # a GPU this machine lacks: any CUDA on a machine without it, else one past the last index
@@ -25,9 +25,7 @@ MISSING_GPU = f"cuda:{torch.cuda.device_count()}" if torch.cuda.is_available() e
 
 def tiny_net(num_classes: int = len(CLASSES)) -> UNetFormer:
     torch.manual_seed(0)
-    return UNetFormer(
-        num_classes=num_classes, backbone="resnet18", decode_channels=16, window_size=4
-    ).eval()
+    return tiny_unetformer(num_classes).eval()
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +82,7 @@ def test_scales_and_devices_are_checked_in_the_library():
 
 
 def test_checkpoint_records_are_checked_at_load(tmp_path):
-    net = UNetFormer(num_classes=2, backbone="resnet18", decode_channels=16, window_size=4)
+    net = tiny_unetformer(2)
     good = tmp_path / "good.ckpt"
     save_model(net, good, classes=("x", "y"), ignore_index=255)
     assert load_model_and_spec(good)[1].classes == ("x", "y")

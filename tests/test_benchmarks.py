@@ -8,16 +8,13 @@ import sys
 import cv2
 import pytest
 import torch
-from test_performance import tiny_ftunetformer
 
 from benchmarks import bf16_agreement
 from benchmarks.readme import BLOCK, PAGE, regenerate
 from benchmarks.suite import TRAINING_ROWS, targets
-from geoseg.datasets import CLASSES, IGNORE_INDEX
 from geoseg.inference import autocast_dtype
-from geoseg.models import save_model
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, save, tiny_ftunetformer
 
 # One thread: a smoke test, not a measurement; OpenMP threads spinning on a busy machine's cores
 # would make it many times slower.
@@ -160,7 +157,7 @@ def test_bf16_agreement_counts_every_pixel_of_every_ensemble(tmp_path, synthetic
     paths = []
     for seed in (0, 1):
         paths.append(tmp_path / f"m{seed}.ckpt")
-        save_model(tiny_ftunetformer(seed), paths[-1], classes=CLASSES, ignore_index=IGNORE_INDEX)
+        save(tiny_ftunetformer(seed=seed), paths[-1])
     split = synthetic_root / "Test"
     result = bf16_agreement.measure([paths, paths[:1]], split / "images_png", split / "masks_png")
     images = sorted((split / "images_png").iterdir())

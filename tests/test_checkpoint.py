@@ -8,9 +8,11 @@ from torch import nn
 
 from geoseg.classes import CLASSES
 from geoseg.errors import CheckpointError
-from geoseg.models import FTUNetFormer, load_model, load_model_and_spec, save_model
+from geoseg.models import load_model, load_model_and_spec, save_model
 from geoseg.models.checkpoint import load_pretrained_weights, read_checkpoint
 from geoseg.training.resume import check_resume_checkpoint
+
+from conftest import tiny_ftunetformer
 
 
 class Tiny(nn.Module):
@@ -18,18 +20,6 @@ class Tiny(nn.Module):
         super().__init__()
         self.backbone = nn.Conv2d(3, 4, 1)
         self.head = nn.Conv2d(4, out_channels, 1)
-
-
-def tiny_ftunetformer(num_classes: int = 6, **kwargs) -> FTUNetFormer:
-    """FTUNetFormer on a 4-block Swin with 16..128 channels."""
-    return FTUNetFormer(
-        num_classes=num_classes,
-        backbone="swin_tiny_patch4_window7_224",
-        backbone_kwargs=dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
-        decode_channels=16,
-        window_size=4,
-        **kwargs,
-    )
 
 
 def test_lightning_checkpoint_loads_net_weights(tmp_path):

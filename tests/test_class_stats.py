@@ -17,7 +17,7 @@ from geoseg.datasets.io import read_mask
 from geoseg.datasets.stats.__main__ import main
 from geoseg.errors import DataError
 
-from conftest import REALDATA, REPO_ROOT
+from conftest import REPO_ROOT, chesapeake_samples
 
 # Three 6 x 6 masks (class ids: 0 other, 1 forest, 2 grassland, 3 cropland, 4 settlement, 5 water).
 #   tile a: 30 forest, 6 ignore                                   -> 30 labelled
@@ -232,12 +232,7 @@ def test_cli_errors_are_one_line_and_exit_code_2(tmp_path, capsys):
 
 
 def test_real_chesapeake_val_shares(tmp_path):
-    source = REALDATA / "chesapeake_samples"
-    if not source.is_dir():
-        pytest.skip(f"real sample data not found at {source}")
-    # The suggested remap of the Chesapeake codes (15, no data, -> ignore).
-    remap = np.full(256, IGNORE, np.uint8)
-    remap[[1, 2, 3, 4, 5, 6]] = [5, 1, 2, 0, 4, 4]
+    source, remap = chesapeake_samples()
     masks = {p.stem: remap[read_mask(p)] for p in sorted((source / "masks").glob("val_*.png"))}
     assert len(masks) == 8
     write_masks(tmp_path, "Val", masks)

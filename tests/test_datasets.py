@@ -18,20 +18,7 @@ from geoseg.datasets.io import read_image, read_mask
 from geoseg.datasets.synthetic import synthesize_tile, write_target_dataset
 from geoseg.errors import DataError
 
-from conftest import REALDATA
-
-
-def write_pair(root, stem, image, mask, split="Train"):
-    (root / split / "images_png").mkdir(parents=True, exist_ok=True)
-    (root / split / "masks_png").mkdir(parents=True, exist_ok=True)
-    if image is not None:
-        cv2.imwrite(str(root / split / "images_png" / f"{stem}.png"), image)
-    if mask is not None:
-        cv2.imwrite(str(root / split / "masks_png" / f"{stem}.png"), mask)
-
-
-def rgb(height=8, width=8, value=100):
-    return np.full((height, width, 3), value, dtype=np.uint8)
+from conftest import chesapeake_samples, rgb, write_pair
 
 
 def test_item_keys_and_values_on_the_native_scale(tmp_path):
@@ -141,12 +128,7 @@ def test_synthetic_data_is_deterministic_and_valid(tmp_path):
 
 
 def test_real_chesapeake_tiles_load_after_remap(tmp_path):
-    source = REALDATA / "chesapeake_samples"
-    if not source.is_dir():
-        pytest.skip(f"real sample data not found at {source}")
-    # The suggested remap of the Chesapeake codes to the six target classes (the sample tiles' own notes).
-    remap = np.full(256, IGNORE_INDEX, np.uint8)
-    remap[[1, 2, 3, 4, 5, 6]] = [5, 1, 2, 0, 4, 4]
+    source, remap = chesapeake_samples()
     for image_path in sorted((source / "images").glob("train_*.png")):
         raw = read_mask(source / "masks" / image_path.name)
         write_pair(tmp_path, image_path.stem, cv2.imread(str(image_path)), remap[raw])

@@ -5,26 +5,20 @@ import sys
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader, DistributedSampler
 
-from geoseg.datasets import CLASSES, IGNORE_INDEX, TargetDataset
+from geoseg.datasets import CLASSES, IGNORE_INDEX
 from geoseg.datasets.io import read_mask
 from geoseg.datasets.synthetic import write_target_dataset
 from geoseg.errors import ConfigError
-from geoseg.losses import CEDiceLoss
 from geoseg.metrics import segmentation_scores
-from geoseg.models import load_model
 from geoseg.models.checkpoint import read_checkpoint
-from geoseg.training import SupervisedModule
 from geoseg.training.distributed import unpadded_eval_loaders
 from geoseg.training.supervised import VALIDATION_KEY
 
-from conftest import REPO_ROOT, write_config
-
-VAL_TILES, VAL_BATCH = 5, 2  # 5 is not a multiple of 2 processes x batch 2: padding would repeat
+from conftest import REPO_ROOT, VAL_BATCH, VAL_TILES, single_process_validation, write_config
 
 # Appended to conftest's TINY_CONFIG: two CPU processes with Lightning's DDP (gloo).
 DDP_SETTINGS = """
@@ -93,29 +87,6 @@ def ddp_run(tmp_path_factory):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir, data_root, result.stdout + result.stderr
-
-
-def single_process_validation(checkpoint_path, data_root):
-    """The checkpoint's weights validated by one process on the same data: (module, trainer)."""
-    net = load_model(checkpoint_path)
-    module = SupervisedModule(
-        net,
-        CEDiceLoss(ignore_index=IGNORE_INDEX),
-        None,
-        None,
-        classes=CLASSES,
-        ignore_index=IGNORE_INDEX,
-    )
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-    )
-    loader = DataLoader(TargetDataset(data_root, "Val"), batch_size=VAL_BATCH)
-    trainer.validate(module, loader, verbose=False)
-    return module, trainer
 
 
 @pytest.mark.slow  # two-process DDP training

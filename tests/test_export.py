@@ -19,26 +19,18 @@ from geoseg.bands import RasterInput
 from geoseg.datasets import CLASSES, IGNORE_INDEX
 from geoseg.errors import ConfigError, DataError
 from geoseg.export import export_model, read_export_metadata
-from geoseg.models import FTUNetFormer, UNetFormer, load_model_and_spec, save_model
+from geoseg.models import UNetFormer, load_model_and_spec, save_model
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, tiny_ftunetformer
 
 SCRIPT = str(REPO_ROOT / "export_model.py")
 TILE = 64
 TOLERANCE = 1e-4  # max abs difference of the logits
-TINY_SWIN = dict(
-    num_classes=len(CLASSES),
-    backbone="swin_tiny_patch4_window7_224",
-    backbone_kwargs=dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
-    decode_channels=16,
-    window_size=4,
-)
 # name -> (the network, the top of its native input scale)
 NETWORKS = {
-    "ftunetformer_rgb": (lambda: FTUNetFormer(**TINY_SWIN), 255),
+    "ftunetformer_rgb": (tiny_ftunetformer, 255),
     "ftunetformer_4band": (
-        lambda: FTUNetFormer(
-            **TINY_SWIN,
+        lambda: tiny_ftunetformer(
             raster=RasterInput(bands=(1, 2, 3, 4), dtype="uint16", scaling={"divisor": 10000}),
             normalization=dict(mean=[0.1] * 4, std=[0.2] * 4),
         ),

@@ -26,7 +26,6 @@ from geoseg.cli import run_script
 from geoseg.config import load_config
 from geoseg.datasets import (
     CLASSES,
-    IGNORE_INDEX,
     TargetDataset,
     colorize_mask,
 )
@@ -36,32 +35,28 @@ from geoseg.datasets.synthetic import write_openearthmap_release, write_target_d
 from geoseg.errors import CheckpointError, ConfigError, DataError, TrainingError
 from geoseg.files import temporary_name
 from geoseg.inference import find_inputs
-from geoseg.models import FTUNetFormer, UNetFormer, load_model, save_model
+from geoseg.models import FTUNetFormer, load_model
 from geoseg.models.checkpoint import load_pretrained_weights, read_checkpoint
 from geoseg.training import build_trainer, train
 from geoseg.training.callbacks import AtomicCheckpointIO, NonFiniteGuard
 from geoseg.training.kd import load_teacher
 
-from conftest import REPO_ROOT, write_config
+from conftest import (
+    REPO_ROOT,
+    TINY_SWIN,
+    TINY_SWIN_KWARGS,
+    save,
+    tiny_ftunetformer,
+    tiny_unetformer,
+    write_config,
+)
 
 TRAIN = str(REPO_ROOT / "train_supervision.py")
 
 
 def tiny_net(num_classes: int = len(CLASSES), decode_channels: int = 16) -> FTUNetFormer:
     """The network of conftest.TINY_CONFIG."""
-    return FTUNetFormer(
-        num_classes=num_classes,
-        backbone="swin_tiny_patch4_window7_224",
-        backbone_kwargs=dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
-        decode_channels=decode_channels,
-        window_size=4,
-        aux_head=True,
-    )
-
-
-def save(net, path, classes=CLASSES) -> Path:
-    save_model(net, path, classes=classes, ignore_index=IGNORE_INDEX)
-    return path
+    return tiny_ftunetformer(num_classes, decode_channels=decode_channels, aux_head=True)
 
 
 def tiny_config(path: Path, extra: str = "", batch_size: int = 4, **values) -> Path:
@@ -391,7 +386,7 @@ def test_resume_from_another_architecture_or_class_count_is_a_clear_error(tmp_pa
         torch.save(checkpoint, path)
         return path
 
-    unet = UNetFormer(num_classes=2, backbone="resnet18", decode_channels=16, window_size=4)
+    unet = tiny_unetformer(2)
     with pytest.raises(
         CheckpointError,
         match=r"unet\.ckpt: it holds a UNetFormer, the config's net is a FTUNetFormer; its 2 "
@@ -415,7 +410,7 @@ def test_resume_from_another_architecture_or_class_count_is_a_clear_error(tmp_pa
 def test_pretrained_from_another_architecture_is_an_error_another_class_count_loads(
     tmp_path, caplog
 ):
-    unet = UNetFormer(num_classes=6, backbone="resnet18", decode_channels=16, window_size=4)
+    unet = tiny_unetformer(6)
     with pytest.raises(CheckpointError, match=r"unet\.ckpt: holds a UNetFormer but the config's"):
         load_pretrained_weights(tiny_net(), save(unet, tmp_path / "unet.ckpt"))
     nine = tiny_net(num_classes=9)
@@ -431,9 +426,7 @@ def test_pretrained_from_another_architecture_is_an_error_another_class_count_lo
 
 
 def test_backbone_only_weights_are_mapped_onto_the_backbone(tmp_path, caplog):
-    timm_swin = timm.create_model(
-        "swin_tiny_patch4_window7_224", embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)
-    )
+    timm_swin = timm.create_model(TINY_SWIN, **TINY_SWIN_KWARGS)
     torch.save(timm_swin.state_dict(), tmp_path / "swin_backbone.pth")  # keys: layers.0.blocks...
     net = tiny_net()
     with caplog.at_level(logging.WARNING):

@@ -14,12 +14,19 @@ import pytest
 import torch
 from torch import nn
 
-from geoseg.datasets import CLASSES, IGNORE_INDEX
+from geoseg.datasets import CLASSES
 from geoseg.datasets.io import read_mask
 from geoseg.inference import EnsemblePredictor
-from geoseg.models import MODEL_REGISTRY, FTUNetFormer, UNetFormer, load_model, save_model
+from geoseg.models import MODEL_REGISTRY, load_model
 
-from conftest import REPO_ROOT
+from conftest import (
+    REPO_ROOT,
+    random_image,
+    save,
+    sharp_ftunetformer,
+    tiny_unetformer,
+    write_inputs,
+)
 
 SCRIPT = str(REPO_ROOT / "ensemble_inference.py")
 # these tests compare with float32 hand computations: precision pinned, whatever the CPU
@@ -77,41 +84,6 @@ def test_models(monkeypatch):
         monkeypatch.setitem(MODEL_REGISTRY, cls.__name__, cls)
 
 
-def save(net, path, classes=CLASSES):
-    save_model(net, path, classes=classes, ignore_index=IGNORE_INDEX)
-    return path
-
-
-def tiny_ftunetformer(seed=0):
-    torch.manual_seed(seed)
-    net = FTUNetFormer(
-        num_classes=6,
-        backbone="swin_tiny_patch4_window7_224",
-        backbone_kwargs=dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
-        decode_channels=16,
-        window_size=4,
-    )
-    # Untrained, it predicts one class almost everywhere; sharpening its norm layers makes the
-    # argmax vary with the input, so that comparing predictions means something.
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_var.fill_(0.01)
-    return net
-
-
-def random_image(height, width, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-
-
-def write_inputs(folder, sizes):
-    folder.mkdir(parents=True, exist_ok=True)
-    for index, (height, width) in enumerate(sizes):
-        rgb = random_image(height, width, index)
-        cv2.imwrite(str(folder / f"tile_{index:03d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    return folder
-
-
 def run_cli(*args, check=True, cwd=None):
     result = subprocess.run(
         [sys.executable, SCRIPT, "--num-workers", "0", *FP32, *map(str, args)],
@@ -136,7 +108,7 @@ def as_batch(image: np.ndarray) -> torch.Tensor:
 
 
 def test_single_model_without_tta_equals_the_plain_argmax_at_odd_sizes(tmp_path):
-    checkpoint = save(tiny_ftunetformer().eval(), tmp_path / "m.ckpt")
+    checkpoint = save(sharp_ftunetformer().eval(), tmp_path / "m.ckpt")
     inputs = write_inputs(tmp_path / "in", [(333, 517), (100, 150)])
     outside = tmp_path / "elsewhere"  # run from a folder outside the repository
     outside.mkdir()
@@ -163,7 +135,7 @@ def test_single_model_without_tta_equals_the_plain_argmax_at_odd_sizes(tmp_path)
 
 
 def test_full_tta_keeps_the_exact_input_size(tmp_path):
-    checkpoint = save(tiny_ftunetformer().eval(), tmp_path / "m.ckpt")
+    checkpoint = save(sharp_ftunetformer().eval(), tmp_path / "m.ckpt")
     inputs = write_inputs(tmp_path / "in", [(333, 517), (37, 45)])
     run_cli(
         "--input-dir",
@@ -206,7 +178,7 @@ def test_flips_are_undone_exactly(tmp_path):
 
 
 def test_symmetric_input_gives_a_symmetric_result_for_any_model(tmp_path):
-    net = load_model(save(tiny_ftunetformer(seed=3).eval(), tmp_path / "m.ckpt"))
+    net = load_model(save(sharp_ftunetformer(seed=3).eval(), tmp_path / "m.ckpt"))
     half = random_image(64, 48, seed=4)
     symmetric = np.concatenate([half, half[:, ::-1]], axis=1)  # 64 x 96, mirror image about x
     merged = EnsemblePredictor([net], precision="fp32", flips=("none", "h")).merged(
@@ -227,7 +199,7 @@ def test_sliding_window_equals_the_whole_image_for_a_pointwise_model(tmp_path):
 
 @pytest.mark.slow  # end-to-end CLI runs
 def test_sliding_window_through_the_cli_on_a_real_model(tmp_path):
-    checkpoint = save(tiny_ftunetformer(seed=1).eval(), tmp_path / "m.ckpt")
+    checkpoint = save(sharp_ftunetformer(seed=1).eval(), tmp_path / "m.ckpt")
     inputs = write_inputs(tmp_path / "in", [(150, 230)])
     common = ["--input-dir", inputs, "--checkpoints", checkpoint, "--scales", "1.0,1.25"]
     run_cli(*common, "--output-dir", tmp_path / "tiled", "--tile-size", "64", "--overlap", "32")
@@ -264,8 +236,8 @@ def test_logit_and_probability_merges_differ_where_they_should(tmp_path):
 
 def test_two_architectures_mix_and_metrics_run_on_the_output(tmp_path):
     torch.manual_seed(0)
-    unet = UNetFormer(num_classes=6, backbone="resnet18", decode_channels=16, window_size=4).eval()
-    ft = tiny_ftunetformer(seed=2).eval()
+    unet = tiny_unetformer(6).eval()
+    ft = sharp_ftunetformer(seed=2).eval()
     paths = [save(ft, tmp_path / "ft.ckpt"), save(unet, tmp_path / "unet.ckpt")]
     sizes = [(64, 80), (64, 80), (50, 70)]
     inputs = write_inputs(tmp_path / "in", sizes)
@@ -327,7 +299,7 @@ def test_an_imported_geoseg_checkpoint_runs_beside_a_native_one(tmp_path):
     geoseg = REPO_ROOT / "tests" / "data" / "geoseg" / "unetformer_geoseg.ckpt"
     imported = tmp_path / "geoseg_unetformer.ckpt"
     import_geoseg_checkpoint(geoseg, imported, arch="unetformer", backbone="test_resnet")
-    native = save(tiny_ftunetformer(seed=3).eval(), tmp_path / "native.ckpt")
+    native = save(sharp_ftunetformer(seed=3).eval(), tmp_path / "native.ckpt")
     sizes = [(64, 96), (50, 70)]
     inputs = write_inputs(tmp_path / "in", sizes)
     run_cli(
@@ -348,8 +320,8 @@ def test_an_imported_geoseg_checkpoint_runs_beside_a_native_one(tmp_path):
 @pytest.mark.slow  # one script run per bad input
 def test_bad_inputs_are_clear_errors(tmp_path):
     # Subprocesses see only the project's own architectures.
-    good = save(tiny_ftunetformer().eval(), tmp_path / "six.ckpt")
-    two_class = UNetFormer(num_classes=2, backbone="resnet18", decode_channels=16, window_size=4)
+    good = save(sharp_ftunetformer().eval(), tmp_path / "six.ckpt")
+    two_class = tiny_unetformer(2)
     other = save(two_class.eval(), tmp_path / "two.ckpt", classes=("x", "y"))
     inputs = write_inputs(tmp_path / "in", [(16, 16)])
     result = run_cli(
@@ -390,7 +362,7 @@ def test_bad_inputs_are_clear_errors(tmp_path):
 
 @pytest.mark.slow  # end-to-end CLI runs
 def test_killed_run_resumes_with_skip_existing(tmp_path):
-    checkpoint = save(tiny_ftunetformer().eval(), tmp_path / "m.ckpt")
+    checkpoint = save(sharp_ftunetformer().eval(), tmp_path / "m.ckpt")
     inputs = write_inputs(tmp_path / "in", [(96, 96)] * 40)
     output = tmp_path / "out"
     args = [
@@ -578,7 +550,7 @@ def poison(path, key: str):
 
 @pytest.mark.slow  # one script run
 def test_a_checkpoint_with_nan_weights_is_one_error_line_and_no_map(tmp_path):
-    path = poison(save(tiny_ftunetformer().eval(), tmp_path / "nan.ckpt"), "decoder.head.2.weight")
+    path = poison(save(sharp_ftunetformer().eval(), tmp_path / "nan.ckpt"), "decoder.head.2.weight")
     inputs = write_inputs(tmp_path / "in", [(16, 16)])
     result = run_cli(
         "--input-dir", inputs, "--output-dir", tmp_path / "out", "--checkpoints", path, check=False

@@ -14,7 +14,7 @@ from geoseg.config import load_config
 from geoseg.datasets import CLASSES, IGNORE_INDEX
 from geoseg.errors import CheckpointError, ConfigError
 from geoseg.losses import CEDiceLoss
-from geoseg.models import FTUNetFormer, load_model
+from geoseg.models import load_model
 from geoseg.models.checkpoint import (
     CHECKPOINT_KEY,
     describe_model,
@@ -25,7 +25,7 @@ from geoseg.training import train
 from geoseg.training.kd import KD_DEFAULTS, KD_REQUIRED, KDModule
 from geoseg.utils.kd_utils import compute_kd_loss
 
-from conftest import REPO_ROOT, write_config
+from conftest import REPO_ROOT, tiny_ftunetformer, write_config
 
 STEPS_PER_EPOCH = 2  # 8 Train tiles, batch 4, drop_last
 
@@ -49,17 +49,6 @@ def write_kd_config(path, *, teacher, init=None, **values):
     return path
 
 
-def tiny_net(num_classes: int = len(CLASSES), **kwargs) -> FTUNetFormer:
-    return FTUNetFormer(
-        **kwargs,
-        num_classes=num_classes,
-        backbone="swin_tiny_patch4_window7_224",
-        backbone_kwargs=dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
-        decode_channels=16,
-        window_size=4,
-    )
-
-
 def save_checkpoint(path, net, classes=CLASSES):
     """A checkpoint as the training stages write it (weights under net., the model record)."""
     spec = describe_model(net, classes, IGNORE_INDEX)
@@ -71,7 +60,7 @@ def save_checkpoint(path, net, classes=CLASSES):
 def kd_module(teacher_path, **settings) -> KDModule:
     from geoseg.training.kd import load_teacher
 
-    net = tiny_net()
+    net = tiny_ftunetformer()
     return KDModule(
         net,
         CEDiceLoss(ignore_index=IGNORE_INDEX),
@@ -239,7 +228,7 @@ def test_float32_and_gradients_reach_the_student_only():
 @pytest.fixture(scope="module")
 def teacher_path(tmp_path_factory):
     torch.manual_seed(7)
-    return save_checkpoint(tmp_path_factory.mktemp("teacher") / "teacher.ckpt", tiny_net())
+    return save_checkpoint(tmp_path_factory.mktemp("teacher") / "teacher.ckpt", tiny_ftunetformer())
 
 
 def _batch(seed: int = 0) -> dict:
@@ -292,7 +281,7 @@ def test_teacher_is_frozen_in_eval_and_outside_the_module(teacher_path):
 
 def test_teacher_normalises_the_raw_batch_with_its_own_statistics(tmp_path):
     normalization = {"mean": (0.0, 0.0, 0.0), "std": (255.0, 255.0, 255.0)}
-    teacher = tiny_net(normalization=normalization)
+    teacher = tiny_ftunetformer(normalization=normalization)
     path = save_checkpoint(tmp_path / "teacher.ckpt", teacher)
     module = kd_module(path)  # the student keeps ImageNet's statistics
     seen = []
@@ -321,11 +310,11 @@ def test_an_imported_geoseg_checkpoint_teaches_with_its_reference_logits(tmp_pat
 
 
 def test_teacher_with_other_classes_is_a_clear_error(tmp_path):
-    path = save_checkpoint(tmp_path / "three.ckpt", tiny_net(3), classes=("a", "b", "c"))
+    path = save_checkpoint(tmp_path / "three.ckpt", tiny_ftunetformer(3), classes=("a", "b", "c"))
     with pytest.raises(CheckpointError, match=r"three\.ckpt.*3 classes.*config has 6"):
         kd_module(path)
     renamed = ("other", "forest", "grassland", "cropland", "settlement", "river")
-    path = save_checkpoint(tmp_path / "renamed.ckpt", tiny_net(), classes=renamed)
+    path = save_checkpoint(tmp_path / "renamed.ckpt", tiny_ftunetformer(), classes=renamed)
     with pytest.raises(CheckpointError, match="renamed.ckpt.*river"):
         kd_module(path)
 

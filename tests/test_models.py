@@ -11,31 +11,13 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from geoseg.models import MODEL_REGISTRY, FTUNetFormer, UNetFormer
+from geoseg.models import MODEL_REGISTRY
 from geoseg.models.decoder import GlobalLocalAttention, WeightedFusion
 from geoseg.models.encoder_decoder import pad_to_multiple
 
+from conftest import TINY_SWIN, TINY_SWIN_KWARGS, tiny_ftunetformer, tiny_unetformer
+
 NUM_CLASSES = 6
-SWIN_TINY = "swin_tiny_patch4_window7_224"
-SWIN_TINY_KWARGS = dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1))
-
-
-def tiny_ftunetformer(**kwargs) -> FTUNetFormer:
-    """FTUNetFormer on a 4-block Swin with 16..128 channels."""
-    args = dict(
-        num_classes=NUM_CLASSES,
-        backbone=SWIN_TINY,
-        backbone_kwargs=SWIN_TINY_KWARGS,
-        decode_channels=16,
-        window_size=4,
-    )
-    return FTUNetFormer(**{**args, **kwargs})
-
-
-def tiny_unetformer(**kwargs) -> UNetFormer:
-    """UNetFormer on ResNet-18 with a 16-channel decoder."""
-    args = dict(num_classes=NUM_CLASSES, backbone="resnet18", decode_channels=16, window_size=4)
-    return UNetFormer(**{**args, **kwargs})
 
 
 BUILDERS = [tiny_ftunetformer, tiny_unetformer]
@@ -164,7 +146,7 @@ def test_init_args_are_plain_values() -> None:
     }
     assert args == {
         "num_classes": 6,
-        "backbone": SWIN_TINY,
+        "backbone": TINY_SWIN,
         "pretrained": False,
         "backbone_kwargs": args["backbone_kwargs"],
         "decode_channels": 16,
@@ -177,7 +159,7 @@ def test_init_args_are_plain_values() -> None:
 
 
 def test_local_weights_file_swin(tmp_path) -> None:
-    full = timm.create_model(SWIN_TINY, pretrained=False, **SWIN_TINY_KWARGS)
+    full = timm.create_model(TINY_SWIN, pretrained=False, **TINY_SWIN_KWARGS)
     path = tmp_path / "swin_tiny.pth"
     torch.save(full.state_dict(), path)
 

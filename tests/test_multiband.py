@@ -15,24 +15,17 @@ from geoseg.config import load_config
 from geoseg.datasets import CLASSES, IGNORE_INDEX, RareClassCrop, TargetDataset, train_transform
 from geoseg.datasets.io import read_image_and_valid
 from geoseg.errors import BandMismatchError, CheckpointError, ConfigError, DataError
-from geoseg.models import FTUNetFormer, UNetFormer, load_model_and_spec, save_model
+from geoseg.models import UNetFormer, load_model_and_spec, save_model
 from geoseg.models.input import InputNormalization
 from geoseg.training import train
 from geoseg.training.kd import load_teacher
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, tiny_ftunetformer
 
 SCRIPT = str(REPO_ROOT / "ensemble_inference.py")
 TRANSFORM = Affine(10.0, 0.0, 600000.0, 0.0, -10.0, 5000000.0)
 NODATA = 0
 FOUR_BANDS = RasterInput(bands=(1, 2, 3, 4), dtype="uint16", scaling={"divisor": 10000})
-TINY_SWIN = dict(
-    num_classes=len(CLASSES),
-    backbone="swin_tiny_patch4_window7_224",
-    backbone_kwargs=dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
-    decode_channels=16,
-    window_size=4,
-)
 FOUR_BAND_STATS = dict(mean=[0.1, 0.1, 0.1, 0.3], std=[0.05, 0.05, 0.05, 0.1])
 
 
@@ -119,7 +112,7 @@ def test_scaling_comes_before_the_normalisation_inside_the_network():
 
 
 def test_a_four_band_network_records_its_contract_and_rebuilds_from_the_checkpoint(tmp_path):
-    net = FTUNetFormer(**TINY_SWIN, raster=FOUR_BANDS, normalization=FOUR_BAND_STATS).eval()
+    net = tiny_ftunetformer(raster=FOUR_BANDS, normalization=FOUR_BAND_STATS).eval()
     assert net.in_chans == 4
     assert net.backbone.patch_embed.proj.weight.shape[1] == 4
     save_model(net, tmp_path / "m.ckpt", classes=CLASSES, ignore_index=IGNORE_INDEX)
@@ -129,10 +122,10 @@ def test_a_four_band_network_records_its_contract_and_rebuilds_from_the_checkpoi
     with torch.no_grad():
         assert torch.equal(loaded(x), net(x))
     with pytest.raises(ConfigError, match="normalization has 3 values"):
-        FTUNetFormer(**TINY_SWIN, raster=FOUR_BANDS)  # ImageNet's RGB statistics by default
+        tiny_ftunetformer(raster=FOUR_BANDS)  # ImageNet's RGB statistics by default
     sixteen_bit_rgb = RasterInput(bands=(1, 2, 3), dtype="uint16", scaling={"divisor": 10000})
     with pytest.raises(ConfigError, match="ImageNet's, on the 0-255 scale"):
-        FTUNetFormer(**TINY_SWIN, raster=sixteen_bit_rgb)
+        tiny_ftunetformer(raster=sixteen_bit_rgb)
     with pytest.raises(ValueError, match="input has 3 bands; the network reads 4"):
         net(torch.zeros(1, 3, 32, 32))
 
@@ -146,10 +139,10 @@ def expected_extension(rgb: torch.Tensor, bands: int) -> torch.Tensor:
 
 
 def test_swin_rgb_weights_extend_to_four_bands(tmp_path):
-    rgb_net = FTUNetFormer(**TINY_SWIN)
+    rgb_net = tiny_ftunetformer()
     path = tmp_path / "swin_rgb.pth"
     torch.save(rgb_net.backbone.state_dict(), path)
-    net = FTUNetFormer(**TINY_SWIN, in_chans=4, normalization=None, pretrained=str(path))
+    net = tiny_ftunetformer(in_chans=4, normalization=None, pretrained=str(path))
     rgb = rgb_net.backbone.patch_embed.proj.weight
     assert torch.allclose(net.backbone.patch_embed.proj.weight, expected_extension(rgb, 4))
     # everything past the first conv is the file's, as it is
@@ -287,8 +280,8 @@ def test_a_dataset_of_other_bands_than_the_network_is_a_config_error(tmp_path, s
 
 
 def test_teacher_and_ensemble_members_must_read_the_same_bands(tmp_path):
-    four = FTUNetFormer(**TINY_SWIN, raster=FOUR_BANDS, normalization=FOUR_BAND_STATS)
-    rgb = FTUNetFormer(**TINY_SWIN)
+    four = tiny_ftunetformer(raster=FOUR_BANDS, normalization=FOUR_BAND_STATS)
+    rgb = tiny_ftunetformer()
     save_model(four, tmp_path / "four.ckpt", classes=CLASSES, ignore_index=IGNORE_INDEX)
     save_model(rgb, tmp_path / "rgb.ckpt", classes=CLASSES, ignore_index=IGNORE_INDEX)
     with pytest.raises(CheckpointError, match="teacher reads 8-bit RGB images, the student 4-band"):

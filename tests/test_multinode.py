@@ -10,13 +10,12 @@ import sys
 
 import pytest
 import torch
-from test_distributed import VAL_BATCH, VAL_TILES, single_process_validation
 
 from geoseg.datasets.synthetic import write_target_dataset
 from geoseg.models.checkpoint import read_checkpoint
 from geoseg.training.supervised import VALIDATION_KEY
 
-from conftest import REPO_ROOT, write_config
+from conftest import REPO_ROOT, VAL_BATCH, VAL_TILES, single_process_validation, write_config
 
 NODE_SETTINGS = """
 accelerator = "cpu"

@@ -7,21 +7,13 @@ import sys
 
 import pytest
 import torch
-from test_precision_compile import tiny_net
 
 from geoseg import hardware
 from geoseg.errors import GeoSegError
 from geoseg.inference import EnsemblePredictor, autocast_dtype, parse_flips, parse_scales
 from geoseg.inference import tta as tta_module
-from geoseg.models import FTUNetFormer
 
-from conftest import REPO_ROOT
-
-
-def tiny_ftunetformer(seed: int = 0) -> FTUNetFormer:
-    """test_precision_compile's tiny FT-UNetFormer, initialised from ``seed``."""
-    torch.manual_seed(seed)
-    return tiny_net()
+from conftest import REPO_ROOT, save, tiny_ftunetformer
 
 
 def images(batch: int = 2, size: int = 64, seed: int = 0) -> torch.Tensor:
@@ -32,7 +24,7 @@ def images(batch: int = 2, size: int = 64, seed: int = 0) -> torch.Tensor:
 
 
 def test_swin_features_reach_the_decoder_as_contiguous_nchw_on_a_cpu():
-    net = tiny_ftunetformer().eval()
+    net = tiny_ftunetformer(seed=0).eval()
     with torch.no_grad():
         features = net.features(net.input_normalization(images()))
     assert [f.shape[1] for f in features] == [16, 32, 64, 128]
@@ -40,7 +32,7 @@ def test_swin_features_reach_the_decoder_as_contiguous_nchw_on_a_cpu():
 
 
 def test_the_feature_layout_changes_no_value():
-    net = tiny_ftunetformer().train()
+    net = tiny_ftunetformer(seed=0).train()
     x = images(size=72)  # not a multiple of 32: padded, and windows padded inside
     logits = {}
     grads = {}
@@ -90,14 +82,14 @@ def test_auto_precision_is_bf16_only_on_a_cpu_with_native_bf16(monkeypatch, nati
     assert autocast_dtype(cpu, "auto") == (torch.bfloat16 if native else None)
     assert autocast_dtype(cpu, "bf16") == torch.bfloat16  # forced either way
     assert autocast_dtype(cpu, "fp32") is None
-    predictor = EnsemblePredictor([tiny_ftunetformer()])
+    predictor = EnsemblePredictor([tiny_ftunetformer(seed=0)])
     assert predictor.precision == ("bf16" if native else "fp32")
     with pytest.raises(ValueError, match="precision must be one of"):
         autocast_dtype(cpu, "fp16")
 
 
 def test_bf16_merges_in_float32_and_keeps_almost_every_class():
-    models = [tiny_ftunetformer(0), tiny_ftunetformer(1)]
+    models = [tiny_ftunetformer(seed=0), tiny_ftunetformer(seed=1)]
     tta = dict(scales=(0.75, 1.0), flips=("none", "h"))
     fp32 = EnsemblePredictor(models, precision="fp32", **tta)
     bf16 = EnsemblePredictor(models, precision="bf16", **tta)
@@ -119,11 +111,8 @@ def test_auto_precision_in_the_script_follows_the_documented_override(tmp_path, 
     """Both branches of --precision auto run in a subprocess on any CPU; bf16 predicts too."""
     import cv2
 
-    from geoseg.datasets import CLASSES, IGNORE_INDEX
-    from geoseg.models import save_model
-
     checkpoint = tmp_path / "m.ckpt"
-    save_model(tiny_ftunetformer().eval(), checkpoint, classes=CLASSES, ignore_index=IGNORE_INDEX)
+    save(tiny_ftunetformer(seed=0).eval(), checkpoint)
     (tmp_path / "in").mkdir()
     cv2.imwrite(
         str(tmp_path / "in" / "a.png"),
@@ -177,7 +166,7 @@ def test_freed_memory_is_kept_unless_the_environment_chose_the_allocator():
 
 @pytest.mark.parametrize("mode", ["train", "eval"])  # the student, the KD teacher
 def test_the_decoder_compiles_without_graph_breaks(mode):
-    net = tiny_ftunetformer().train(mode == "train")
+    net = tiny_ftunetformer(seed=0).train(mode == "train")
     with torch.no_grad():
         features = net.features(net.input_normalization(images()))
     torch._dynamo.reset()
@@ -188,7 +177,7 @@ def test_the_decoder_compiles_without_graph_breaks(mode):
 
 
 def test_the_whole_student_compiles_as_one_graph():
-    net = tiny_ftunetformer().train()
+    net = tiny_ftunetformer(seed=0).train()
     torch._dynamo.reset()
     explanation = torch._dynamo.explain(net)(images(size=72))  # padded input, padded windows
     torch._dynamo.reset()

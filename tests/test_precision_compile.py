@@ -2,29 +2,18 @@
 loadable (plain weight names)."""
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
 from geoseg.config import SUPERVISED_DEFAULTS, load_config
 from geoseg.datasets import CLASSES, IGNORE_INDEX, TargetDataset
 from geoseg.losses import CEDiceLoss
-from geoseg.models import FTUNetFormer, load_model, save_model
+from geoseg.models import load_model, save_model
 from geoseg.models.checkpoint import read_checkpoint
 from geoseg.training import KDModule, SupervisedModule, train
 from geoseg.training.kd import KD_DEFAULTS, load_teacher
 
-from conftest import write_config
-
-
-def tiny_net() -> FTUNetFormer:
-    return FTUNetFormer(
-        num_classes=len(CLASSES),
-        backbone="swin_tiny_patch4_window7_224",
-        backbone_kwargs=dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
-        decode_channels=16,
-        window_size=4,
-    )
+from conftest import cpu_trainer, tiny_ftunetformer, write_config
 
 
 def module_for(net, module_class=SupervisedModule, **kwargs):
@@ -48,15 +37,8 @@ def test_defaults_are_off():
 
 
 def test_bf16_validation_counts_every_pixel_and_scores_in_float32(synthetic_root):
-    module = module_for(tiny_net())
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        precision="bf16-mixed",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-    )
+    module = module_for(tiny_ftunetformer())
+    trainer = cpu_trainer(precision="bf16-mixed")
     dataset = TargetDataset(synthetic_root, "Val")
     trainer.validate(module, DataLoader(dataset, batch_size=3), verbose=False)
     confusion = module.last_val_confusion["val"]
@@ -69,13 +51,13 @@ def test_bf16_validation_counts_every_pixel_and_scores_in_float32(synthetic_root
 def test_kd_loss_terms_stay_float32_under_bf16_autocast(tmp_path):
     teacher_path = tmp_path / "teacher.ckpt"
     save_model(
-        tiny_net(),
+        tiny_ftunetformer(),
         teacher_path,
         classes=CLASSES,
         ignore_index=IGNORE_INDEX,
     )
     module = module_for(
-        tiny_net(),
+        tiny_ftunetformer(),
         KDModule,
         teacher=load_teacher(teacher_path, CLASSES),
         kd_warmup_epochs=0,
@@ -99,7 +81,7 @@ def test_kd_loss_terms_stay_float32_under_bf16_autocast(tmp_path):
 
 
 def test_a_net_compiled_in_the_config_keeps_plain_weight_names():
-    net = tiny_net()
+    net = tiny_ftunetformer()
     module = module_for(torch.compile(net, backend="eager"))
     assert module.net is net
     assert all(key.startswith("net.") and "_orig_mod" not in key for key in module.state_dict())

@@ -6,11 +6,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from test_datasets import rgb, write_pair
 
 from geoseg.datasets import RareClassCrop, TargetDataset, train_transform
 from geoseg.datasets.transforms import augment
 from geoseg.errors import ConfigError
+
+from conftest import rgb, write_pair
 
 RARE = 4  # settlement
 BLOB = (slice(31, 33), slice(31, 33))  # a 2x2 blob of the rare class in tile 0

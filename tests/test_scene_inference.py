@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from rasterio.transform import Affine
 from torch import nn
 
 from geoseg.classes import PALETTE
@@ -17,60 +16,30 @@ from geoseg.datasets import CLASSES, IGNORE_INDEX
 from geoseg.datasets.io import open_raster, read_mask
 from geoseg.errors import DataError, PredictionError
 from geoseg.inference import EnsemblePredictor, merged_scene, predict_scene, predict_scenes
-from geoseg.models import FTUNetFormer, load_model, save_model
+from geoseg.models import FTUNetFormer, load_model
 
-from conftest import REALDATA, REPO_ROOT
+from conftest import (
+    REALDATA,
+    REPO_ROOT,
+    SCENE_CRS,
+    SCENE_TRANSFORM,
+    random_bands,
+    save,
+    sharp_ftunetformer,
+    write_geotiff,
+)
 
 SCRIPT = str(REPO_ROOT / "ensemble_inference.py")
-CRS = "EPSG:32631"
-TRANSFORM = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0)
 
 
 def tiny_net(seed: int = 0) -> FTUNetFormer:
-    torch.manual_seed(seed)
-    net = FTUNetFormer(
-        num_classes=len(CLASSES),
-        backbone="swin_tiny_patch4_window7_224",
-        backbone_kwargs=dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
-        decode_channels=16,
-        window_size=4,
-    )
-    # Untrained, it predicts one class almost everywhere; sharp norm layers make the argmax vary.
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_var.fill_(0.01)
-    return net.eval()
+    return sharp_ftunetformer(seed).eval()
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "tiny.ckpt"
-    save_model(tiny_net(), path, classes=CLASSES, ignore_index=IGNORE_INDEX)
-    return path
-
-
-def write_geotiff(path, bands: np.ndarray, **profile):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    count, height, width = bands.shape
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=width,
-        height=height,
-        count=count,
-        dtype=bands.dtype,
-        crs=CRS,
-        transform=TRANSFORM,
-        **profile,
-    ) as dataset:
-        dataset.write(bands)
-    return path
-
-
-def random_bands(height, width, seed=0, low=0):
-    return np.random.default_rng(seed).integers(low, 256, (3, height, width), dtype=np.uint8)
+    return save(tiny_net(), path)
 
 
 # compared with float32 references: precision pinned, whatever the CPU
@@ -158,7 +127,7 @@ def test_pieces_equal_the_whole_image_sliding_window(tmp_path, checkpoint):
     assert len(np.unique(classes)) >= 3
     assert np.mean(classes == pred[0].numpy()) > 0.999  # argmax ties aside
     with rasterio.open(confidence) as dataset:
-        assert dataset.dtypes[0] == "uint16" and dataset.crs == CRS
+        assert dataset.dtypes[0] == "uint16" and dataset.crs == SCENE_CRS
         levels = dataset.read(1).astype(np.int64)
     assert np.abs(levels - (top_prob[0] * 65535).round().numpy()).max() <= 1
     assert leftovers(tmp_path / "out") == []
@@ -235,7 +204,7 @@ def test_input_nodata_becomes_output_nodata_exactly_there(
     assert np.array_equal(classes == IGNORE_INDEX, hole)
     assert classes[~hole].max() < len(CLASSES)
     with rasterio.open(tmp_path / "out" / "confidence" / "holes.tif") as out:
-        assert out.nodata == 0 and out.transform == TRANSFORM
+        assert out.nodata == 0 and out.transform == SCENE_TRANSFORM
         confidence = out.read(1)
     assert np.array_equal(confidence == 0, hole)
     assert source.is_file()

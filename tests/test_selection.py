@@ -22,9 +22,9 @@ from geoseg.inference import (
     selection_record,
     write_selection,
 )
-from geoseg.models import MODEL_REGISTRY, UNetFormer, save_model
+from geoseg.models import MODEL_REGISTRY, save_model
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, tiny_unetformer
 
 SCRIPT = REPO_ROOT / "evaluation" / "select_ensemble.py"
 CLASSES = ("a", "b", "c")
@@ -228,7 +228,7 @@ def test_the_script_on_real_checkpoints(tmp_path, val_dir):
     paths = []
     for seed in (0, 1):
         torch.manual_seed(seed)
-        net = UNetFormer(num_classes=3, backbone="resnet18", decode_channels=16, window_size=4)
+        net = tiny_unetformer(3)
         paths.append(tmp_path / f"unet_{seed}.ckpt")
         save_model(net.eval(), paths[-1], classes=CLASSES, ignore_index=IGNORE)
     output = tmp_path / "selection.json"

@@ -7,13 +7,11 @@ import sys
 import numpy as np
 import pytest
 import rasterio
-from test_inference import save, tiny_ftunetformer, write_inputs
-from test_scene_inference import random_bands, write_geotiff
 
 from geoseg.datasets.io import read_mask
 from geoseg.inference.shards import shard
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, random_bands, save, sharp_ftunetformer, write_geotiff, write_inputs
 
 # compared with float32 references: precision pinned, whatever the CPU
 FAST = ["--num-workers", "0", "--scales", "1.0", "--flips", "none", "--precision", "fp32"]
@@ -28,7 +26,7 @@ def test_shards_cover_every_input_once():
 
 @pytest.mark.slow  # two interpreters and two model loads
 def test_two_processes_write_what_one_process_writes(tmp_path):
-    checkpoint = save(tiny_ftunetformer().eval(), tmp_path / "m.ckpt")
+    checkpoint = save(sharp_ftunetformer().eval(), tmp_path / "m.ckpt")
     inputs = write_inputs(tmp_path / "in", [(64, 64)] * 5)
     for index in range(3):
         write_geotiff(inputs / f"scene{index}.tif", random_bands(70, 90, seed=index))

@@ -1,11 +1,8 @@
 """Validation of tiles of mixed sizes: batches are grouped by size, and the metrics are exact."""
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from test_datasets import write_pair
-from test_kd import tiny_net
 from torch import nn
 from torch.utils.data import DataLoader, default_collate
 
@@ -14,6 +11,8 @@ from geoseg.training import data_loaders
 from geoseg.training.data import collate_tiles
 from geoseg.training.distributed import unpadded_eval_loader
 from geoseg.training.supervised import SupervisedModule
+
+from conftest import cpu_trainer, tiny_ftunetformer, write_pair
 
 SIZES = [(32, 32), (48, 40), (32, 32), (40, 56), (48, 40), (40, 56), (32, 32)]
 
@@ -77,7 +76,7 @@ def write_mixed_val_set(root):
 def validate(loader):
     """A fixed tiny network validated on ``loader``: (confusion matrix, logged val_loss)."""
     torch.manual_seed(0)
-    net = tiny_net()
+    net = tiny_ftunetformer()
     module = SupervisedModule(
         net,
         PerTileCrossEntropy(),
@@ -86,13 +85,7 @@ def validate(loader):
         classes=CLASSES,
         ignore_index=IGNORE_INDEX,
     )
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-    )
+    trainer = cpu_trainer()
     trainer.validate(module, loader, verbose=False)
     return module.last_val_confusion["val"], trainer.callback_metrics["val_loss"]
 
