@@ -189,8 +189,7 @@ class EnsemblePredictor:
         self.models = [model.to(self.device).eval() for model in models]
         self.scales, self.flips, self.merge = tuple(scales), tuple(flips), merge
         # One pass for all flips of a scale: never slower than a pass per flip where measured
-        # (benchmarks/ensemble_tta.py: GPUs, and on a 2-core CPU 1.04x for 2 x FT-UNetFormer
-        # Swin-Base, 1.17x for the small demo student).
+        # (benchmarks/ensemble_tta.py; figures in docs/benchmarks.md).
         self.batch_flips = batch_flips
         self.autocast_dtype = autocast_dtype(self.device, precision)
 

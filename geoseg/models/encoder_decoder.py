@@ -62,10 +62,10 @@ def feature_layout(device: torch.device) -> torch.memory_format:
     """The memory layout in which the decoders' convolutions are fastest on ``device``.
 
     The layout of a convolution's input picks its kernel. GPUs: channels-last (their tensor-core
-    convolutions work on NHWC; a step of the recipe's student on an H200 ran 1.2x faster at batch
-    2). CPUs: contiguous NCHW (on a 2-core AVX2 CPU the same step took 18.3 s on channels-last
-    features against 16.9 s). Swin backbones compute channels-last, so on a CPU their features
-    are copied once; the copy costs far less than it saves.
+    convolutions work on NHWC). CPUs: contiguous NCHW, faster there for the same step (measured
+    by benchmarks/step1_throughput.py; figures in docs/benchmarks.md). Swin backbones compute
+    channels-last, so on a CPU their features are copied once; the copy costs far less than it
+    saves.
     """
     return torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
