@@ -34,7 +34,7 @@ from geoseg.datasets.io import (
 )
 from geoseg.errors import DataError, GeoSegError, PredictionError
 from geoseg.files import remove_stale_temporaries, temporary_name, write_atomic, write_error
-from geoseg.inference.io import CONFIDENCE_DIR, SOURCE_TAG, source_record
+from geoseg.inference.io import CONFIDENCE_DIR, SOURCE_TAG, source_record, still_to_do
 from geoseg.inference.tta import EnsemblePredictor
 from geoseg.inference.windows import (
     SCENE_TILE_SIZE,
@@ -71,17 +71,11 @@ def pending_scenes(
 ) -> list[Path]:
     """The scenes whose outputs are not all written, whole, from the scene as it is now and with
     these ``settings`` (resuming; see ``scene_is_complete``)."""
-    pending = []
-    for path in inputs:
-        try:
-            record = source_record(path, settings)
-        except DataError:  # the prediction names it
-            pending.append(path)
-            continue
-        outputs = scene_output_paths(output_dir, path.stem, save_confidence)
-        if not all(scene_is_complete(output, record) for output in outputs):
-            pending.append(path)
-    return pending
+
+    def outputs(path: Path) -> list[Path]:
+        return scene_output_paths(output_dir, path.stem, save_confidence)
+
+    return still_to_do(inputs, outputs, scene_is_complete, settings)
 
 
 def scene_is_complete(output: Path, record: str) -> bool:
