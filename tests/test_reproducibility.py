@@ -20,15 +20,20 @@ def run_stage(workdir, synthetic_root, name: str, seed: int) -> dict:
         num_workers=2,
         deterministic=True,
     )
+    return train(config, seed, workdir / name)
+
+
+def train(config, seed: int, weights_path) -> dict:
+    """Run train_supervision.py on ``config`` with ``seed``; its last checkpoint."""
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "train_supervision.py"), "-c", str(config)]
         + ["--seed", str(seed)],
-        cwd=workdir,
+        cwd=config.parent,
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return read_checkpoint(workdir / name / "last.ckpt")
+    return read_checkpoint(weights_path / "last.ckpt")
 
 
 @pytest.fixture(scope="module")
@@ -98,15 +103,7 @@ def test_a_dataset_calling_train_transform_directly_is_reproducible(synthetic_ro
         )
         own_dataset = OWN_DATASET.replace("{data_root}", str(synthetic_root))
         config.write_text(config.read_text() + own_dataset)
-        result = subprocess.run(
-            [sys.executable, str(REPO_ROOT / "train_supervision.py"), "-c", str(config)]
-            + ["--seed", "5"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        runs.append(read_checkpoint(tmp_path / name / "last.ckpt")["state_dict"])
+        runs.append(train(config, 5, tmp_path / name)["state_dict"])
     first, second = runs
     differing = [key for key, value in first.items() if not torch.equal(value, second[key])]
     assert differing == []
