@@ -103,7 +103,7 @@ def test_same_seed_same_batches_other_seed_or_epoch_other_batches():
     sampler = DomainBalancedBatchSampler(dataset, 8, 0.5, seed=1)
     first, second = list(sampler), list(sampler)
     assert first == draw(1, epoch=0) and second == draw(1, epoch=1)
-    # the seed defaults to the run's seed
+    # without a seed of its own, the sampler takes the run's
     torch.manual_seed(1)
     assert list(DomainBalancedBatchSampler(dataset, 8, 0.5)) == first
 

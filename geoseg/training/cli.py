@@ -37,7 +37,7 @@ def run_stage(
         "(run name and output paths, checkpoints to start from, hardware, deterministic)",
     )
     args = parser.parse_args()
-    # quiet: a refused config is one line; training logs the seed once its checks passed
+    # quiet: a refused config is one line; geoseg.training.train logs --seed once its checks pass
     pl.seed_everything(args.seed, workers=True, verbose=False)
     required = SUPERVISED_REQUIRED if required is None else required
     defaults = SUPERVISED_DEFAULTS if defaults is None else defaults
