@@ -43,19 +43,20 @@ from geoseg.cli import ArgumentParser, run_script
 from geoseg.errors import ConfigError, DataError
 from geoseg.files import check_output_folder
 from geoseg.inference import (
+    Ensemble,
     find_inputs,
     parse_weights,
-    pending_inputs,
-    pending_scenes,
-    predict_folder,
-    predict_scenes,
+    predict,
     read_selection,
     split_scenes,
 )
-from geoseg.inference.cli import add_ensemble_arguments, check_ensemble_arguments, load_ensemble
-from geoseg.inference.ensemble import Ensemble
+from geoseg.inference.cli import (
+    add_ensemble_arguments,
+    check_ensemble_arguments,
+    load_ensemble,
+    prediction_job,
+)
 from geoseg.inference.shards import launch_rank, shard
-from geoseg.inference.windows import SCENE_TILE_SIZE, SCENE_TILES_PER_BATCH
 
 # The recipe's ensemble: the baseline and the step 2 student, where their stages write them. The
 # folder ensemble_checkpoints/ (copies under the stage names) is used instead where it exists.
@@ -178,19 +179,26 @@ def main() -> None:
         )
     checkpoints, weights = members(args)
     ensemble = load_ensemble(checkpoints, args, weights)
-    predictor, spec = ensemble.predictor, ensemble.spec
-
-    # Under torchrun or srun, this process's share; split before --skip-existing looks at the
-    # outputs, which the other processes are writing meanwhile.
-    rank, world_size, _ = launch_rank()
-    scenes, inputs = (
-        shard(paths, rank, world_size) for paths in split_scenes(find_inputs(args.input_dir))
+    predictor = ensemble.predictor
+    job = prediction_job(
+        args,
+        ensemble,
+        args.output_dir,
+        prediction_settings(ensemble, args),
+        save_rgb=args.save_rgb,
+        save_confidence=args.save_probs,
+        confidence_bits=args.confidence_bits,
     )
-    own_scenes, own_inputs = scenes, inputs
-    settings = prediction_settings(ensemble, args)
-    if args.skip_existing:
-        inputs = pending_inputs(inputs, args.output_dir, args.save_rgb, args.save_probs, settings)
-        scenes = pending_scenes(scenes, args.output_dir, args.save_probs, settings)
+    # Under torchrun or srun, this process's share (whole scenes); split before --skip-existing
+    # looks at the outputs, which the other processes are writing meanwhile.
+    rank, world_size, _ = launch_rank()
+    owned = [
+        path
+        for paths in split_scenes(find_inputs(args.input_dir))
+        for path in shard(paths, rank, world_size)
+    ]
+    inputs = job.still_to_do(owned) if args.skip_existing else owned
+    scenes, images = split_scenes(inputs)
     where = f"process {rank} of {world_size}, " if world_size > 1 else ""
     weighting = ""
     if predictor.weights is not None:
@@ -199,43 +207,14 @@ def main() -> None:
         f"{where}{len(checkpoints)} models{weighting} x {len(args.scales)} scales x "
         f"{len(args.flips)} flips = "
         f"{predictor.passes} predictions per pixel on {ensemble.device} in {predictor.precision}; "
-        f"{len(inputs)} images and "
+        f"{len(images)} images and "
         f"{len(scenes)} GeoTIFF scenes to predict"
     )
-    predict_scenes(
-        predictor,
-        scenes,
-        args.output_dir,
-        tile_size=args.tile_size or SCENE_TILE_SIZE,
-        overlap=args.overlap,
-        tiles_per_batch=args.batch_size or SCENE_TILES_PER_BATCH,
-        save_confidence=args.save_probs,
-        confidence_bits=args.confidence_bits,
-        palette=spec.palette,
-        raster=spec.raster,
-        leftovers_of=own_scenes,
-        settings=settings,
-    )
-    if scenes and not inputs:
+    predict(predictor, inputs, job, leftovers_of=owned)
+    if scenes and not images:
         print(f"wrote {len(scenes)} scenes to {args.output_dir}")
-        return
-    predict_folder(
-        predictor,
-        inputs,
-        args.output_dir,
-        batch_size=args.batch_size or 1,
-        num_workers=args.num_workers,
-        tile_size=args.tile_size,
-        overlap=args.overlap,
-        save_rgb=args.save_rgb,
-        save_confidence=args.save_probs,
-        confidence_bits=args.confidence_bits,
-        palette=spec.palette,
-        raster=spec.raster,
-        leftovers_of=own_inputs,
-        settings=settings,
-    )
-    print(f"wrote {len(inputs)} predictions and {len(scenes)} scenes to {args.output_dir}")
+    else:
+        print(f"wrote {len(images)} predictions and {len(scenes)} scenes to {args.output_dir}")
 
 
 if __name__ == "__main__":

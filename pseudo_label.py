@@ -23,8 +23,13 @@ from pathlib import Path
 
 from geoseg.cli import ArgumentParser, run_script
 from geoseg.errors import DataError
-from geoseg.inference import find_inputs, pending_inputs, predict_folder
-from geoseg.inference.cli import add_ensemble_arguments, check_ensemble_arguments, load_ensemble
+from geoseg.inference import find_inputs, predict
+from geoseg.inference.cli import (
+    add_ensemble_arguments,
+    check_ensemble_arguments,
+    load_ensemble,
+    prediction_job,
+)
 from geoseg.inference.pseudo_labels import (
     ENSEMBLE_DIR,
     check_folders,
@@ -85,29 +90,21 @@ def main() -> None:
         "overlap": args.overlap if args.tile_size else None,
     }
     check_settings(args.output_root, settings)
-    ensemble_dir = args.output_root / ENSEMBLE_DIR
-    pending = pending_inputs(
-        inputs, ensemble_dir, save_rgb=False, save_confidence=True, settings=settings
+    job = prediction_job(
+        args,
+        ensemble,
+        args.output_root / ENSEMBLE_DIR,
+        settings,
+        save_confidence=True,
+        confidence_bits=16,
     )
+    pending = job.still_to_do(inputs)
     print(
         f"{predictor.passes} predictions per pixel on {ensemble.device} in {predictor.precision}; "
         f"{len(pending)} of {len(inputs)} "
         "tiles to predict"
     )
-    predict_folder(
-        predictor,
-        pending,
-        ensemble_dir,
-        batch_size=args.batch_size or 1,
-        num_workers=args.num_workers,
-        tile_size=args.tile_size,
-        overlap=args.overlap,
-        save_confidence=True,
-        confidence_bits=16,
-        raster=spec.raster,
-        leftovers_of=inputs,
-        settings=settings,
-    )
+    predict(predictor, pending, job, leftovers_of=inputs)
     summary = write_pseudo_labels(
         args.output_root,
         inputs,

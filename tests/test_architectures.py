@@ -17,7 +17,13 @@ from torch import nn
 from geoseg.config import load_config
 from geoseg.datasets import CLASSES, IGNORE_INDEX
 from geoseg.datasets.io import read_mask
-from geoseg.inference import EnsemblePredictor, check_same_classes, find_inputs, predict_folder
+from geoseg.inference import (
+    EnsemblePredictor,
+    PredictionJob,
+    check_same_classes,
+    find_inputs,
+    predict,
+)
 from geoseg.losses.kd import compute_kd_loss
 from geoseg.models import (
     SegFormer,
@@ -513,14 +519,8 @@ def test_three_family_ensemble_equals_the_hand_merge(tmp_path) -> None:
     folder.mkdir()
     for index, image in enumerate(images):
         cv2.imwrite(str(folder / f"tile_{index}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    predict_folder(
-        by_logits,
-        find_inputs(folder),
-        tmp_path / "out",
-        batch_size=2,
-        num_workers=0,
-        save_confidence=True,
-    )
+    job = PredictionJob(tmp_path / "out", batch_size=2, num_workers=0, save_confidence=True)
+    predict(by_logits, find_inputs(folder), job)
     confidence = torch.softmax(mean_logits, 1).max(1).values
     for index in range(2):
         mask = read_mask(tmp_path / "out" / f"tile_{index}.png")

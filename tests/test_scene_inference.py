@@ -15,7 +15,7 @@ from geoseg.classes import PALETTE
 from geoseg.datasets import CLASSES, IGNORE_INDEX
 from geoseg.datasets.io import open_raster, read_mask
 from geoseg.errors import DataError, PredictionError
-from geoseg.inference import EnsemblePredictor, merged_scene, predict_scene, predict_scenes
+from geoseg.inference import EnsemblePredictor, PredictionJob, merged_scene, predict, predict_scene
 from geoseg.models import FTUNetFormer, load_model
 
 from conftest import (
@@ -108,17 +108,16 @@ def test_pieces_equal_the_whole_image_sliding_window(tmp_path, checkpoint):
         assemble(one_by_one, 300, 260), predictor.merged_tiled(image, 128, 32, tiles_per_batch=1)[0]
     )
 
-    output, confidence = tmp_path / "out" / "scene.tif", tmp_path / "out" / "conf" / "scene.tif"
-    predict_scene(
-        predictor,
-        source,
-        output,
+    job = PredictionJob(
+        tmp_path / "out",
         tile_size=128,
         overlap=32,
-        confidence_output=confidence,
+        save_confidence=True,
         confidence_bits=16,
-        tiles_per_batch=1,  # the batches of merged_tiled below: the same convolution kernels
+        batch_size=1,  # the batches of merged_tiled below: the same convolution kernels
     )
+    predict_scene(predictor, source, job)
+    confidence, output = job.outputs(source)
     merged = predictor.merged_tiled(torch.from_numpy(bands)[None].float(), 128, 32, 1)
     top_prob, pred = merged.softmax(dim=1).max(dim=1)
     with rasterio.open(output) as dataset:
@@ -238,7 +237,7 @@ def test_skip_existing_leaves_outputs_alone_and_bad_bands_are_one_error_line(
         predict_scene(
             EnsemblePredictor([load_model(checkpoint)], precision="fp32"),
             bad / "five.tif",
-            tmp_path / "x.tif",
+            PredictionJob(tmp_path),
         )
 
 
@@ -248,7 +247,7 @@ def test_scenes_are_all_checked_before_any_is_predicted(tmp_path, checkpoint):
     output_dir = tmp_path / "out"
     predictor = EnsemblePredictor([load_model(checkpoint)], precision="fp32")  # an RGB model
     with pytest.raises(DataError, match="five.tif.*5 bands"):
-        predict_scenes(predictor, [good, bad], output_dir, tile_size=32, overlap=8)
+        predict(predictor, [good, bad], PredictionJob(output_dir, tile_size=32, overlap=8))
     assert not output_dir.exists() or list(output_dir.rglob("*")) == []
 
 
@@ -266,10 +265,8 @@ def test_a_non_finite_window_stops_the_scene_naming_it_and_writes_nothing(tmp_pa
     predictor = EnsemblePredictor([InfNet()], precision="fp32")
     out = tmp_path / "out"
     with pytest.raises(PredictionError) as error:
-        predict_scenes(
-            predictor, [source], out, tile_size=32, overlap=8, tiles_per_batch=1,
-            save_confidence=True,
-        )  # fmt: skip
+        job = PredictionJob(out, tile_size=32, overlap=8, batch_size=1, save_confidence=True)
+        predict(predictor, [source], job)
     assert str(error.value).startswith(
         f"{source}: window at row 16, column 16 (32 x 32): the models' merged output holds NaN "
         "or inf (precision fp32;"

@@ -25,7 +25,7 @@ from geoseg.datasets.combine import CombineSettings, build_combined_dataset, pla
 from geoseg.datasets.io import write_png_atomic
 from geoseg.datasets.synthetic import write_openearthmap_release, write_target_dataset
 from geoseg.errors import CheckpointError, WriteError
-from geoseg.inference import EnsemblePredictor, predict_scene
+from geoseg.inference import EnsemblePredictor, PredictionJob, predict_scene
 from geoseg.models import UNetFormer, save_model
 from geoseg.models.checkpoint import read_checkpoint, save_checkpoint_atomic
 from geoseg.training.callbacks import AtomicCheckpointIO
@@ -292,7 +292,8 @@ def test_geotiff_map_on_a_full_disk_is_one_line_and_keeps_the_previous_map(
     source = write_scene(tmp_path / "scene.tif", 512)
     output = tmp_path / "out" / "scene.tif"
     predictor = EnsemblePredictor([Pointwise().eval()], precision="fp32")
-    predict_scene(predictor, source, output, tile_size=256, overlap=32)
+    job = PredictionJob(output.parent, tile_size=256, overlap=32)
+    predict_scene(predictor, source, job)
     before = digest(output)
     real_copy = rasterio.shutil.copy
 
@@ -303,7 +304,7 @@ def test_geotiff_map_on_a_full_disk_is_one_line_and_keeps_the_previous_map(
     if stage == "cog-copy":
         monkeypatch.setattr(rasterio.shutil, "copy", copy_on_a_full_disk)
     with file_size_limit(4096 if stage == "tiles" else 2**40), pytest.raises(WriteError) as caught:
-        predict_scene(predictor, source, output, tile_size=256, overlap=32)
+        predict_scene(predictor, source, job)
     message = str(caught.value)
     assert "\n" not in message and "See previous exception" not in message
     assert re.fullmatch(

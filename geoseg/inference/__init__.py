@@ -1,22 +1,11 @@
-"""Test-time augmentation, sliding windows, ensembles and prediction I/O."""
+"""Prediction: an ``Ensemble`` of checkpoints with test-time augmentation, and a
+``PredictionJob`` that ``predict`` runs on a folder's PNG/JPEG tiles and GeoTIFF scenes."""
 
 from geoseg.inference.ensemble import Ensemble
-from geoseg.inference.io import (
-    BackgroundWriter,
-    InputImages,
-    find_inputs,
-    pending_inputs,
-    write_prediction,
-)
-from geoseg.inference.run import predict_folder
-from geoseg.inference.scene import (
-    merged_scene,
-    pending_scenes,
-    predict_scene,
-    predict_scenes,
-    scene_output_paths,
-    split_scenes,
-)
+from geoseg.inference.io import BackgroundWriter, InputImages, find_inputs, write_prediction
+from geoseg.inference.job import PredictionJob, is_scene, split_scenes
+from geoseg.inference.predict import predict
+from geoseg.inference.scene import merged_scene, predict_scene
 from geoseg.inference.selection import (
     STORE_DTYPES,
     Selection,
@@ -49,6 +38,7 @@ __all__ = [
     "Ensemble",
     "EnsemblePredictor",
     "InputImages",
+    "PredictionJob",
     "Selection",
     "autocast_dtype",
     "check_same_bands",
@@ -57,18 +47,15 @@ __all__ = [
     "check_weights",
     "find_inputs",
     "greedy_selection",
+    "is_scene",
     "member_outputs",
     "merged_scene",
     "parse_flips",
     "parse_scales",
     "parse_weights",
-    "pending_inputs",
-    "pending_scenes",
-    "predict_folder",
+    "predict",
     "predict_scene",
-    "predict_scenes",
     "read_selection",
-    "scene_output_paths",
     "select_ensemble",
     "selection_record",
     "split_scenes",

@@ -7,6 +7,7 @@ from geoseg.cli import at_least
 from geoseg.errors import ConfigError
 from geoseg.hardware import resolve_device
 from geoseg.inference.ensemble import Ensemble
+from geoseg.inference.job import PredictionJob
 from geoseg.inference.shards import launch_rank
 from geoseg.inference.tta import PRECISIONS, parse_flips, parse_scales
 from geoseg.inference.windows import SCENE_TILE_SIZE, SCENE_TILES_PER_BATCH, check_overlap
@@ -98,4 +99,28 @@ def load_ensemble(
         device=args.device,
         precision=args.precision,
         weights=weights,
+    )
+
+
+def prediction_job(
+    args: argparse.Namespace,
+    ensemble: Ensemble,
+    output_dir: Path,
+    settings: dict,
+    **stored,
+) -> PredictionJob:
+    """The job of the shared flags (--tile-size, --overlap, --batch-size, --num-workers) for the
+    members of ``ensemble`` (their palette and bands) into ``output_dir``, recording ``settings``;
+    ``stored``: what is written beside the class maps (save_rgb, save_confidence,
+    confidence_bits)."""
+    return PredictionJob(
+        output_dir,
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        palette=ensemble.spec.palette,
+        raster=ensemble.spec.raster,
+        settings=settings,
+        **stored,
     )

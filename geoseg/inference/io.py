@@ -3,7 +3,6 @@
 import json
 import logging
 import os
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -97,16 +96,6 @@ class InputImages(Dataset):
         }
 
 
-def output_paths(output_dir: Path, stem: str, save_rgb: bool, save_confidence: bool) -> list[Path]:
-    """Every file written for one input; the class-id mask comes last, so its presence means done."""
-    paths = []
-    if save_rgb:
-        paths.append(output_dir / RGB_DIR / f"{stem}.png")
-    if save_confidence:
-        paths.append(output_dir / CONFIDENCE_DIR / f"{stem}.png")
-    return [*paths, output_dir / f"{stem}.png"]
-
-
 def source_record(source: Path, settings: dict | None, fingerprint: dict | None = None) -> str:
     """What an output of ``source`` is computed from, as the JSON stored in it (``SOURCE_TAG``):
     the input's name and ``file_fingerprint`` (``fingerprint``, taken before the input was read;
@@ -171,46 +160,7 @@ class BackgroundWriter:
             self.pool.shutdown(wait=True)
 
 
-def pending_inputs(
-    inputs: list[Path],
-    output_dir: Path,
-    save_rgb: bool,
-    save_confidence: bool,
-    settings: dict | None = None,
-) -> list[Path]:
-    """The inputs whose outputs are not all written, whole, from the input as it is now and with
-    these ``settings`` (resuming): an output is trusted only if it is a whole PNG carrying the
-    ``source_record`` of its input; any other is written again."""
-
-    def outputs(path: Path) -> list[Path]:
-        return output_paths(output_dir, path.stem, save_rgb, save_confidence)
-
-    return still_to_do(inputs, outputs, png_is_complete, settings)
-
-
 def png_is_complete(path: Path, record: str) -> bool:
     """Whether the PNG ``path`` is whole and carries ``record`` (see ``source_record``)."""
     text = read_png_text(path)
     return text is not None and text.get(SOURCE_TAG) == record
-
-
-def still_to_do(
-    inputs: list[Path],
-    outputs: Callable[[Path], list[Path]],
-    is_complete: Callable[[Path, str], bool],
-    settings: dict | None = None,
-) -> list[Path]:
-    """The one resume rule of PNG tiles and GeoTIFF scenes: the ``inputs`` of which one of the
-    ``outputs(input)`` is not ``is_complete(output, record)``, with ``record`` the input's
-    ``source_record`` as it is now under ``settings``. An input that cannot be read is to do
-    (predicting it names the problem)."""
-    pending = []
-    for path in inputs:
-        try:
-            record = source_record(path, settings)
-        except DataError:
-            pending.append(path)
-            continue
-        if not all(is_complete(output, record) for output in outputs(path)):
-            pending.append(path)
-    return pending

@@ -318,8 +318,13 @@ class EnsemblePredictor:
         """
         tiled = tile_size is not None
         merged = self.merged_tiled(images, tile_size, overlap) if tiled else self.merged(images)
-        probs = merged if self.merge == "probs" else merged.softmax(dim=1)
-        confidence, pred = probs.max(dim=1)
+        return self.decide(merged)
+
+    def decide(self, merged: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Merged maps (..., C, H, W) -> (pred (..., H, W) int64, confidence (..., H, W)): the
+        class of the largest probability, and that probability."""
+        probs = merged if self.merge == "probs" else merged.softmax(dim=-3)
+        confidence, pred = probs.max(dim=-3)
         return pred, confidence
 
 
