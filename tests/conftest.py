@@ -2,6 +2,9 @@
 datasets in the real layouts, tiny training configs and the one-process validation they are compared
 with."""
 
+import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -76,6 +79,21 @@ def synthetic_root(tmp_path_factory) -> Path:
     """A tiny target-layout dataset: 8 Train, 4 Val, 4 Test tiles of 32x32."""
     root = tmp_path_factory.mktemp("synthetic") / "biodiversity"
     return write_target_dataset(root, {"Train": 8, "Val": 4, "Test": 4}, tile_size=32, seed=1)
+
+
+# --- subprocesses and files ----------------------------------------------------------------------
+
+
+def run_python(*args, timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    """``python *args`` with the tests' own interpreter, its output captured as text; ``kwargs``
+    (cwd, env...) go to subprocess.run."""
+    command = [sys.executable, *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of the file's bytes, to tell that a file was left as it was."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # --- tiny networks and their checkpoints ---------------------------------------------------------

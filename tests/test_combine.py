@@ -1,10 +1,7 @@
 """create_combined_dataset.py: the OpenEarthMap reader, the remap, the combined layout and its safety."""
 
-import hashlib
 import json
 import os
-import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,7 +42,7 @@ from geoseg.models import load_model
 from geoseg.models.checkpoint import read_checkpoint
 from geoseg.training import train
 
-from conftest import REALDATA, REPO_ROOT
+from conftest import REALDATA, REPO_ROOT, file_digest, run_python
 
 LUT = np.full(256, 255, np.uint8)
 LUT[:9] = OEM_TO_TARGET
@@ -59,7 +56,7 @@ def tree_digest(root: Path) -> dict[str, str]:
         if path.is_symlink():
             digest[key] = "link:" + os.readlink(path)
         elif path.is_file():
-            digest[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+            digest[key] = file_digest(path)
     return digest
 
 
@@ -80,6 +77,13 @@ def build(target, oem, output, workers=1, **settings):
 
 def listed(oem: Path, split: str) -> list[str]:
     return (oem / f"{split}.txt").read_text().split()
+
+
+def run_combine_script(target, oem, output, *flags):
+    """create_combined_dataset.py from the three roots, with ``flags``."""
+    script = REPO_ROOT / "create_combined_dataset.py"
+    roots = ["--target-root", target, "--oem-root", oem, "--output-root", output]
+    return run_python(script, *roots, *flags, timeout=120)
 
 
 def test_builds_the_combined_layout(sources):
@@ -190,22 +194,7 @@ def test_oem_scale_resizes_image_bilinear_and_mask_nearest(sources):
 
 def test_dry_run_writes_nothing(sources):
     target, oem, output = sources
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "create_combined_dataset.py"),
-            "--target-root",
-            str(target),
-            "--oem-root",
-            str(oem),
-            "--output-root",
-            str(output),
-            "--dry-run",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_combine_script(target, oem, output, "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "convert 9 OpenEarthMap train tiles" in result.stdout
     assert "2 listed without image" in result.stdout
@@ -214,23 +203,7 @@ def test_dry_run_writes_nothing(sources):
 
 def test_cli_prints_counts_and_class_shares(sources):
     target, oem, output = sources
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "create_combined_dataset.py"),
-            "--target-root",
-            str(target),
-            "--oem-root",
-            str(oem),
-            "--output-root",
-            str(output),
-            "--workers",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_combine_script(target, oem, output, "--workers", "2")
     assert result.returncode == 0, result.stderr
     assert "linked 6 target tiles; wrote OpenEarthMap train 9, val 3" in result.stdout
     assert "OpenEarthMap pixel shares before the remap" in result.stdout
@@ -480,28 +453,13 @@ def test_a_remap_outside_the_scheme_is_refused_before_anything_is_written(source
 
 def test_cli_remap_with_a_set_and_a_refused_one(sources):
     target, oem, output = sources
-    command = [
-        sys.executable,
-        str(REPO_ROOT / "create_combined_dataset.py"),
-        "--target-root",
-        str(target),
-        "--oem-root",
-        str(oem),
-        "--output-root",
-        str(output),
-        "--remap",
-    ]
-    refused = subprocess.run(
-        [*command, "255,255,1|9,4,4,1,5,3,4"], capture_output=True, text=True, timeout=120
-    )
+    refused = run_combine_script(target, oem, output, "--remap", "255,255,1|9,4,4,1,5,3,4")
     assert refused.returncode == 2
     assert "argument --remap: remap entry 2 (rangeland) = 1|9: 9 is not a class id" in (
         refused.stderr
     )
     assert not output.exists()
-    result = subprocess.run(
-        [*command, "255,255,1|2,4,4,1,5,3,4"], capture_output=True, text=True, timeout=120
-    )
+    result = run_combine_script(target, oem, output, "--remap", "255,255,1|2,4,4,1,5,3,4")
     assert result.returncode == 0, result.stderr
     assert "rangeland->forest|grassland" in result.stdout
     assert "6 forest|grassland" in result.stdout
