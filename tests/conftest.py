@@ -47,7 +47,7 @@ net = FTUNetFormer(
     backbone_kwargs=dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
     decode_channels=16,
     window_size=4,
-    aux_head=True,  # off in the published FT-UNetFormer; on here to train the auxiliary loss too
+    aux_head={aux_head},  # off in the published FT-UNetFormer; on by default: its loss trains too
 )
 loss = CEDiceLoss(ignore_index=ignore_index)
 optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
@@ -68,8 +68,14 @@ deterministic = {deterministic!r}
 
 def write_config(path: Path, **values) -> Path:
     """Write TINY_CONFIG with ``values`` (data_root, weights_path; optional: max_epoch,
-    resume_ckpt_path, num_workers, deterministic)."""
-    defaults = {"max_epoch": 2, "resume_ckpt_path": None, "num_workers": 0, "deterministic": False}
+    resume_ckpt_path, num_workers, deterministic, aux_head)."""
+    defaults = {
+        "max_epoch": 2,
+        "resume_ckpt_path": None,
+        "num_workers": 0,
+        "deterministic": False,
+        "aux_head": True,
+    }
     path.write_text(TINY_CONFIG.format(**{**defaults, **values}))
     return path
 
