@@ -1,6 +1,6 @@
 """Shared test helpers, each written once: tiny networks and their checkpoints, tiny synthetic
 datasets in the real layouts, tiny training configs and the one-process validation they are compared
-with."""
+with, Python subprocesses and file digests."""
 
 import hashlib
 import subprocess
