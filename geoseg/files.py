@@ -1,8 +1,10 @@
 """Writing files so that a crash, a kill or a full disk never leaves half of one behind, and two
-writers of one file never collide; recognising the inputs a result was computed from."""
+writers of one file never collide; recognising the inputs a result was computed from; reading a
+JSON file back, with errors that name it."""
 
 import errno
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -183,6 +185,17 @@ def is_same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """``write_atomic`` for a text file (UTF-8)."""
     write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def read_json_file(path: Path, what: str, missing: str):
+    """The JSON value the file ``path`` holds. A file not there is the DataError
+    "<path>: <missing>"; one that cannot be read or parsed, "<path>: not a readable JSON <what>"."""
+    if not path.is_file():
+        raise DataError(f"{path}: {missing}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"{path}: not a readable JSON {what} ({error})") from error
 
 
 def file_fingerprint(path: str | os.PathLike) -> dict:

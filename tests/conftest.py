@@ -1,7 +1,10 @@
 """Shared test helpers, each written once: tiny networks and their checkpoints, tiny synthetic
 datasets in the real layouts, tiny training configs and the one-process validation they are compared
-with."""
+with, Python subprocesses and file digests."""
 
+import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -44,7 +47,7 @@ net = FTUNetFormer(
     backbone_kwargs=dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
     decode_channels=16,
     window_size=4,
-    aux_head=True,  # off in the published FT-UNetFormer; on here to train the auxiliary loss too
+    aux_head={aux_head},  # off in the published FT-UNetFormer; on by default: its loss trains too
 )
 loss = CEDiceLoss(ignore_index=ignore_index)
 optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
@@ -65,8 +68,14 @@ deterministic = {deterministic!r}
 
 def write_config(path: Path, **values) -> Path:
     """Write TINY_CONFIG with ``values`` (data_root, weights_path; optional: max_epoch,
-    resume_ckpt_path, num_workers, deterministic)."""
-    defaults = {"max_epoch": 2, "resume_ckpt_path": None, "num_workers": 0, "deterministic": False}
+    resume_ckpt_path, num_workers, deterministic, aux_head)."""
+    defaults = {
+        "max_epoch": 2,
+        "resume_ckpt_path": None,
+        "num_workers": 0,
+        "deterministic": False,
+        "aux_head": True,
+    }
     path.write_text(TINY_CONFIG.format(**{**defaults, **values}))
     return path
 
@@ -76,6 +85,21 @@ def synthetic_root(tmp_path_factory) -> Path:
     """A tiny target-layout dataset: 8 Train, 4 Val, 4 Test tiles of 32x32."""
     root = tmp_path_factory.mktemp("synthetic") / "biodiversity"
     return write_target_dataset(root, {"Train": 8, "Val": 4, "Test": 4}, tile_size=32, seed=1)
+
+
+# --- subprocesses and files ----------------------------------------------------------------------
+
+
+def run_python(*args, timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    """``python *args`` with the tests' own interpreter, its output captured as text; ``kwargs``
+    (cwd, env...) go to subprocess.run."""
+    command = [sys.executable, *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of the file's bytes, to tell that a file was left as it was."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # --- tiny networks and their checkpoints ---------------------------------------------------------

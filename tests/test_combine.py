@@ -1,10 +1,7 @@
 """create_combined_dataset.py: the OpenEarthMap reader, the remap, the combined layout and its safety."""
 
-import hashlib
 import json
 import os
-import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,7 +42,7 @@ from geoseg.models import load_model
 from geoseg.models.checkpoint import read_checkpoint
 from geoseg.training import train
 
-from conftest import REALDATA, REPO_ROOT
+from conftest import REALDATA, REPO_ROOT, file_digest, run_python, write_config
 
 LUT = np.full(256, 255, np.uint8)
 LUT[:9] = OEM_TO_TARGET
@@ -59,7 +56,7 @@ def tree_digest(root: Path) -> dict[str, str]:
         if path.is_symlink():
             digest[key] = "link:" + os.readlink(path)
         elif path.is_file():
-            digest[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+            digest[key] = file_digest(path)
     return digest
 
 
@@ -80,6 +77,13 @@ def build(target, oem, output, workers=1, **settings):
 
 def listed(oem: Path, split: str) -> list[str]:
     return (oem / f"{split}.txt").read_text().split()
+
+
+def run_combine_script(target, oem, output, *flags):
+    """create_combined_dataset.py from the three roots, with ``flags``."""
+    script = REPO_ROOT / "create_combined_dataset.py"
+    roots = ["--target-root", target, "--oem-root", oem, "--output-root", output]
+    return run_python(script, *roots, *flags, timeout=120)
 
 
 def test_builds_the_combined_layout(sources):
@@ -190,22 +194,7 @@ def test_oem_scale_resizes_image_bilinear_and_mask_nearest(sources):
 
 def test_dry_run_writes_nothing(sources):
     target, oem, output = sources
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "create_combined_dataset.py"),
-            "--target-root",
-            str(target),
-            "--oem-root",
-            str(oem),
-            "--output-root",
-            str(output),
-            "--dry-run",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_combine_script(target, oem, output, "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "convert 9 OpenEarthMap train tiles" in result.stdout
     assert "2 listed without image" in result.stdout
@@ -214,23 +203,7 @@ def test_dry_run_writes_nothing(sources):
 
 def test_cli_prints_counts_and_class_shares(sources):
     target, oem, output = sources
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "create_combined_dataset.py"),
-            "--target-root",
-            str(target),
-            "--oem-root",
-            str(oem),
-            "--output-root",
-            str(output),
-            "--workers",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_combine_script(target, oem, output, "--workers", "2")
     assert result.returncode == 0, result.stderr
     assert "linked 6 target tiles; wrote OpenEarthMap train 9, val 3" in result.stdout
     assert "OpenEarthMap pixel shares before the remap" in result.stdout
@@ -327,17 +300,11 @@ def test_synthetic_openearthmap_labels_agree_with_the_target_classes():
     assert oem_mean[0] / oem_mean[2] > 1.1 * target_mean[0] / target_mean[2]
 
 
-STEP1_CONFIG = """
-import torch
-from torch.utils.data import DataLoader
-from geoseg.datasets import CLASSES, IGNORE_INDEX, BiodiversityCombinedDataset, TargetDataset
-from geoseg.datasets import train_transform
-from geoseg.losses import CEDiceLoss
-from geoseg.models import FTUNetFormer
+# Appended to conftest's TINY_CONFIG (one epoch, no auxiliary head): step 1's data, the combined
+# Train split, validated on the target's Val split and on the combined one.
+STEP1_SETTINGS = """
+from geoseg.datasets import BiodiversityCombinedDataset
 
-classes = CLASSES
-num_classes = len(classes)
-ignore_index = IGNORE_INDEX
 train_loader = DataLoader(
     BiodiversityCombinedDataset("{combined}", "Train", transform=train_transform(32)),
     batch_size=4, shuffle=True, drop_last=True,
@@ -346,32 +313,24 @@ val_loader = {{
     "target": DataLoader(TargetDataset("{target}", "Val"), batch_size=4),
     "oem": DataLoader(BiodiversityCombinedDataset("{combined}", "Val"), batch_size=4),
 }}
-net = FTUNetFormer(
-    num_classes=num_classes, backbone="swin_tiny_patch4_window7_224",
-    backbone_kwargs=dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)),
-    decode_channels=16, window_size=4,
-)
-loss = CEDiceLoss(ignore_index=ignore_index)
-optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
 lr_scheduler = None
-max_epoch = 1
-accelerator = "cpu"
-devices = 1
-log_every_n_steps = 1
-weights_path = "weights"
-weights_name = "best"
 log_name = "step1"
-monitor = "val_mIoU"
-monitor_mode = "max"
 """
+
+
+def write_step1_config(path: Path, combined: Path, target: Path) -> Path:
+    """A step-1-style config at ``path`` training on ``combined``; its weights in ./weights."""
+    write_config(path, data_root=target, weights_path="weights", max_epoch=1, aux_head=False)
+    with path.open("a") as file:
+        file.write(STEP1_SETTINGS.format(combined=combined, target=target))
+    return path
 
 
 def test_step1_style_training_logs_both_validation_sets(sources, monkeypatch):
     target, oem, output = sources
     build(target, oem, output)
     workdir = output.parent
-    config = workdir / "step1.py"
-    config.write_text(STEP1_CONFIG.format(combined=output, target=target))
+    config = write_step1_config(workdir / "step1.py", output, target)
     monkeypatch.chdir(workdir)
     train(load_config(config))
     (run_dir,) = (workdir / "lightning_logs" / "step1").iterdir()
@@ -480,28 +439,13 @@ def test_a_remap_outside_the_scheme_is_refused_before_anything_is_written(source
 
 def test_cli_remap_with_a_set_and_a_refused_one(sources):
     target, oem, output = sources
-    command = [
-        sys.executable,
-        str(REPO_ROOT / "create_combined_dataset.py"),
-        "--target-root",
-        str(target),
-        "--oem-root",
-        str(oem),
-        "--output-root",
-        str(output),
-        "--remap",
-    ]
-    refused = subprocess.run(
-        [*command, "255,255,1|9,4,4,1,5,3,4"], capture_output=True, text=True, timeout=120
-    )
+    refused = run_combine_script(target, oem, output, "--remap", "255,255,1|9,4,4,1,5,3,4")
     assert refused.returncode == 2
     assert "argument --remap: remap entry 2 (rangeland) = 1|9: 9 is not a class id" in (
         refused.stderr
     )
     assert not output.exists()
-    result = subprocess.run(
-        [*command, "255,255,1|2,4,4,1,5,3,4"], capture_output=True, text=True, timeout=120
-    )
+    result = run_combine_script(target, oem, output, "--remap", "255,255,1|2,4,4,1,5,3,4")
     assert result.returncode == 0, result.stderr
     assert "rangeland->forest|grassland" in result.stdout
     assert "6 forest|grassland" in result.stdout
@@ -512,17 +456,14 @@ def test_training_on_label_sets_uses_the_partial_loss_and_records_the_remap(sour
     target, oem, output = sources
     build(target, oem, output, remap=SET_REMAP)
     workdir = output.parent
-    config = workdir / "step1_sets.py"
-    text = STEP1_CONFIG.format(combined=output, target=target)
+    config = write_step1_config(workdir / "step1_sets.py", output, target)
     old_loss = "loss = CEDiceLoss(ignore_index=ignore_index)"
-    assert old_loss in text
-    config.write_text(
-        text.replace(
-            old_loss,
+    assert old_loss in config.read_text()
+    with config.open("a") as file:  # in its place, after the combined loaders: their label sets
+        file.write(
             "loss = CEDiceLoss(ignore_index=ignore_index, "
-            "label_sets=train_loader.dataset.label_sets)",
+            "label_sets=train_loader.dataset.label_sets)\n"
         )
-    )
     monkeypatch.chdir(workdir)
     trainer, module = train(load_config(config))
     assert module.loss.label_sets == {6: (1, 2)}

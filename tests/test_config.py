@@ -121,6 +121,13 @@ STAGE_CONFIGS = (
 )
 
 
+def stage_names(name: str) -> tuple:
+    """(required, defaults): the names the stage of the config file ``name`` reads."""
+    if name in KD_CONFIGS:
+        return KD_REQUIRED, KD_DEFAULTS
+    return SUPERVISED_REQUIRED, SUPERVISED_DEFAULTS
+
+
 @pytest.fixture(scope="module")
 def demo_data_dir(tmp_path_factory):
     """A working directory holding data/demo as `make demo` writes it, at a tiny size."""
@@ -144,12 +151,7 @@ def demo_data_dir(tmp_path_factory):
 @pytest.mark.parametrize("name", STAGE_CONFIGS)
 def test_every_demo_config_builds(name, demo_data_dir, monkeypatch):
     monkeypatch.chdir(demo_data_dir)
-    required, defaults = (
-        (KD_REQUIRED, KD_DEFAULTS)
-        if name in KD_CONFIGS
-        else (SUPERVISED_REQUIRED, SUPERVISED_DEFAULTS)
-    )
-    config = load_config(REPO_ROOT / "config" / "demo" / name, required, defaults)
+    config = load_config(REPO_ROOT / "config" / "demo" / name, *stage_names(name))
     assert config.net.init_args["num_classes"] == config.num_classes == 6
     assert config.log_name == f"demo/{config.weights_path.rsplit('/', 1)[-1]}"
     assert len(config.train_loader.dataset) > 0
@@ -168,13 +170,8 @@ def test_every_demo_config_builds(name, demo_data_dir, monkeypatch):
 def test_every_real_config_names_its_missing_data(name, tmp_path, monkeypatch):
     """Without data the real configs fail on the data folder, before any weights are fetched."""
     monkeypatch.chdir(tmp_path)
-    required, defaults = (
-        (KD_REQUIRED, KD_DEFAULTS)
-        if name in KD_CONFIGS
-        else (SUPERVISED_REQUIRED, SUPERVISED_DEFAULTS)
-    )
     with pytest.raises(DataError, match=r"data/biodiversity(_combined)?/Train/images_png: folder"):
-        load_config(REPO_ROOT / "config" / "biodiversity" / name, required, defaults)
+        load_config(REPO_ROOT / "config" / "biodiversity" / name, *stage_names(name))
 
 
 def test_command_line_overrides_replace_stage_names(tmp_path):
@@ -221,23 +218,51 @@ def test_shared_blocks_are_imported_relatively_and_run_afresh_for_every_config(t
 LEVERS = tuple(folder.removeprefix("student_ft_target_kd_") for folder, _, _ in ABLATION_LEVERS)
 
 
+# The stage a demo lever config (config/demo/<step>_<lever>.py) changes, by its step: the stage's
+# config, the run name of its levers less the lever's name, the settings a lever keeps.
+LEVER_STAGES = {
+    "step1": (
+        "step1_pretrain_combined.py",
+        "demo/student_pretrain_",
+        ("max_epoch", "pretrained_ckpt_path", "precision", "deterministic"),
+    ),
+    "step2": (
+        "step2_finetune_target_kd.py",
+        "demo/student_ft_target_kd_",
+        ("pretrained_ckpt_path", "teacher_ckpt_path", "max_epoch", "kd_alpha"),
+    ),
+}
+
+
+@pytest.fixture
+def load_lever(demo_data_dir, monkeypatch):
+    """``load_lever(step, lever)``: (the stage's config, the lever's config), both loaded from the
+    demo data folder with the names the stage reads, once asserted that the lever keeps what every
+    lever keeps: its run name, the stage's network and the stage's settings in LEVER_STAGES."""
+    monkeypatch.chdir(demo_data_dir)
+    configs = REPO_ROOT / "config" / "demo"
+
+    def load(step: str, lever: str) -> tuple:
+        stage, run_name, unchanged = LEVER_STAGES[step]
+        stage_config = load_config(configs / stage, *stage_names(stage))
+        config = load_config(configs / f"{step}_{lever}.py", *stage_names(stage))
+        assert config.run_name == run_name + lever
+        for name in unchanged:
+            assert getattr(config, name) == getattr(stage_config, name)
+        assert config.net.init_args == stage_config.net.init_args
+        return stage_config, config
+
+    return load
+
+
 def test_the_makefile_trains_the_levers_the_ablation_report_reads():
     makefile = (REPO_ROOT / "Makefile").read_text()
     assert f"LEVERS := {' '.join(LEVERS)}\n" in makefile
 
 
 @pytest.mark.parametrize("lever", LEVERS)
-def test_each_demo_lever_config_changes_step_2_in_its_lever_alone(
-    lever, demo_data_dir, monkeypatch
-):
-    monkeypatch.chdir(demo_data_dir)
-    configs = REPO_ROOT / "config" / "demo"
-    step2 = load_config(configs / "step2_finetune_target_kd.py", KD_REQUIRED, KD_DEFAULTS)
-    config = load_config(configs / f"step2_{lever}.py", KD_REQUIRED, KD_DEFAULTS)
-    assert config.run_name == f"demo/student_ft_target_kd_{lever}"
-    for name in ("pretrained_ckpt_path", "teacher_ckpt_path", "max_epoch", "kd_alpha"):
-        assert getattr(config, name) == getattr(step2, name)
-    assert config.net.init_args == step2.net.init_args
+def test_each_demo_lever_config_changes_step_2_in_its_lever_alone(lever, load_lever):
+    step2, config = load_lever("step2", lever)
     changed = {
         "loss": config.loss.ce.class_weights is not None
         or config.loss.lovasz_weight != step2.loss.lovasz_weight,
@@ -275,20 +300,10 @@ def test_the_makefile_trains_the_step_1_levers_the_ablation_report_reads():
 
 
 @pytest.mark.parametrize("lever", STEP1_LEVERS)
-def test_each_demo_step_1_lever_config_changes_step_1_in_its_lever_alone(
-    lever, demo_data_dir, monkeypatch
-):
+def test_each_demo_step_1_lever_config_changes_step_1_in_its_lever_alone(lever, load_lever):
     from geoseg.datasets import DomainBalancedBatchSampler
 
-    monkeypatch.chdir(demo_data_dir)
-    configs = REPO_ROOT / "config" / "demo"
-    required, defaults = SUPERVISED_REQUIRED, SUPERVISED_DEFAULTS
-    step1 = load_config(configs / "step1_pretrain_combined.py", required, defaults)
-    config = load_config(configs / f"step1_{lever}.py", required, defaults)
-    assert config.run_name == f"demo/student_pretrain_{lever}"
-    for name in ("max_epoch", "pretrained_ckpt_path", "precision", "deterministic"):
-        assert getattr(config, name) == getattr(step1, name)
-    assert config.net.init_args == step1.net.init_args
+    step1, config = load_lever("step1", lever)
     dataset = config.train_loader.dataset
     sampler = config.train_loader.batch_sampler
     changed = {

@@ -1,8 +1,5 @@
 """DDP: exact validation metrics with 2 processes (gloo, CPU), the unpadded validation sampler."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -18,7 +15,14 @@ from geoseg.models.checkpoint import read_checkpoint
 from geoseg.training.distributed import unpadded_eval_loaders
 from geoseg.training.supervised import VALIDATION_KEY
 
-from conftest import REPO_ROOT, VAL_BATCH, VAL_TILES, single_process_validation, write_config
+from conftest import (
+    REPO_ROOT,
+    VAL_BATCH,
+    VAL_TILES,
+    run_python,
+    single_process_validation,
+    write_config,
+)
 
 # Appended to conftest's TINY_CONFIG: two CPU processes with Lightning's DDP (gloo).
 DDP_SETTINGS = """
@@ -78,12 +82,8 @@ def ddp_run(tmp_path_factory):
     )
     with config_path.open("a") as file:
         file.write(DDP_SETTINGS.format(data_root=data_root, val_batch=VAL_BATCH))
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "train_supervision.py"), "-c", str(config_path)],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = run_python(
+        REPO_ROOT / "train_supervision.py", "-c", config_path, cwd=workdir, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir, data_root, result.stdout + result.stderr
@@ -138,13 +138,7 @@ def test_kd_under_ddp_distils_in_every_process_and_validates_exactly(ddp_run):
     with config_path.open("a") as file:
         file.write(DDP_SETTINGS.format(data_root=data_root, val_batch=VAL_BATCH))
         file.write(KD_SETTINGS.format(teacher=str(teacher)))
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "train_kd.py"), "-c", str(config_path)],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_python(REPO_ROOT / "train_kd.py", "-c", config_path, cwd=workdir, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Starting with 2 processes" in result.stdout + result.stderr
     (run_dir,) = (workdir / "lightning_logs" / "tiny_kd").iterdir()

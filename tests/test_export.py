@@ -2,12 +2,10 @@
 bands, carry the checkpoint's input contract, classes and palette, and leave nothing behind when
 they fail."""
 
-import hashlib
 import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -21,7 +19,7 @@ from geoseg.errors import ConfigError, DataError
 from geoseg.export import export_model, read_export_metadata
 from geoseg.models import UNetFormer, load_model_and_spec, save_model
 
-from conftest import REPO_ROOT, tiny_ftunetformer
+from conftest import REPO_ROOT, file_digest, run_python, tiny_ftunetformer
 
 SCRIPT = str(REPO_ROOT / "export_model.py")
 TILE = 64
@@ -143,12 +141,7 @@ def test_export_computes_the_networks_logits_and_carries_its_spec(
 def test_script_exports_onnx(checkpoint):
     path = checkpoint("ftunetformer_rgb")
     arguments = ["--format", "onnx", "--tile-size", str(TILE), "--batch-size", "2"]
-    done = subprocess.run(
-        [sys.executable, SCRIPT, str(path), *arguments],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_python(SCRIPT, path, *arguments, timeout=600)
     assert done.returncode == 0, done.stderr
     exported = path.with_suffix(".onnx")  # the default output
     assert f"wrote {exported}" in done.stdout
@@ -205,12 +198,7 @@ def test_a_checkpoint_with_nan_weights_is_one_error_line_and_no_file(checkpoint,
     saved["state_dict"]["net.decoder.head.2.weight"].view(-1)[0] = float("nan")
     torch.save(saved, path)
     output = tmp_path / "m.onnx"
-    done = subprocess.run(
-        [sys.executable, SCRIPT, str(path), "--tile-size", str(TILE), "--output", str(output)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_python(SCRIPT, path, "--tile-size", TILE, "--output", output, timeout=600)
     assert done.returncode == 2 and done.stderr == (
         f"error: {path}: non-finite weights (NaN or inf) in decoder.head.2.weight: the checkpoint "
         "is unusable; use an earlier one (e.g. the -best.ckpt) or retrain\n"
@@ -218,27 +206,17 @@ def test_a_checkpoint_with_nan_weights_is_one_error_line_and_no_file(checkpoint,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.ckpt"]
 
 
-def digest(path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def test_script_refuses_to_write_over_its_checkpoint(checkpoint, tmp_path):
     path = tmp_path / "m.ckpt"
     shutil.copy(checkpoint("unetformer_rgb"), path)
-    before = digest(path)
+    before = file_digest(path)
     arguments = ["--output", str(path), "--format", "torchscript", "--tile-size", str(TILE)]
-    done = subprocess.run(
-        [sys.executable, SCRIPT, str(path), *arguments],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO_ROOT,
-    )
+    done = run_python(SCRIPT, path, *arguments, timeout=600, cwd=REPO_ROOT)
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [
         f"error: {path}: is the input {path}; refusing to write over it: choose another --output"
     ]
-    assert digest(path) == before
+    assert file_digest(path) == before
 
 
 # (checkpoint, output) as named to export_model, relative to tmp_path; m.ckpt is the real file
@@ -259,7 +237,7 @@ def test_an_output_that_is_the_checkpoint_through_links_is_refused(checkpoint, t
     (tmp_path / "link.ckpt").symlink_to(real)
     (tmp_path / "alias").symlink_to(tmp_path, target_is_directory=True)
     os.link(real, tmp_path / "hard.ckpt")
-    before = sorted(p.name for p in tmp_path.iterdir()), digest(real)
+    before = sorted(p.name for p in tmp_path.iterdir()), file_digest(real)
     format = "onnx" if case == "default_output" else "torchscript"
     shown = real if output is None else tmp_path / output
     expected = f"{shown}: is the input {tmp_path / source}; refusing to write over it"
@@ -270,5 +248,5 @@ def test_an_output_that_is_the_checkpoint_through_links_is_refused(checkpoint, t
             format=format,
             tile_size=TILE,
         )
-    assert (sorted(p.name for p in tmp_path.iterdir()), digest(real)) == before
+    assert (sorted(p.name for p in tmp_path.iterdir()), file_digest(real)) == before
     assert (tmp_path / "link.ckpt").resolve() == real

@@ -31,6 +31,8 @@ from conftest import (
 SCRIPT = str(REPO_ROOT / "ensemble_inference.py")
 # these tests compare with float32 hand computations: precision pinned, whatever the CPU
 FP32 = ["--precision", "fp32"]
+# one scale, no flips: the plain prediction of each member
+NO_TTA = ["--scales", "1.0", "--flips", "none"]
 
 
 class PointwiseNet(nn.Module):
@@ -113,18 +115,9 @@ def test_single_model_without_tta_equals_the_plain_argmax_at_odd_sizes(tmp_path)
     outside = tmp_path / "elsewhere"  # run from a folder outside the repository
     outside.mkdir()
     run_cli(
-        "--input-dir",
-        inputs,
-        "--output-dir",
-        tmp_path / "out",
-        "--checkpoints",
-        checkpoint,
-        "--scales",
-        "1.0",
-        "--flips",
-        "none",
-        cwd=outside,
-    )
+        "--input-dir", inputs, "--output-dir", tmp_path / "out", "--checkpoints", checkpoint,
+        *NO_TTA, cwd=outside,
+    )  # fmt: skip
     net = load_model(checkpoint)
     for index, size in enumerate([(333, 517), (100, 150)]):
         pred = read_mask(tmp_path / "out" / f"tile_{index:03d}.png")
@@ -242,19 +235,9 @@ def test_two_architectures_mix_and_metrics_run_on_the_output(tmp_path):
     sizes = [(64, 80), (64, 80), (50, 70)]
     inputs = write_inputs(tmp_path / "in", sizes)
     run_cli(
-        "--input-dir",
-        inputs,
-        "--output-dir",
-        tmp_path / "out",
-        "--checkpoints",
-        *paths,
-        "--scales",
-        "1.0",
-        "--flips",
-        "none",
-        "--batch-size",
-        "3",
-    )
+        "--input-dir", inputs, "--output-dir", tmp_path / "out", "--checkpoints", *paths, *NO_TTA,
+        "--batch-size", "3",
+    )  # fmt: skip
     # the script predicts tiles of one size in one batch; on some CPUs (oneDNN on AMX) a batch
     # of two rounds differently from two batches of one, so the reference is batched alike
     for batch in ([0, 1], [2]):
@@ -304,7 +287,7 @@ def test_an_imported_geoseg_checkpoint_runs_beside_a_native_one(tmp_path):
     inputs = write_inputs(tmp_path / "in", sizes)
     run_cli(
         "--input-dir", inputs, "--output-dir", tmp_path / "out", "--checkpoints", native, imported,
-        "--scales", "1.0", "--flips", "none",
+        *NO_TTA,
     )  # fmt: skip
     members = [load_model(native), load_model(imported)]
     for index, size in enumerate(sizes):
@@ -324,37 +307,23 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     two_class = tiny_unetformer(2)
     other = save(two_class.eval(), tmp_path / "two.ckpt", classes=("x", "y"))
     inputs = write_inputs(tmp_path / "in", [(16, 16)])
-    result = run_cli(
-        "--input-dir",
-        inputs,
-        "--output-dir",
-        tmp_path / "out",
-        "--checkpoints",
-        good,
-        tmp_path / "missing.ckpt",
-        check=False,
-    )
+
+    def run_on(*checkpoints, output_dir=tmp_path / "out"):
+        """The script on ``inputs`` with these checkpoints, whatever its exit status."""
+        return run_cli(
+            "--input-dir", inputs, "--output-dir", output_dir, "--checkpoints", *checkpoints,
+            check=False,
+        )  # fmt: skip
+
+    result = run_on(good, tmp_path / "missing.ckpt")
     assert result.returncode == 2 and "missing.ckpt: checkpoint file not found" in result.stderr
-    result = run_cli(
-        "--input-dir",
-        inputs,
-        "--output-dir",
-        tmp_path / "out",
-        "--checkpoints",
-        good,
-        other,
-        check=False,
-    )
+    result = run_on(good, other)
     assert result.returncode == 2
     assert "two.ckpt predicts 2 classes" in result.stderr and "six.ckpt predicts 6" in result.stderr
-    result = run_cli(
-        "--input-dir", inputs, "--output-dir", inputs, "--checkpoints", good, check=False
-    )
+    result = run_on(good, output_dir=inputs)
     assert result.returncode == 2 and "is the input folder" in result.stderr
     (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
-    result = run_cli(
-        "--input-dir", inputs, "--output-dir", tmp_path / "out", "--checkpoints", good, check=False
-    )
+    result = run_on(good)
     assert result.returncode == 2 and "broken.png: unreadable" in result.stderr
     result = run_cli("--input-dir", inputs, "--checkpoints", good, "--flips", "none,x", check=False)
     assert result.returncode == 2 and "--flips" in result.stderr

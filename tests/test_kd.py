@@ -1,8 +1,6 @@
 """Knowledge distillation: the confidence-masked KD loss, the KD module, and the stage end to end."""
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,7 +23,7 @@ from geoseg.training import train
 from geoseg.training.kd import KD_DEFAULTS, KD_REQUIRED, KDModule
 from geoseg.utils.kd_utils import compute_kd_loss
 
-from conftest import REPO_ROOT, tiny_ftunetformer, write_config
+from conftest import REPO_ROOT, run_python, tiny_ftunetformer, write_config
 
 STEPS_PER_EPOCH = 2  # 8 Train tiles, batch 4, drop_last
 
@@ -420,13 +418,7 @@ def test_cli_without_teacher_names_the_file_and_the_stage(kd_run, synthetic_root
         data_root=synthetic_root,
         weights_path=workdir / "unused",
     )
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "train_kd.py"), "-c", str(config_path)],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_python(REPO_ROOT / "train_kd.py", "-c", config_path, cwd=workdir, timeout=300)
     assert result.returncode == 2, result.stderr[-3000:]
     last_line = result.stderr.strip().splitlines()[-1]
     assert "missing/last.ckpt: teacher checkpoint not found" in last_line

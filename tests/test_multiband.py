@@ -375,17 +375,9 @@ def test_four_band_uint16_tiles_with_nodata_train_and_map_a_scene(tmp_path, monk
     scene[:, 60:, :] = NODATA  # a nodata border at the bottom
     write_raster(tmp_path / "scenes" / "s.tif", scene, nodata=NODATA)
     result = run_cli(
-        "--input-dir",
-        tmp_path / "scenes",
-        "--output-dir",
-        tmp_path / "maps",
-        "--checkpoints",
-        checkpoint,
-        "--tile-size",
-        64,
-        "--overlap",
-        16,
-    )
+        "--input-dir", tmp_path / "scenes", "--output-dir", tmp_path / "maps",
+        "--checkpoints", checkpoint, "--tile-size", 64, "--overlap", 16,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     with rasterio.open(tmp_path / "maps" / "s.tif") as output:
         classes = output.read(1)

@@ -56,6 +56,17 @@ def wait_for(condition, timeout=240):
         time.sleep(0.05)
 
 
+def auto_resume_config(synthetic_root, workdir, **values):
+    """The tiny config ``workdir/tiny.py`` resuming "auto" from its weights in ``workdir/weights``."""
+    return write_config(
+        workdir / "tiny.py",
+        data_root=synthetic_root,
+        weights_path=workdir / "weights",
+        resume_ckpt_path="auto",
+        **values,
+    )
+
+
 def train_steps(log_dir):
     """The optimizer steps at which a run logged its per-step training loss."""
     (metrics,) = log_dir.glob("metrics.csv")
@@ -68,13 +79,7 @@ def test_the_requeue_signal_saves_a_checkpoint_and_the_same_command_resumes_from
     synthetic_root, tmp_path
 ):
     weights = tmp_path / "weights"
-    config = write_config(
-        tmp_path / "tiny.py",
-        data_root=synthetic_root,
-        weights_path=weights,
-        max_epoch=MAX_EPOCH,
-        resume_ckpt_path="auto",
-    )
+    config = auto_resume_config(synthetic_root, tmp_path, max_epoch=MAX_EPOCH)
     with config.open("a") as file:
         file.write('logger = "csv"\ncheckpoint_every_n_steps = None\n')
     command = [sys.executable, str(REPO_ROOT / "train_supervision.py"), "-c", str(config)]
@@ -114,12 +119,7 @@ def test_auto_resume_starts_fresh_without_a_checkpoint_and_takes_the_newest(
     synthetic_root, tmp_path
 ):
     weights = tmp_path / "weights"
-    config = write_config(
-        tmp_path / "tiny.py",
-        data_root=synthetic_root,
-        weights_path=weights,
-        resume_ckpt_path="auto",
-    )
+    config = auto_resume_config(synthetic_root, tmp_path)
     assert resolve_resume(load_config(config)) is None
     weights.mkdir()
     for name in ("hpc_ckpt_1.ckpt", "last.ckpt"):

@@ -2,8 +2,6 @@
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -37,7 +35,7 @@ from geoseg.datasets.preflight import (
 from geoseg.datasets.synthetic import write_openearthmap_release, write_target_dataset
 from geoseg.errors import DataError
 
-from conftest import REALDATA, REPO_ROOT
+from conftest import REALDATA, REPO_ROOT, run_python
 
 OTHER, FOREST, GRASSLAND, CROPLAND, SETTLEMENT, WATER = range(6)
 
@@ -121,13 +119,7 @@ def mask_of(counts: dict[int, int], side: int, seed: int = 0) -> np.ndarray:
 
 
 def run_script(*args, timeout=120):
-    return subprocess.run(
-        [sys.executable, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO_ROOT,
-    )
+    return run_python(*args, timeout=timeout, cwd=REPO_ROOT)
 
 
 # --- ground sampling distance -------------------------------------------------------------------

@@ -6,12 +6,9 @@ weights of tiny-width variants in GeoSeg's checkpoint layout, an input and the l
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -31,7 +28,7 @@ from geoseg.models.geoseg_format import from_published_layouts, geoseg_model_arg
 from geoseg.models.import_geoseg import main as import_main
 from geoseg.models.swin import SwinTransformer, swin_state_dict
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, file_digest, run_python
 
 FIXTURES = Path(__file__).parent / "data" / "geoseg"
 # the reference UNetFormer of the fixture runs on timm's tiny test ResNet
@@ -175,13 +172,9 @@ def test_import_names_the_classes_it_assumes_and_the_backbone_it_needs(tmp_path,
 def test_import_refuses_to_write_over_its_source(tmp_path):
     source = tmp_path / "geoseg.ckpt"
     shutil.copy(geoseg_checkpoint("ft_unetformer"), source)
-    before = hashlib.sha256(source.read_bytes()).hexdigest()
-    done = subprocess.run(
-        [sys.executable, "-m", "geoseg.models.import_geoseg", str(source), str(source)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO_ROOT,
+    before = file_digest(source)
+    done = run_python(
+        "-m", "geoseg.models.import_geoseg", source, source, timeout=300, cwd=REPO_ROOT
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [
@@ -192,7 +185,7 @@ def test_import_refuses_to_write_over_its_source(tmp_path):
     for given, output in ((source, link), (link, source)):
         with pytest.raises(DataError, match=re.escape(f"{output}: is the input {given}; refusing")):
             import_main([str(given), str(output)])
-    assert hashlib.sha256(source.read_bytes()).hexdigest() == before
+    assert file_digest(source) == before
     assert link.resolve() == source and sorted(tmp_path.iterdir()) == [source, link]
 
 

@@ -39,6 +39,12 @@ def scores_for(miou_by_seed: dict[int, dict[str, float]]) -> dict[int, dict]:
 CLAIM = Claim("new", "old", "the new model helps")
 
 
+def assert_says(report: str, *passages: str) -> None:
+    """Every one of ``passages`` stands in ``report``."""
+    for passage in passages:
+        assert passage in report
+
+
 # Student's t, 97.5th percentile, 2 degrees of freedom: (2p - 1) / sqrt(2p(1 - p)) at p = 0.975.
 T_975_2 = 4.302652729749464
 
@@ -149,14 +155,17 @@ def test_report_states_rows_claims_and_findings():
     }
     kept = {"student_ft_target_kd": {1: 0.74, 2: 0.76}, "student_target_only": {1: 0.5, 2: 0.6}}
     report = render_markdown(scores, judged, disagreement, kept, {"seeds": "1 2"}, {})
-    assert "| step 2 (step 1 + KD fine-tuning) | 75.00 ± 7.07 [70.00, 80.00] |" in report
-    assert "**held**: step 2 (step 1 + KD fine-tuning) beats baseline (KD, target only)" in report
-    assert "95% interval of the mean [20.00, 20.00]; per seed: 20.00, 20.00." in report
-    assert "on 20.00 ± 0.00 [20.00, 20.00]% of the labelled test pixels" in report
-    assert "baseline (KD, target only) is right on 25.00 ± 0.00" in report
-    assert "step 2 (step 1 + KD fine-tuning): 75.00 ± 1.41 [74.00, 76.00]%" in report
-    assert "within the recipe's expected 70.00-80.00%" in report
-    assert "below the recipe's expected" in report  # the baseline's 55%
+    assert_says(
+        report,
+        "| step 2 (step 1 + KD fine-tuning) | 75.00 ± 7.07 [70.00, 80.00] |",
+        "**held**: step 2 (step 1 + KD fine-tuning) beats baseline (KD, target only)",
+        "95% interval of the mean [20.00, 20.00]; per seed: 20.00, 20.00.",
+        "on 20.00 ± 0.00 [20.00, 20.00]% of the labelled test pixels",
+        "baseline (KD, target only) is right on 25.00 ± 0.00",
+        "step 2 (step 1 + KD fine-tuning): 75.00 ± 1.41 [74.00, 76.00]%",
+        "within the recipe's expected 70.00-80.00%",
+        "below the recipe's expected",  # the baseline's 55%
+    )
 
 
 # The rows of the levers against the second domain, per seed: step 1 runs, the step 2 runs after
@@ -258,25 +267,23 @@ def test_ablation_compares_the_families_ensemble_with_each_seeds_best_member():
     report = render_ablation_markdown(
         scores, judged, best, disagreement, {"seeds": "1 2"}, lacking_classes=["a", "b"]
     )
-    assert (
-        "**held**: step 2 after step 1 with domain-balanced batches beats FT-UNetFormer" in report
+    assert_says(
+        report,
+        "**held**: step 2 after step 1 with domain-balanced batches beats FT-UNetFormer",
+        "## The classes the second domain lacks",
+        # class a's IoU is the row's mIoU in these entries; class b is scored by no seed
+        "- step 1 as shipped: a 45.00 ± 7.07 [40.00, 50.00]; b -",
+        "- step 2 after step 1 with domain-balanced batches: a 70.00 ± 7.07",
+        "| ensemble of the three families | 69.50 ± 2.12 [68.00, 71.00] |",
+        "**inconclusive**: ensemble of the three families beats its best member",
+        "1.50 ± 0.71 [1.00, 2.00]; 95% interval of the mean [-4.85, 7.85]; per seed: 2.00, 1.00.",
+        "**did not hold**: SegFormer step 2 beats FT-UNetFormer step 2",
+        "seed 1: UPerNet step 2, seed 2: FT-UNetFormer step 2",
+        "predict different classes on 10.00 ± 0.00 [10.00, 10.00]%",
+        "the ensemble on 60.00 ± 0.00 [60.00, 60.00]%",
+        "| step 3: FT-UNetFormer self-trained on pseudo-labels | 65.50 ± 4.95",
+        "**inconclusive**: step 3: FT-UNetFormer self-trained on pseudo-labels beats",
+        "| step 2 + Lovász in place of Dice | 67.50 ± 6.36 [63.00, 72.00] |",
+        "**inconclusive**: step 2 + Lovász in place of Dice beats FT-UNetFormer",
+        "**inconclusive**: step 2 + rare-class crops beats FT-UNetFormer step 2",
     )
-    assert "## The classes the second domain lacks" in report
-    # class a's IoU is the row's mIoU in these entries; class b is scored by no seed
-    assert "- step 1 as shipped: a 45.00 ± 7.07 [40.00, 50.00]; b -" in report
-    assert "- step 2 after step 1 with domain-balanced batches: a 70.00 ± 7.07" in report
-    assert "| ensemble of the three families | 69.50 ± 2.12 [68.00, 71.00] |" in report
-    assert "**inconclusive**: ensemble of the three families beats its best member" in report
-    assert (
-        "1.50 ± 0.71 [1.00, 2.00]; 95% interval of the mean [-4.85, 7.85]; per seed: 2.00, 1.00."
-        in report
-    )
-    assert "**did not hold**: SegFormer step 2 beats FT-UNetFormer step 2" in report
-    assert "seed 1: UPerNet step 2, seed 2: FT-UNetFormer step 2" in report
-    assert "predict different classes on 10.00 ± 0.00 [10.00, 10.00]%" in report
-    assert "the ensemble on 60.00 ± 0.00 [60.00, 60.00]%" in report
-    assert "| step 3: FT-UNetFormer self-trained on pseudo-labels | 65.50 ± 4.95" in report
-    assert "**inconclusive**: step 3: FT-UNetFormer self-trained on pseudo-labels beats" in report
-    assert "| step 2 + Lovász in place of Dice | 67.50 ± 6.36 [63.00, 72.00] |" in report
-    assert "**inconclusive**: step 2 + Lovász in place of Dice beats FT-UNetFormer" in report
-    assert "**inconclusive**: step 2 + rare-class crops beats FT-UNetFormer step 2" in report

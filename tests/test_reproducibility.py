@@ -11,15 +11,21 @@ from geoseg.models.checkpoint import read_checkpoint
 from conftest import REPO_ROOT, write_config
 
 
-def run_stage(workdir, synthetic_root, name: str, seed: int) -> dict:
-    """Train the tiny config (2 epochs, augmentation on, 2 loader workers) in a subprocess."""
-    config = write_config(
+def deterministic_config(workdir, synthetic_root, name: str, **values):
+    """The tiny config ``workdir/<name>.py`` on deterministic kernels, its weights in
+    ``workdir/<name>``."""
+    return write_config(
         workdir / f"{name}.py",
         data_root=synthetic_root,
         weights_path=workdir / name,
-        num_workers=2,
         deterministic=True,
+        **values,
     )
+
+
+def run_stage(workdir, synthetic_root, name: str, seed: int) -> dict:
+    """Train the tiny config (2 epochs, augmentation on, 2 loader workers) in a subprocess."""
+    config = deterministic_config(workdir, synthetic_root, name, num_workers=2)
     return train(config, seed, workdir / name)
 
 
@@ -94,13 +100,7 @@ def test_a_dataset_calling_train_transform_directly_is_reproducible(synthetic_ro
     weights (seed 5, 2 loader workers)."""
     runs = []
     for name in ("first", "second"):
-        config = write_config(
-            tmp_path / f"{name}.py",
-            data_root=synthetic_root,
-            weights_path=tmp_path / name,
-            max_epoch=1,
-            deterministic=True,
-        )
+        config = deterministic_config(tmp_path, synthetic_root, name, max_epoch=1)
         own_dataset = OWN_DATASET.replace("{data_root}", str(synthetic_root))
         config.write_text(config.read_text() + own_dataset)
         runs.append(train(config, 5, tmp_path / name)["state_dict"])

@@ -180,20 +180,9 @@ def test_input_nodata_becomes_output_nodata_exactly_there(
     bands[:, 40:90, 60:130] = 0
     source = write_geotiff(tmp_path / "in" / "holes.tif", bands, nodata=0)
     run_main(
-        monkeypatch,
-        capsys,
-        "--input-dir",
-        tmp_path / "in",
-        "--output-dir",
-        tmp_path / "out",
-        "--checkpoints",
-        checkpoint,
-        "--tile-size",
-        64,
-        "--overlap",
-        16,
-        "--save-confidence",
-    )
+        monkeypatch, capsys, "--input-dir", tmp_path / "in", "--output-dir", tmp_path / "out",
+        "--checkpoints", checkpoint, "--tile-size", 64, "--overlap", 16, "--save-confidence",
+    )  # fmt: skip
     hole = np.zeros((150, 170), bool)
     hole[40:90, 60:130] = True
     with rasterio.open(tmp_path / "out" / "holes.tif") as out:

@@ -10,15 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from geoseg.datasets import TargetDataset
-from geoseg.datasets.combine import (
-    MANIFEST_NAME,
-    CombineSettings,
-    build_combined_dataset,
-    describe_plan,
-    describe_summary,
-    plan_combined_dataset,
-)
+from geoseg.datasets import TargetDataset, combine
 from geoseg.datasets.io import list_files, scan_folder
 from geoseg.datasets.synthetic import write_openearthmap_release, write_target_dataset
 from geoseg.errors import DataError
@@ -110,7 +102,7 @@ def test_combined_build_refuses_a_target_tile_whose_files_are_dangling_links(sou
         tile.unlink()
         tile.symlink_to(tmp_path / "unmounted" / tile.name)
     with pytest.raises(DataError, match=r"1 image link to a missing file: .*\.png -> .*unmounted"):
-        plan_combined_dataset(CombineSettings(target, oem, output))
+        combine.plan_combined_dataset(combine.CombineSettings(target, oem, output))
     assert not output.exists()
 
 
@@ -118,15 +110,15 @@ def test_combined_summary_names_files_the_target_folders_hold_besides_tiles(sour
     target, oem, output = sources
     (target / "Train" / "images_png" / "notes.txt").write_text("field notes")
     (target / "Train" / "masks_png" / "legend.pdf").write_bytes(b"%PDF")
-    plan = plan_combined_dataset(CombineSettings(target, oem, output))
+    plan = combine.plan_combined_dataset(combine.CombineSettings(target, oem, output))
     skipped = (
         "skipped 2 files: images_png/notes.txt (not an image), masks_png/legend.pdf (not an image)"
     )
-    assert f"link 4 target tiles from {target}/Train ({skipped})" in describe_plan(plan)
-    summary = build_combined_dataset(plan, progress=False)
-    first = describe_summary(summary).splitlines()[0]
+    assert f"link 4 target tiles from {target}/Train ({skipped})" in combine.describe_plan(plan)
+    summary = combine.build_combined_dataset(plan, progress=False)
+    first = combine.describe_summary(summary).splitlines()[0]
     assert first.startswith(f"linked 4 target tiles ({skipped}); wrote OpenEarthMap train ")
-    manifest = json.loads((output / MANIFEST_NAME).read_text())
+    manifest = json.loads((output / combine.MANIFEST_NAME).read_text())
     assert manifest["summary"]["target_skipped"] == {
         "images_png/notes.txt": "not an image",
         "masks_png/legend.pdf": "not an image",

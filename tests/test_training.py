@@ -1,8 +1,5 @@
 """The supervised stage end to end on tiny data: checkpoints, TensorBoard, resume, load_model."""
 
-import subprocess
-import sys
-
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -14,7 +11,7 @@ from geoseg.models import load_model_and_spec
 from geoseg.models.checkpoint import read_checkpoint
 from geoseg.training import train
 
-from conftest import REPO_ROOT, write_config
+from conftest import REPO_ROOT, run_python, write_config
 
 STEPS_PER_EPOCH = 2  # 8 Train tiles, batch 4, drop_last
 
@@ -79,12 +76,8 @@ def test_cli_resumes_from_last_checkpoint_at_the_next_epoch(trained, synthetic_r
         max_epoch=3,
         resume_ckpt_path=str(last),
     )
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "train_supervision.py"), "-c", str(config_path)],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_python(
+        REPO_ROOT / "train_supervision.py", "-c", config_path, cwd=workdir, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Restoring states from the checkpoint" in result.stderr + result.stdout

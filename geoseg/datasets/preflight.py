@@ -47,7 +47,7 @@ from geoseg.datasets.openearthmap import locate_pairs, read_split_list
 from geoseg.datasets.stats import count_mask_ids
 from geoseg.datasets.stats.bands import add_to_histograms, histogram_mean_std
 from geoseg.errors import DataError
-from geoseg.files import write_text_atomic
+from geoseg.files import read_json_file, write_text_atomic
 
 PREFLIGHT_FILE = "preflight.json"
 NEAR_ABSENT_PERCENT = 0.5  # a class below this share of a side's labelled pixels is nearly absent
@@ -420,15 +420,12 @@ def _read_settings(root: Path, manifest_path: Path) -> dict:
             f"{root}: combined dataset folder not found; expected the output root of a "
             "combined-dataset build (create_combined_dataset.py)"
         )
-    if not manifest_path.is_file():
-        raise DataError(
-            f"{manifest_path}: manifest not found; {root} was not written by a combined-dataset "
-            "build (create_combined_dataset.py), or the build did not finish"
-        )
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{manifest_path}: not a readable JSON manifest ({error})") from error
+    manifest = read_json_file(
+        manifest_path,
+        "manifest",
+        missing=f"manifest not found; {root} was not written by a combined-dataset build "
+        "(create_combined_dataset.py), or the build did not finish",
+    )
     settings = manifest.get("settings") if isinstance(manifest, dict) else None
     if not isinstance(settings, dict):
         raise DataError(f"{manifest_path}: expected a JSON object with a 'settings' object")

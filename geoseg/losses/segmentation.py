@@ -198,6 +198,16 @@ def sets_as_ignore(
     return target.masked_fill(torch.isin(target, set_ids), ignore_index)
 
 
+def _register_class_weights(
+    module: nn.Module, class_weights: Sequence[float] | Tensor | None
+) -> None:
+    """``class_weights`` (C,) as the float32 buffer ``module.class_weights`` (None without), so
+    that they follow ``module.to()``."""
+    weights = None if class_weights is None else torch.as_tensor(class_weights).float()
+    # Not persistent: the weights come from the config, so checkpoints hold only the network.
+    module.register_buffer("class_weights", weights, persistent=False)
+
+
 class CrossEntropyLoss(nn.Module):
     """``cross_entropy_loss`` as a module; ``class_weights`` (C,) is a buffer (follows .to())."""
 
@@ -213,9 +223,7 @@ class CrossEntropyLoss(nn.Module):
         super().__init__()
         self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
-        weights = None if class_weights is None else torch.as_tensor(class_weights).float()
-        # Not persistent: the weights come from the config, so checkpoints hold only the network.
-        self.register_buffer("class_weights", weights, persistent=False)
+        _register_class_weights(self, class_weights)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """logits: (B, C, H, W) raw scores, target: (B, H, W) class ids -> scalar loss."""
@@ -258,9 +266,7 @@ class DiceLoss(nn.Module):
         super().__init__()
         self.ignore_index = ignore_index
         self.smooth = smooth
-        weights = None if class_weights is None else torch.as_tensor(class_weights).float()
-        # Not persistent: the weights come from the config, so checkpoints hold only the network.
-        self.register_buffer("class_weights", weights, persistent=False)
+        _register_class_weights(self, class_weights)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """logits: (B, C, H, W) raw scores, target: (B, H, W) class ids -> scalar loss."""

@@ -35,7 +35,7 @@ from geoseg.datasets.stats.bands import band_statistics as band_statistics
 from geoseg.datasets.stats.bands import band_statistics_cached as band_statistics_cached
 from geoseg.datasets.stats.bands import format_band_table as format_band_table
 from geoseg.errors import ConfigError, DataError
-from geoseg.files import write_text_atomic
+from geoseg.files import read_json_file, write_text_atomic
 
 WEIGHT_SCHEMES = (
     "inverse_frequency",
@@ -195,17 +195,12 @@ class ClassStatistics:
         """Read a file written by ``save``; a missing or invalid file, or one of other classes
         than ``classes`` (when given), is a DataError naming it."""
         path = Path(path)
-        if not path.is_file():
-            raise DataError(
-                f"{path}: class statistics not found; write them with "
-                "python -m geoseg.datasets.stats --root ROOT --split SPLIT"
-            )
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise DataError(
-                f"{path}: not a readable JSON file of class statistics ({error})"
-            ) from error
+        data = read_json_file(
+            path,
+            "file of class statistics",
+            missing="class statistics not found; write them with "
+            "python -m geoseg.datasets.stats --root ROOT --split SPLIT",
+        )
         try:
             stats = cls.from_dict(data)
         except DataError as error:

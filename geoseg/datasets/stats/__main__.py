@@ -31,6 +31,16 @@ _BAND_OPTIONS = {
     "percentiles": "--percentiles",
     "img_dir": "--img-dir",
 }
+# How a config reads the file just written ({output}: its path), printed after it.
+_CLASS_STATISTICS_USE = (
+    "weights in a config (from geoseg.datasets import ClassStatistics):\n"
+    '    ClassStatistics.load("{output}").weights("inverse_sqrt_frequency")'
+)
+_BAND_STATISTICS_USE = (
+    "scaling and normalisation in a config (from geoseg.datasets import BandStatistics):\n"
+    '    stats = BandStatistics.load("{output}")\n'
+    "    net = FTUNetFormer(..., raster=stats.raster_input(), normalization=stats.normalization)"
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -105,12 +115,7 @@ def _class_statistics(args) -> None:
         ignore_index=IGNORE_INDEX if args.ignore_index is None else args.ignore_index,
         mask_dir=args.mask_dir or "masks_png",
     )
-    output = args.output or args.root / args.split / STATISTICS_FILE
-    print(format_table(stats))
-    stats.save(output)
-    print(f"\nwrote {output}")
-    print("weights in a config (from geoseg.datasets import ClassStatistics):")
-    print(f'    ClassStatistics.load("{output}").weights("inverse_sqrt_frequency")')
+    _save_and_show(args, stats, format_table(stats), STATISTICS_FILE, _CLASS_STATISTICS_USE)
 
 
 def _band_statistics(parser, args) -> None:
@@ -138,16 +143,19 @@ def _band_statistics(parser, args) -> None:
         percentiles=percentiles,
         img_dir=args.img_dir or "images_png",
     )
-    output = args.output or args.root / args.split / BAND_STATISTICS_FILE
-    print(format_band_table(stats))
+    _save_and_show(
+        args, stats, format_band_table(stats), BAND_STATISTICS_FILE, _BAND_STATISTICS_USE
+    )
+
+
+def _save_and_show(args, stats, table: str, file_name: str, use: str) -> None:
+    """Print ``table``, write ``stats`` to --output (default: ``file_name`` in the split's folder)
+    and print ``use`` for that path."""
+    output = args.output or args.root / args.split / file_name
+    print(table)
     stats.save(output)
     print(f"\nwrote {output}")
-    print("scaling and normalisation in a config (from geoseg.datasets import BandStatistics):")
-    print(f'    stats = BandStatistics.load("{output}")')
-    print(
-        "    net = FTUNetFormer(..., raster=stats.raster_input(), "
-        "normalization=stats.normalization)"
-    )
+    print(use.format(output=output))
 
 
 if __name__ == "__main__":

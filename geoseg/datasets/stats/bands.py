@@ -27,7 +27,7 @@ import numpy as np
 from geoseg.bands import RasterInput
 from geoseg.datasets.io import list_files, read_image_and_valid
 from geoseg.errors import ConfigError, DataError
-from geoseg.files import write_text_atomic
+from geoseg.files import read_json_file, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -156,17 +156,12 @@ class BandStatistics:
     def load(cls, path: str | os.PathLike) -> "BandStatistics":
         """Read a file written by ``save``; a missing or invalid file is a DataError naming it."""
         path = Path(path)
-        if not path.is_file():
-            raise DataError(
-                f"{path}: band statistics not found; write them with python -m "
-                "geoseg.datasets.stats --root ROOT --split SPLIT --bands 1,2,3,... --dtype DTYPE"
-            )
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise DataError(
-                f"{path}: not a readable JSON file of band statistics ({error})"
-            ) from error
+        data = read_json_file(
+            path,
+            "file of band statistics",
+            missing="band statistics not found; write them with python -m "
+            "geoseg.datasets.stats --root ROOT --split SPLIT --bands 1,2,3,... --dtype DTYPE",
+        )
         try:
             return cls.from_dict(data)
         except DataError as error:
