@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from geoseg.models import MODEL_REGISTRY
+from geoseg.models.common import pad_to_multiple
 from geoseg.models.decoder import GlobalLocalAttention, WeightedFusion
-from geoseg.models.encoder_decoder import pad_to_multiple
 
 from conftest import TINY_SWIN, TINY_SWIN_KWARGS, tiny_ftunetformer, tiny_unetformer
 

@@ -20,7 +20,7 @@ from geoseg.bands import RasterInput, network_raster_input
 from geoseg.classes import IMAGENET_NORMALIZATION
 from geoseg.errors import ConfigError
 from geoseg.models.backbone_weights import load_backbone_weights
-from geoseg.models.checkpoint import as_plain
+from geoseg.models.common import as_plain, pad_to_multiple
 from geoseg.models.input import InputNormalization, check_normalization
 from geoseg.models.pretrained import create_pretrained
 
@@ -28,34 +28,11 @@ __all__ = [
     "FEATURE_STRIDES",
     "EncoderDecoder",
     "create_backbone",
-    "pad_end",
-    "pad_to_multiple",
     "stride_feature_indices",
 ]
 
 # the strides of the four feature maps every decoder here takes
 FEATURE_STRIDES = (4, 8, 16, 32)
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad x: (..., H, W) at the bottom and right up to multiples of `multiple` (see pad_end)."""
-    h, w = x.shape[-2:]
-    return pad_end(x, bottom=-h % multiple, right=-w % multiple)
-
-
-def pad_end(x: torch.Tensor, bottom: int = 0, right: int = 0) -> torch.Tensor:
-    """Pad x: (..., H, W) by ``bottom`` rows and ``right`` columns, reflecting the content.
-
-    Reflect padding keeps image statistics continuous at the border; it needs the pad to be
-    smaller than the side, so a side too short to reflect (e.g. a 1x1 deep feature map, where the
-    published network fails) is replicated instead.
-    """
-    h, w = x.shape[-2:]
-    if right:
-        x = F.pad(x, (0, right, 0, 0), mode="reflect") if right < w else _replicate(x, right, -1)
-    if bottom:
-        x = F.pad(x, (0, 0, 0, bottom), mode="reflect") if bottom < h else _replicate(x, bottom, -2)
-    return x
 
 
 def feature_layout(device: torch.device) -> torch.memory_format:
@@ -68,16 +45,6 @@ def feature_layout(device: torch.device) -> torch.memory_format:
     saves.
     """
     return torch.channels_last if device.type == "cuda" else torch.contiguous_format
-
-
-def _replicate(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
-    """``x`` with its last row/column along ``dim`` repeated ``pad`` more times.
-
-    The same values and gradients as ``F.pad(mode="replicate")``, whose backward torch.compile
-    (inductor) miscompiles for the NHWC-strided features of a Swin backbone.
-    """
-    edge = x.narrow(dim, x.shape[dim] - 1, 1)
-    return torch.cat([x, edge.expand(*x.shape[:dim], pad, *x.shape[dim:][1:])], dim)
 
 
 def create_backbone(
