@@ -6,9 +6,9 @@ from torch import nn
 
 from geoseg.bands import RasterInput
 from geoseg.classes import IMAGENET_NORMALIZATION, NUM_CLASSES
-from geoseg.models.checkpoint import register_model
 from geoseg.models.decoder import UNetFormerDecoder
 from geoseg.models.encoder_decoder import EncoderDecoder
+from geoseg.models.record import register_model
 
 __all__ = ["UNetFormer"]
 

@@ -11,9 +11,9 @@ from torch import nn
 from geoseg.bands import RasterInput
 from geoseg.classes import IMAGENET_NORMALIZATION, NUM_CLASSES
 from geoseg.errors import TrainingError
-from geoseg.models.checkpoint import register_model
 from geoseg.models.decoder import ConvBNReLU
 from geoseg.models.encoder_decoder import EncoderDecoder
+from geoseg.models.record import register_model
 
 __all__ = ["PyramidPooling", "UPerNet", "UPerNetHead"]
 
