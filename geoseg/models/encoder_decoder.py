@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from geoseg.bands import RasterInput, network_raster_input
-from geoseg.classes import IMAGENET_NORMALIZATION
+from geoseg.classes import IMAGENET_NORMALIZATION, NUM_CLASSES
 from geoseg.errors import ConfigError
 from geoseg.models.backbone_weights import load_backbone_weights
 from geoseg.models.common import as_plain, pad_to_multiple
@@ -27,6 +27,7 @@ from geoseg.models.pretrained import create_pretrained
 __all__ = [
     "FEATURE_STRIDES",
     "EncoderDecoder",
+    "EncoderDecoderArguments",
     "create_backbone",
     "stride_feature_indices",
 ]
@@ -109,6 +110,22 @@ def backbone_rounds_up(features, in_chans: int = 3, side: int = 61) -> bool:
         module.train(was_training)
 
 
+class EncoderDecoderArguments(TypedDict, total=False):
+    """The arguments every network takes, as ``EncoderDecoder`` does (its defaults; see there).
+
+    A network takes them as ``**base: Unpack[EncoderDecoderArguments]`` (PEP 692) and passes them
+    on; the checkpoint record reads this to know the network's arguments (``geoseg.models.record``).
+    """
+
+    num_classes: int
+    backbone: str | None
+    pretrained: bool | str
+    backbone_kwargs: dict | None
+    normalization: dict | None
+    in_chans: int | None
+    raster: RasterInput | dict | None
+
+
 class EncoderDecoder(nn.Module):
     """Backbone -> decoder, any input size: image (B, C, H, W) -> logits (B, K, H, W).
 
@@ -121,10 +138,11 @@ class EncoderDecoder(nn.Module):
     local weights file of the backbone (RGB weights are extended to other band counts as timm's
     ``adapt_input_conv`` does); ``backbone_kwargs`` go to the backbone's constructor.
 
-    Subclasses set ``defaults`` (arguments left as None take these) and implement
-    ``build_decoder``: a module called as ``decoder(features, with_aux)`` on the four NCHW feature
-    maps at strides 4..32, returning logits at any stride (and the auxiliary logits with
-    ``with_aux``), with an ``aux_head`` attribute (None without one). They may override
+    Subclasses take their decoder's arguments and pass them on with these (``**base``, see
+    ``EncoderDecoderArguments``), set ``defaults`` (arguments left as None take these) and
+    implement ``build_decoder``: a module called as ``decoder(features, with_aux)`` on the four
+    NCHW feature maps at strides 4..32, returning logits at any stride (and the auxiliary logits
+    with ``with_aux``), with an ``aux_head`` attribute (None without one). They may override
     ``build_backbone`` (a timm ``features_only`` model here).
 
     ``init_args`` holds the constructor arguments as plain values, ``pretrained`` recorded as
@@ -139,11 +157,11 @@ class EncoderDecoder(nn.Module):
     def __init__(
         self,
         *,
-        num_classes: int,
-        backbone: str | None,
-        pretrained: bool | str,
-        backbone_kwargs: dict | None,
-        normalization: dict | None,
+        num_classes: int = NUM_CLASSES,
+        backbone: str | None = None,
+        pretrained: bool | str = False,
+        backbone_kwargs: dict | None = None,
+        normalization: dict | None = IMAGENET_NORMALIZATION,
         in_chans: int | None = None,
         raster: RasterInput | dict | None = None,
         **decoder_args: Any,

@@ -8,6 +8,7 @@ the classes (``register_model``). Reading and writing the files is ``checkpoint`
 """
 
 import inspect
+import typing
 from dataclasses import asdict, dataclass, field
 
 from torch import nn
@@ -25,6 +26,7 @@ __all__ = [
     "describe_model",
     "differing_arguments",
     "register_model",
+    "taken_arguments",
 ]
 
 # The plain-Python model record written next to the weights.
@@ -138,16 +140,34 @@ class ModelSpec:
                     else ""
                 )
             )
-        parameters = inspect.signature(cls).parameters
-        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-        unknown = [name for name in self.model_kwargs if name not in parameters]
-        if unknown and not takes_any:
+        taken = taken_arguments(cls)
+        unknown = [name for name in self.model_kwargs if taken is not None and name not in taken]
+        if unknown:
             raise CheckpointError(
                 f"{path}: its model record gives {self.model_class} arguments it does not take: "
-                f"{', '.join(unknown)} (it takes {', '.join(parameters)}); the record was edited "
+                f"{', '.join(unknown)} (it takes {', '.join(taken)}); the record was edited "
                 "or written by another release"
             )
         return cls
+
+
+def taken_arguments(cls: type) -> list[str] | None:
+    """The keyword arguments ``cls(...)`` takes, or None where it takes any.
+
+    Its named parameters and, for a ``**kwargs: Unpack[SomeTypedDict]`` (PEP 692: how the
+    networks take the arguments they share, ``EncoderDecoderArguments``), the keys of that dict.
+    """
+    names = []
+    for parameter in inspect.signature(cls).parameters.values():
+        if parameter.kind is parameter.VAR_KEYWORD:
+            # get_type_hints resolves annotations written as strings too
+            unpacked = typing.get_args(typing.get_type_hints(cls.__init__).get(parameter.name))
+            if len(unpacked) != 1 or not typing.is_typeddict(unpacked[0]):
+                return None
+            names += unpacked[0].__annotations__
+        elif parameter.kind is not parameter.VAR_POSITIONAL:
+            names.append(parameter.name)
+    return names
 
 
 def describe_model(net: nn.Module, classes, ignore_index: int, palette=None) -> ModelSpec:
