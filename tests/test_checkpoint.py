@@ -9,7 +9,8 @@ from torch import nn
 from geoseg.classes import CLASSES
 from geoseg.errors import CheckpointError
 from geoseg.models import load_model, load_model_and_spec, save_model
-from geoseg.models.checkpoint import load_pretrained_weights, read_checkpoint
+from geoseg.models.initialise import load_pretrained_weights
+from geoseg.models.weight_files import read_checkpoint
 from geoseg.training.resume import check_resume_checkpoint
 
 from conftest import tiny_ftunetformer

@@ -36,7 +36,8 @@ from geoseg.errors import CheckpointError, ConfigError, DataError, TrainingError
 from geoseg.files import temporary_name
 from geoseg.inference import find_inputs
 from geoseg.models import FTUNetFormer, load_model
-from geoseg.models.checkpoint import load_pretrained_weights, read_checkpoint
+from geoseg.models.checkpoint import read_checkpoint
+from geoseg.models.initialise import load_pretrained_weights
 from geoseg.training import build_trainer, train
 from geoseg.training.callbacks import AtomicCheckpointIO, NonFiniteGuard
 from geoseg.training.kd import load_teacher

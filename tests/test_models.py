@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 
@@ -12,8 +13,10 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from geoseg.models import MODEL_REGISTRY
+from geoseg.models.common import pad_to_multiple
 from geoseg.models.decoder import GlobalLocalAttention, WeightedFusion
-from geoseg.models.encoder_decoder import pad_to_multiple
+from geoseg.models.encoder_decoder import EncoderDecoder, EncoderDecoderArguments
+from geoseg.models.record import taken_arguments
 
 from conftest import TINY_SWIN, TINY_SWIN_KWARGS, tiny_ftunetformer, tiny_unetformer
 
@@ -156,6 +159,19 @@ def test_init_args_are_plain_values() -> None:
         "aux_head": False,
         "normalization": {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]},
     }
+
+
+def test_networks_take_the_shared_arguments_once_and_the_record_reads_them() -> None:
+    # EncoderDecoderArguments declares what EncoderDecoder.__init__ takes; the families take it as
+    # **base, and the record's check of unknown arguments reads it from there
+    shared = inspect.signature(EncoderDecoder).parameters.values()
+    base = [p.name for p in shared if p.kind is p.KEYWORD_ONLY]
+    assert list(EncoderDecoderArguments.__annotations__) == base
+    for cls in MODEL_REGISTRY.values():
+        parameters = inspect.signature(cls).parameters.values()
+        own = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
+        assert not set(own) & set(base), cls
+        assert taken_arguments(cls) == own + base, cls
 
 
 def test_local_weights_file_swin(tmp_path) -> None:

@@ -18,15 +18,12 @@ import torch
 from geoseg.classes import CLASSES, IMAGENET_NORMALIZATION
 from geoseg.errors import CheckpointError, ConfigError, DataError
 from geoseg.models import FTUNetFormer, UNetFormer, load_model_and_spec
-from geoseg.models.checkpoint import (
-    as_plain,
-    extract_state_dict,
-    load_pretrained_weights,
-    read_checkpoint,
-)
+from geoseg.models.common import as_plain
 from geoseg.models.geoseg_format import from_published_layouts, geoseg_model_arguments
 from geoseg.models.import_geoseg import main as import_main
+from geoseg.models.initialise import load_pretrained_weights
 from geoseg.models.swin import SwinTransformer, swin_state_dict
+from geoseg.models.weight_files import extract_state_dict, read_checkpoint
 
 from conftest import REPO_ROOT, file_digest, run_python
 

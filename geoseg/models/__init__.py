@@ -5,15 +5,9 @@ backbone: UNetFormer, FTUNetFormer, SegFormer and UPerNet. ``load_model`` rebuil
 registered network from a checkpoint alone; ``python -m geoseg.models`` lists them.
 """
 
-from geoseg.models.checkpoint import (
-    MODEL_REGISTRY,
-    ModelSpec,
-    load_model,
-    load_model_and_spec,
-    register_model,
-    save_model,
-)
+from geoseg.models.checkpoint import load_model, load_model_and_spec, save_model
 from geoseg.models.ftunetformer import FTUNetFormer
+from geoseg.models.record import MODEL_REGISTRY, ModelSpec, register_model
 from geoseg.models.segformer import SegFormer
 from geoseg.models.unetformer import UNetFormer
 from geoseg.models.upernet import UPerNet

@@ -43,7 +43,7 @@ from timm.models import adapt_input_conv
 from torch import nn
 
 from geoseg.errors import CheckpointError, preview
-from geoseg.models.checkpoint import extract_state_dict, read_checkpoint, weight_differences
+from geoseg.models.weight_files import extract_state_dict, read_checkpoint, weight_differences
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from timm.layers import ConvMlp
 from torch import nn
 
-from geoseg.models.encoder_decoder import pad_end, pad_to_multiple
+from geoseg.models.common import pad_end, pad_to_multiple
 from geoseg.models.swin import relative_position_index
 
 __all__ = [

@@ -10,52 +10,30 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from geoseg.bands import RasterInput, network_raster_input
-from geoseg.classes import IMAGENET_NORMALIZATION
+from geoseg.classes import IMAGENET_NORMALIZATION, NUM_CLASSES
 from geoseg.errors import ConfigError
 from geoseg.models.backbone_weights import load_backbone_weights
-from geoseg.models.checkpoint import as_plain
+from geoseg.models.common import as_plain, pad_to_multiple
 from geoseg.models.input import InputNormalization, check_normalization
 from geoseg.models.pretrained import create_pretrained
 
 __all__ = [
     "FEATURE_STRIDES",
     "EncoderDecoder",
+    "EncoderDecoderArguments",
     "create_backbone",
-    "pad_end",
-    "pad_to_multiple",
     "stride_feature_indices",
 ]
 
 # the strides of the four feature maps every decoder here takes
 FEATURE_STRIDES = (4, 8, 16, 32)
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad x: (..., H, W) at the bottom and right up to multiples of `multiple` (see pad_end)."""
-    h, w = x.shape[-2:]
-    return pad_end(x, bottom=-h % multiple, right=-w % multiple)
-
-
-def pad_end(x: torch.Tensor, bottom: int = 0, right: int = 0) -> torch.Tensor:
-    """Pad x: (..., H, W) by ``bottom`` rows and ``right`` columns, reflecting the content.
-
-    Reflect padding keeps image statistics continuous at the border; it needs the pad to be
-    smaller than the side, so a side too short to reflect (e.g. a 1x1 deep feature map, where the
-    published network fails) is replicated instead.
-    """
-    h, w = x.shape[-2:]
-    if right:
-        x = F.pad(x, (0, right, 0, 0), mode="reflect") if right < w else _replicate(x, right, -1)
-    if bottom:
-        x = F.pad(x, (0, 0, 0, bottom), mode="reflect") if bottom < h else _replicate(x, bottom, -2)
-    return x
 
 
 def feature_layout(device: torch.device) -> torch.memory_format:
@@ -68,16 +46,6 @@ def feature_layout(device: torch.device) -> torch.memory_format:
     saves.
     """
     return torch.channels_last if device.type == "cuda" else torch.contiguous_format
-
-
-def _replicate(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
-    """``x`` with its last row/column along ``dim`` repeated ``pad`` more times.
-
-    The same values and gradients as ``F.pad(mode="replicate")``, whose backward torch.compile
-    (inductor) miscompiles for the NHWC-strided features of a Swin backbone.
-    """
-    edge = x.narrow(dim, x.shape[dim] - 1, 1)
-    return torch.cat([x, edge.expand(*x.shape[:dim], pad, *x.shape[dim:][1:])], dim)
 
 
 def create_backbone(
@@ -142,6 +110,22 @@ def backbone_rounds_up(features, in_chans: int = 3, side: int = 61) -> bool:
         module.train(was_training)
 
 
+class EncoderDecoderArguments(TypedDict, total=False):
+    """The arguments every network takes, as ``EncoderDecoder`` does (its defaults; see there).
+
+    A network takes them as ``**base: Unpack[EncoderDecoderArguments]`` (PEP 692) and passes them
+    on; the checkpoint record reads this to know the network's arguments (``geoseg.models.record``).
+    """
+
+    num_classes: int
+    backbone: str | None
+    pretrained: bool | str
+    backbone_kwargs: dict | None
+    normalization: dict | None
+    in_chans: int | None
+    raster: RasterInput | dict | None
+
+
 class EncoderDecoder(nn.Module):
     """Backbone -> decoder, any input size: image (B, C, H, W) -> logits (B, K, H, W).
 
@@ -154,10 +138,11 @@ class EncoderDecoder(nn.Module):
     local weights file of the backbone (RGB weights are extended to other band counts as timm's
     ``adapt_input_conv`` does); ``backbone_kwargs`` go to the backbone's constructor.
 
-    Subclasses set ``defaults`` (arguments left as None take these) and implement
-    ``build_decoder``: a module called as ``decoder(features, with_aux)`` on the four NCHW feature
-    maps at strides 4..32, returning logits at any stride (and the auxiliary logits with
-    ``with_aux``), with an ``aux_head`` attribute (None without one). They may override
+    Subclasses take their decoder's arguments and pass them on with these (``**base``, see
+    ``EncoderDecoderArguments``), set ``defaults`` (arguments left as None take these) and
+    implement ``build_decoder``: a module called as ``decoder(features, with_aux)`` on the four
+    NCHW feature maps at strides 4..32, returning logits at any stride (and the auxiliary logits
+    with ``with_aux``), with an ``aux_head`` attribute (None without one). They may override
     ``build_backbone`` (a timm ``features_only`` model here).
 
     ``init_args`` holds the constructor arguments as plain values, ``pretrained`` recorded as
@@ -172,11 +157,11 @@ class EncoderDecoder(nn.Module):
     def __init__(
         self,
         *,
-        num_classes: int,
-        backbone: str | None,
-        pretrained: bool | str,
-        backbone_kwargs: dict | None,
-        normalization: dict | None,
+        num_classes: int = NUM_CLASSES,
+        backbone: str | None = None,
+        pretrained: bool | str = False,
+        backbone_kwargs: dict | None = None,
+        normalization: dict | None = IMAGENET_NORMALIZATION,
         in_chans: int | None = None,
         raster: RasterInput | dict | None = None,
         **decoder_args: Any,

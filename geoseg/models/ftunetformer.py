@@ -9,15 +9,11 @@ from torch import nn
 
 from geoseg.errors import CheckpointError, preview
 from geoseg.models.backbone_weights import adapt_rgb_weights
-from geoseg.models.checkpoint import (
-    extract_state_dict,
-    read_checkpoint,
-    register_model,
-    weight_differences,
-)
 from geoseg.models.pretrained import create_pretrained
+from geoseg.models.record import register_model
 from geoseg.models.swin import SWIN_PRESETS, SwinTransformer, swin_state_dict
 from geoseg.models.unetformer import UNetFormer
+from geoseg.models.weight_files import extract_state_dict, read_checkpoint, weight_differences
 
 __all__ = ["FTUNetFormer", "load_swin_weights"]
 

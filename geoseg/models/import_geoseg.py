@@ -17,13 +17,7 @@ from geoseg.classes import CLASSES, IGNORE_INDEX, IMAGENET_NORMALIZATION
 from geoseg.cli import ArgumentParser, run_script
 from geoseg.errors import CheckpointError, ConfigError, preview
 from geoseg.files import refuse_overwriting_input
-from geoseg.models.checkpoint import (
-    MODEL_REGISTRY,
-    extract_state_dict,
-    read_checkpoint,
-    save_model,
-    weight_differences,
-)
+from geoseg.models.checkpoint import save_model
 from geoseg.models.geoseg_format import (
     from_published_layouts,
     geoseg_model_arguments,
@@ -31,6 +25,8 @@ from geoseg.models.geoseg_format import (
     is_swin_state,
 )
 from geoseg.models.pretrained import check_model_name
+from geoseg.models.record import MODEL_REGISTRY
+from geoseg.models.weight_files import extract_state_dict, read_checkpoint, weight_differences
 
 __all__ = ["ARCHITECTURES", "import_geoseg_checkpoint", "main"]
 

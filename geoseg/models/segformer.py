@@ -6,12 +6,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from typing_extensions import Unpack
 
-from geoseg.bands import RasterInput
-from geoseg.classes import IMAGENET_NORMALIZATION, NUM_CLASSES
-from geoseg.models.checkpoint import register_model
 from geoseg.models.decoder import ConvBNReLU
-from geoseg.models.encoder_decoder import EncoderDecoder
+from geoseg.models.encoder_decoder import EncoderDecoder, EncoderDecoderArguments
+from geoseg.models.record import register_model
 
 __all__ = ["SegFormer", "SegFormerHead"]
 
@@ -56,7 +55,10 @@ class SegFormer(EncoderDecoder):
     Defaults: PVT-v2-B2 (timm's closest relative of SegFormer's MiT-B2: overlapping patch
     embeddings, spatial-reduction attention, convolutional feed-forward), a 768-wide decoder as
     SegFormer-B2's, dropout 0.1. ``embed_dim`` is the decoder width (256 for the B0/B1 sizes).
-    Arguments left as None take the defaults; the others are those of ``EncoderDecoder``.
+    Arguments left as None take the defaults. ``**base`` are the arguments every network takes
+    (``EncoderDecoderArguments``: ``num_classes``, ``backbone``, ``pretrained``,
+    ``backbone_kwargs``, ``normalization``, ``in_chans``, ``raster``), described and defaulted by
+    ``EncoderDecoder``.
     """
 
     defaults = dict(backbone="pvt_v2_b2", embed_dim=768, dropout=0.1)
@@ -64,27 +66,11 @@ class SegFormer(EncoderDecoder):
     def __init__(
         self,
         *,
-        num_classes: int = NUM_CLASSES,
-        backbone: str | None = None,
-        pretrained: bool | str = False,
-        backbone_kwargs: dict | None = None,
         embed_dim: int | None = None,
         dropout: float | None = None,
-        normalization: dict | None = IMAGENET_NORMALIZATION,
-        in_chans: int | None = None,
-        raster: RasterInput | dict | None = None,
+        **base: Unpack[EncoderDecoderArguments],
     ) -> None:
-        super().__init__(
-            num_classes=num_classes,
-            backbone=backbone,
-            pretrained=pretrained,
-            backbone_kwargs=backbone_kwargs,
-            normalization=normalization,
-            in_chans=in_chans,
-            raster=raster,
-            embed_dim=embed_dim,
-            dropout=dropout,
-        )
+        super().__init__(**base, embed_dim=embed_dim, dropout=dropout)
 
     def build_decoder(
         self, encoder_channels: list[int], *, num_classes: int, **args: Any

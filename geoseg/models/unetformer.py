@@ -3,12 +3,11 @@
 from typing import Any
 
 from torch import nn
+from typing_extensions import Unpack
 
-from geoseg.bands import RasterInput
-from geoseg.classes import IMAGENET_NORMALIZATION, NUM_CLASSES
-from geoseg.models.checkpoint import register_model
 from geoseg.models.decoder import UNetFormerDecoder
-from geoseg.models.encoder_decoder import EncoderDecoder
+from geoseg.models.encoder_decoder import EncoderDecoder, EncoderDecoderArguments
+from geoseg.models.record import register_model
 
 __all__ = ["UNetFormer"]
 
@@ -20,8 +19,10 @@ class UNetFormer(EncoderDecoder):
     The published network by default: ResNet-18, a 64-channel decoder with 8 heads and windows
     of 8, dropout 0.1 and the auxiliary head. ``backbone`` is any hierarchical timm model (its
     stride 4..32 features are found from its ``feature_info``): ResNet, ConvNeXt, EfficientNet,
-    RegNet, PVT-v2, Swin, Swin-v2, ... Arguments left as None take the defaults; the others are
-    those of ``EncoderDecoder``.
+    RegNet, PVT-v2, Swin, Swin-v2, ... Arguments left as None take the defaults. ``**base`` are
+    the arguments every network takes (``EncoderDecoderArguments``: ``num_classes``, ``backbone``,
+    ``pretrained``, ``backbone_kwargs``, ``normalization``, ``in_chans``, ``raster``), described
+    and defaulted by ``EncoderDecoder``.
     """
 
     defaults = dict(
@@ -33,27 +34,15 @@ class UNetFormer(EncoderDecoder):
     def __init__(
         self,
         *,
-        num_classes: int = NUM_CLASSES,
-        backbone: str | None = None,
-        pretrained: bool | str = False,
-        backbone_kwargs: dict | None = None,
         decode_channels: int | None = None,
         window_size: int = 8,
         num_heads: int | None = None,
         dropout: float | None = None,
         aux_head: bool | None = None,
-        normalization: dict | None = IMAGENET_NORMALIZATION,
-        in_chans: int | None = None,
-        raster: RasterInput | dict | None = None,
+        **base: Unpack[EncoderDecoderArguments],
     ) -> None:
         super().__init__(
-            num_classes=num_classes,
-            backbone=backbone,
-            pretrained=pretrained,
-            backbone_kwargs=backbone_kwargs,
-            normalization=normalization,
-            in_chans=in_chans,
-            raster=raster,
+            **base,
             decode_channels=decode_channels,
             window_size=window_size,
             num_heads=num_heads,

@@ -7,13 +7,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from typing_extensions import Unpack
 
-from geoseg.bands import RasterInput
-from geoseg.classes import IMAGENET_NORMALIZATION, NUM_CLASSES
 from geoseg.errors import TrainingError
-from geoseg.models.checkpoint import register_model
 from geoseg.models.decoder import ConvBNReLU
-from geoseg.models.encoder_decoder import EncoderDecoder
+from geoseg.models.encoder_decoder import EncoderDecoder, EncoderDecoderArguments
+from geoseg.models.record import register_model
 
 __all__ = ["PyramidPooling", "UPerNet", "UPerNetHead"]
 
@@ -117,8 +116,10 @@ class UPerNet(EncoderDecoder):
 
     Defaults as mmsegmentation's UPerNet baselines: ConvNeXt-Tiny, 512 channels, pooling scales
     1, 2, 3, 6, dropout 0.1, and the auxiliary FCN head (256 channels) on the stride-16 features,
-    used when the loss weighs it (``aux_weight``). Arguments left as None take the defaults; the
-    others are those of ``EncoderDecoder``.
+    used when the loss weighs it (``aux_weight``). Arguments left as None take the defaults.
+    ``**base`` are the arguments every network takes (``EncoderDecoderArguments``:
+    ``num_classes``, ``backbone``, ``pretrained``, ``backbone_kwargs``, ``normalization``,
+    ``in_chans``, ``raster``), described and defaulted by ``EncoderDecoder``.
     """
 
     defaults = dict(
@@ -133,27 +134,15 @@ class UPerNet(EncoderDecoder):
     def __init__(
         self,
         *,
-        num_classes: int = NUM_CLASSES,
-        backbone: str | None = None,
-        pretrained: bool | str = False,
-        backbone_kwargs: dict | None = None,
         channels: int | None = None,
         pool_scales: Sequence[int] | None = None,
         dropout: float | None = None,
         aux_head: bool | None = None,
         aux_channels: int | None = None,
-        normalization: dict | None = IMAGENET_NORMALIZATION,
-        in_chans: int | None = None,
-        raster: RasterInput | dict | None = None,
+        **base: Unpack[EncoderDecoderArguments],
     ) -> None:
         super().__init__(
-            num_classes=num_classes,
-            backbone=backbone,
-            pretrained=pretrained,
-            backbone_kwargs=backbone_kwargs,
-            normalization=normalization,
-            in_chans=in_chans,
-            raster=raster,
+            **base,
             channels=channels,
             pool_scales=pool_scales,
             dropout=dropout,

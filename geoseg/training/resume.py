@@ -8,13 +8,8 @@ from torch import nn
 
 from geoseg.bands import check_same_input
 from geoseg.errors import BandMismatchError, CheckpointError
-from geoseg.models.checkpoint import (
-    CHECKPOINT_KEY,
-    ModelSpec,
-    differing_arguments,
-    extract_state_dict,
-    read_checkpoint,
-)
+from geoseg.models.record import CHECKPOINT_KEY, ModelSpec, differing_arguments
+from geoseg.models.weight_files import extract_state_dict, read_checkpoint
 
 log = logging.getLogger(__name__)
 

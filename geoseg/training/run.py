@@ -15,7 +15,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from geoseg.bands import check_same_input
 from geoseg.datasets.sampling import DomainBalancedBatchSampler
 from geoseg.errors import CheckpointError, ConfigError, preview
-from geoseg.models.checkpoint import load_pretrained_weights
+from geoseg.models.initialise import load_pretrained_weights
 from geoseg.training.callbacks import AtomicCheckpointIO, reliability_callbacks
 from geoseg.training.distributed import unpadded_eval_loaders
 from geoseg.training.resume import check_resume_checkpoint

@@ -13,7 +13,8 @@ from geoseg.classes import colorize_mask, default_palette
 from geoseg.datasets.mixing import BatchMix, mixed_loss
 from geoseg.errors import ConfigError
 from geoseg.metrics import confusion_matrix, format_scores_table, segmentation_scores
-from geoseg.models.checkpoint import CHECKPOINT_KEY, as_plain, describe_model
+from geoseg.models.common import as_plain
+from geoseg.models.record import CHECKPOINT_KEY, describe_model
 
 # Checkpoint key of the last validation's confusion matrices (plain lists: weights_only loads).
 VALIDATION_KEY = "geoseg_validation"
