@@ -217,7 +217,7 @@ def describe_labels(style: DomainStyle) -> str:
     return "\n".join(lines)
 
 
-def _smooth_noise(rng: np.random.Generator, size: int, cell: float) -> np.ndarray:
+def smooth_noise(rng: np.random.Generator, size: int, cell: float) -> np.ndarray:
     """Value noise in [-1, 1] with features about ``cell`` pixels wide: (size, size) float32."""
     cells = max(int(size / cell), 1) + 2
     coarse = rng.uniform(-1, 1, (cells, cells)).astype(np.float32)
@@ -231,8 +231,8 @@ def _region_map(rng: np.random.Generator, size: int, num_regions: int) -> np.nda
     weights = rng.uniform(0, (0.3 * size) ** 2, num_regions)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     # Warp the coordinates so the region borders meander instead of being straight.
-    yy += 0.08 * size * _smooth_noise(rng, size, max(size / 4, 2))
-    xx += 0.08 * size * _smooth_noise(rng, size, max(size / 4, 2))
+    yy += 0.08 * size * smooth_noise(rng, size, max(size / 4, 2))
+    xx += 0.08 * size * smooth_noise(rng, size, max(size / 4, 2))
     distances = (yy[None] - seeds[:, 0, None, None]) ** 2 + (
         xx[None] - seeds[:, 1, None, None]
     ) ** 2
@@ -246,14 +246,12 @@ Texture = Callable[[np.random.Generator, int, float], tuple[np.ndarray, np.ndarr
 
 
 def _canopy(rng: np.random.Generator, size: int, scale: float):
-    texture = 0.35 * _smooth_noise(rng, size, 3 * scale) + 0.15 * _smooth_noise(
-        rng, size, 8 * scale
-    )
+    texture = 0.35 * smooth_noise(rng, size, 3 * scale) + 0.15 * smooth_noise(rng, size, 8 * scale)
     return texture, None
 
 
 def _grass(rng: np.random.Generator, size: int, scale: float):
-    return 0.12 * _smooth_noise(rng, size, 12 * scale), None
+    return 0.12 * smooth_noise(rng, size, 12 * scale), None
 
 
 def _stripes(rng: np.random.Generator, size: int, scale: float):
@@ -262,6 +260,10 @@ def _stripes(rng: np.random.Generator, size: int, scale: float):
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     phase = (xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period
     return (0.2 * np.sin(phase)).astype(np.float32), None
+
+
+# How much darker than its settlement's roofs a street is.
+STREET_TONE = -0.35
 
 
 def _roofs(rng: np.random.Generator, size: int, scale: float):
@@ -273,25 +275,23 @@ def _roofs(rng: np.random.Generator, size: int, scale: float):
     roofs = rng.uniform(-0.3, 0.3, blocks)
     built = rng.random(blocks) < 0.7  # the other blocks are yards and car parks
     texture = roofs[yy // block, xx // block].astype(np.float32)
-    texture[streets] = -0.35
+    texture[streets] = STREET_TONE
     detail = np.where(built[yy // block, xx // block], OEM_BUILDING, OEM_DEVELOPED)
     detail[streets] = OEM_ROAD
     return texture, detail.astype(np.uint8)
 
 
 def _calm(rng: np.random.Generator, size: int, scale: float):
-    return 0.04 * _smooth_noise(rng, size, 16 * scale), None
+    return 0.04 * smooth_noise(rng, size, 16 * scale), None
 
 
 def _soil(rng: np.random.Generator, size: int, scale: float):
-    return 0.15 * _smooth_noise(rng, size, 6 * scale), None
+    return 0.15 * smooth_noise(rng, size, 6 * scale), None
 
 
 def _steppe(rng: np.random.Generator, size: int, scale: float):
     # Tufts of dry grass with bare patches between them.
-    texture = 0.18 * _smooth_noise(rng, size, 3 * scale) + 0.1 * _smooth_noise(
-        rng, size, 10 * scale
-    )
+    texture = 0.18 * smooth_noise(rng, size, 3 * scale) + 0.1 * smooth_noise(rng, size, 10 * scale)
     return texture, None
 
 
@@ -343,11 +343,9 @@ def _dunes(rng: np.random.Generator, size: int, scale: float):
     period = rng.uniform(10, 18) * scale
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     along = (
-        xx * np.cos(angle)
-        + yy * np.sin(angle)
-        + 0.3 * period * _smooth_noise(rng, size, 3 * period)
+        xx * np.cos(angle) + yy * np.sin(angle) + 0.3 * period * smooth_noise(rng, size, 3 * period)
     )
-    texture = 0.1 * np.sin(along * 2 * np.pi / period) + 0.05 * _smooth_noise(rng, size, 2 * scale)
+    texture = 0.1 * np.sin(along * 2 * np.pi / period) + 0.05 * smooth_noise(rng, size, 2 * scale)
     return texture.astype(np.float32), None
 
 
@@ -374,18 +372,17 @@ class Tile(NamedTuple):
     surface: np.ndarray  # surface ids (SURFACES), also under no-data strips
 
 
-def synthesize_tile(
-    rng: np.random.Generator, size: int = 64, style: DomainStyle = TARGET_STYLE
-) -> Tile:
-    """One synthetic tile in ``style``: its image, target mask, OpenEarthMap labels and surfaces."""
-    num_regions = max(int(rng.integers(3, 10) / style.scale), 2)
-    regions = _region_map(rng, size, num_regions)
-    region_surfaces = rng.choice(len(style.surfaces), size=num_regions, p=style.frequencies)
+def paint_regions(
+    rng: np.random.Generator, regions: np.ndarray, looks: list[Surface], style: DomainStyle
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw each region of ``regions`` ((size, size) ids, square) as its surface ``looks[id]``,
+    with sand shores around water and sensor noise: the image ((size, size, 3) uint8 RGB), the
+    OpenEarthMap ids and the surface ids of its pixels."""
+    size = regions.shape[0]
     surface = np.zeros((size, size), dtype=np.uint8)
     oem = np.zeros((size, size), dtype=np.uint8)
     image = np.zeros((size, size, 3), dtype=np.float32)
-    for region, index in enumerate(region_surfaces):
-        look = style.surfaces[int(index)]
+    for region, look in enumerate(looks):
         inside = regions == region
         color = np.asarray(look.mean, dtype=np.float32) + rng.normal(0, look.spread, 3)
         texture, detail = TEXTURES[look.texture](rng, size, style.scale)
@@ -402,11 +399,22 @@ def synthesize_tile(
         shore_color = np.asarray(style.shore_color, dtype=np.float32)
         image[shore] = shore_color + rng.normal(0, 8, (int(shore.sum()), 3))
         surface[shore], oem[shore] = SHORE, OEM_BARELAND
-    mask = SURFACE_TO_TARGET[surface]
 
     image = image * np.asarray(style.color_gain, dtype=np.float32) + style.brightness
     image += rng.normal(0, style.noise, image.shape)
-    image = image.clip(0, 255).astype(np.uint8)
+    return image.clip(0, 255).astype(np.uint8), oem, surface
+
+
+def synthesize_tile(
+    rng: np.random.Generator, size: int = 64, style: DomainStyle = TARGET_STYLE
+) -> Tile:
+    """One synthetic tile in ``style``: its image, target mask, OpenEarthMap labels and surfaces."""
+    num_regions = max(int(rng.integers(3, 10) / style.scale), 2)
+    regions = _region_map(rng, size, num_regions)
+    region_surfaces = rng.choice(len(style.surfaces), size=num_regions, p=style.frequencies)
+    looks = [style.surfaces[int(index)] for index in region_surfaces]
+    image, oem, surface = paint_regions(rng, regions, looks, style)
+    mask = SURFACE_TO_TARGET[surface]
     if rng.random() < 0.2:  # a no-data strip along one edge
         width = int(rng.integers(2, max(size // 8, 3)))
         image[:, :width] = 0
@@ -490,8 +498,8 @@ def write_openearthmap_release(
                 west = 400_000 + (index - 1) * tile_size * style.gsd_m
                 north = 4_000_000 + 10_000 * region_index
                 transform = Affine(style.gsd_m, 0.0, west, 0.0, -style.gsd_m, north)
-                _write_geotiff(output_root / region / "images" / name, tile.image, transform)
-                _write_geotiff(output_root / region / "labels" / name, tile.oem, transform)
+                write_geotiff(output_root / region / "images" / name, tile.image, transform)
+                write_geotiff(output_root / region / "labels" / name, tile.oem, transform)
             names.append(name)
     order = np.random.default_rng([seed, 1]).permutation(len(names))
     shuffled = [names[i] for i in order]
@@ -516,8 +524,8 @@ def _write_tif(path: Path, array: np.ndarray) -> None:
         raise OSError(f"{path}: could not write the TIFF")
 
 
-def _write_geotiff(path: Path, array: np.ndarray, transform) -> None:
-    """``array`` ((H, W, 3) RGB or (H, W) ids, uint8) as a georeferenced GeoTIFF in ``OEM_CRS``,
+def write_geotiff(path: Path, array: np.ndarray, transform: Affine, crs: str = OEM_CRS) -> None:
+    """``array`` ((H, W, 3) RGB or (H, W) ids, uint8) as a georeferenced GeoTIFF in ``crs``,
     without a nodata value: no-data strips are void in the labels."""
     bands = array.transpose(2, 0, 1) if array.ndim == 3 else array[None]
     profile = {
@@ -526,7 +534,7 @@ def _write_geotiff(path: Path, array: np.ndarray, transform) -> None:
         "height": array.shape[0],
         "count": bands.shape[0],
         "dtype": "uint8",
-        "crs": OEM_CRS,
+        "crs": crs,
         "transform": transform,
         "compress": "deflate",
     }
