@@ -102,6 +102,14 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def tree_sha256(root: Path) -> str:
+    """One hash over every file's relative path and bytes under ``root``."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 # --- tiny networks and their checkpoints ---------------------------------------------------------
 
 TINY_SWIN = "swin_tiny_patch4_window7_224"

@@ -1,7 +1,6 @@
 """The synthetic data generator: the target and the mild second domain as they always were; the
 strong second domain's class mix, label meanings, colours and georeference."""
 
-import hashlib
 import sys
 from pathlib import Path
 
@@ -30,6 +29,8 @@ from geoseg.datasets.synthetic import (
     write_target_dataset,
 )
 
+from conftest import tree_sha256
+
 LUT = np.full(256, IGNORE_INDEX, np.uint8)
 LUT[:9] = OEM_TO_TARGET
 STRONG = OEM_STYLES["strong"]
@@ -43,14 +44,9 @@ TINY_ARGS = ["--train", "2", "--val", "1", "--test", "2", "--unlabelled", "1", "
 TINY_ARGS += ["--oem-tiles-per-region", "2", "--oem-tile-size", "32"]
 GOLDEN_TARGET = "128d5a4bf0c0b18eb0392dd4adb2c0dadd99406c36d7ba1a9ca2f2edf906db71"
 GOLDEN_OEM_MILD = "dad7e7fecd1f4b18134887e3c5bb5adc59c9120e597d46441f4b6b82a91becee"
-
-
-def tree_sha256(root: Path) -> str:
-    """One hash over every file's relative path and bytes under ``root``."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
+# The strong second domain's files for TINY_ARGS before the map scenes existed (commit 524de83), by
+# the same recipe; GDAL's GeoTIFF bytes (rasterio 1.4.4).
+GOLDEN_OEM_STRONG = "483f03ee2c478dadede6cb154077bc1250c00733fc07d3dd6b7b382055441b1c"
 
 
 def run_main(monkeypatch, output_root: Path, *args: str) -> None:
@@ -71,6 +67,15 @@ def test_mild_gap_and_target_are_the_files_written_before(tmp_path, monkeypatch)
     assert tree_sha256(tmp_path / "strong" / "OpenEarthMap") != GOLDEN_OEM_MILD
     for gap in ("mild", "strong"):
         assert tree_sha256(tmp_path / gap / "biodiversity") == GOLDEN_TARGET
+
+
+def test_map_scenes_leave_the_other_datasets_as_they_were(tmp_path, monkeypatch):
+    run_main(monkeypatch, tmp_path, "--map-scenes", "1", "--map-scene-size", "64")
+    assert tree_sha256(tmp_path / "biodiversity") == GOLDEN_TARGET
+    assert tree_sha256(tmp_path / "OpenEarthMap") == GOLDEN_OEM_STRONG
+    maps = tmp_path / "map_scenes"
+    written = sorted(path.relative_to(maps).as_posix() for path in maps.rglob("*.*"))
+    assert written == ["images/scene_0000.tif", "map.osm", "truth/scene_0000.tif"]
 
 
 def test_a_larger_test_split_keeps_the_first_tiles(tmp_path):

@@ -63,7 +63,7 @@ import rasterio
 from rasterio.transform import Affine
 
 from geoseg.classes import CLASSES, IGNORE_INDEX, NUM_CLASSES, OEM_CLASSES, OEM_TO_TARGET
-from geoseg.cli import ArgumentParser
+from geoseg.cli import ArgumentParser, at_least
 from geoseg.datasets.io import write_png_atomic
 
 # The synthetic world is drawn for the default scheme's six classes; their ids come from it.
@@ -281,6 +281,12 @@ def _roofs(rng: np.random.Generator, size: int, scale: float):
     return texture, detail.astype(np.uint8)
 
 
+def _street(rng: np.random.Generator, size: int, scale: float):
+    # A region that is all street (a road of a map scene), toned as the roofs texture tones its own.
+    texture = np.full((size, size), STREET_TONE, dtype=np.float32)
+    return texture, np.full((size, size), OEM_ROAD, dtype=np.uint8)
+
+
 def _calm(rng: np.random.Generator, size: int, scale: float):
     return 0.04 * smooth_noise(rng, size, 16 * scale), None
 
@@ -354,6 +360,7 @@ TEXTURES: dict[str, Texture] = {
     "grass": _grass,
     "stripes": _stripes,
     "roofs": _roofs,
+    "street": _street,
     "calm": _calm,
     "soil": _soil,
     "steppe": _steppe,
@@ -569,6 +576,16 @@ def main() -> None:
         "brightness, pixel size; labels one to one) or strong (own colours, textures, class mix, "
         "pixel size and label meanings)",
     )
+    parser.add_argument(
+        "--map-scenes",
+        type=at_least(0),
+        default=0,
+        help="georeferenced target scenes drawn from shapes, their truth and an OpenStreetMap file "
+        "of the shapes with a mapper's errors, in <output-root>/map_scenes (0: none)",
+    )
+    parser.add_argument(
+        "--map-scene-size", type=at_least(16), default=512, help="map scene side in pixels (1 m)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     sizes = {"Train": args.train, "Val": args.val, "Test": args.test}
@@ -593,6 +610,20 @@ def main() -> None:
         f"wrote the OpenEarthMap release layout to {oem} ({args.domain_gap} domain gap, "
         f"{gsd:g} m pixels against the target's {TARGET_GSD_M:g} m)"
     )
+    if args.map_scenes:
+        # Imported here: synthetic_maps draws with this module's surfaces (an import cycle at the
+        # top).
+        from geoseg.datasets.synthetic_maps import MAP_CRS, write_map_scenes
+
+        maps = root / "map_scenes"
+        counts = write_map_scenes(
+            maps, scenes=args.map_scenes, size=args.map_scene_size, seed=args.seed
+        )
+        mapped = ", ".join(f"{m} of {n} {kind}" for kind, (n, m) in counts.items())
+        print(
+            f"wrote {args.map_scenes} map scenes ({args.map_scene_size} px, {MAP_CRS}) and their "
+            f"truth to {maps}, and {maps / 'map.osm'} mapping {mapped}"
+        )
 
 
 if __name__ == "__main__":
