@@ -88,11 +88,15 @@ combine = $(PYTHON) $(REPO)/create_combined_dataset.py --target-root $(DEMO_DATA
 	--workers 2 $(2)
 # Fresh output, weights and log folders (a training stage refuses a weights folder holding an
 # earlier run's checkpoints) and the synthetic data (target, a second domain in the OpenEarthMap
-# layout that differs from it as real datasets do, their combination as shipped).
+# layout that differs from it as real datasets do, their combination as shipped, and
+# DEMO_MAP_SCENES georeferenced target scenes with an OpenStreetMap file in $(DEMO_DATA)/map_scenes:
+# the input of learning from maps; a second or two).
+DEMO_MAP_SCENES ?= 4
 define prepare_demo_data
 	rm -rf $(DEMO_OUT) $(DEMO_WEIGHTS) lightning_logs/$(RUN_SET)
 	mkdir -p $(DEMO_OUT) && date +%s > $(DEMO_OUT)/.started_at
-	$(PYTHON) -m geoseg.datasets.synthetic --output-root $(DEMO_DATA) $(DEMO_DATA_ARGS)
+	$(PYTHON) -m geoseg.datasets.synthetic --output-root $(DEMO_DATA) \
+		--map-scenes $(DEMO_MAP_SCENES) $(DEMO_DATA_ARGS)
 	$(call combine,biodiversity_combined)
 endef
 # Make the targets $(1) (one per seed) DEMO_JOBS at a time.

@@ -50,6 +50,14 @@ Besides the image and both label maps, ``synthesize_tile`` returns the surface o
 
 ``python -m geoseg.datasets.synthetic --output-root data/demo [--domain-gap mild|strong]`` writes
 ``data/demo/biodiversity`` (target layout) and ``data/demo/OpenEarthMap`` (release layout).
+``--map-scenes N`` (the demo writes 4) adds ``data/demo/map_scenes``, for learning from maps
+(``synthetic_maps``): ``images/scene_<i>.tif``, N georeferenced target-domain scenes of
+``--map-scene-size`` pixels (512, 1 m, EPSG:32635) drawn from shapes with the tiles' looks;
+``truth/scene_<i>.tif``, their class ids, for scoring only; and ``map.osm``, an OpenStreetMap
+file of those shapes (EPSG:4326) with the errors real maps have: features left out (20% of areas,
+5% of lines), outlines shifted (up to 3 px) and simplified (Douglas-Peucker, 1.5 px), roads and
+waterways as lines whose width is tagged as ``width`` or ``lanes``, or not at all. The other
+datasets are the same files with or without it.
 """
 
 from collections.abc import Callable
