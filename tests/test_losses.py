@@ -77,29 +77,22 @@ def test_cross_entropy_matches_torch_with_weights_and_smoothing():
     assert ours.item() == pytest.approx(reference.item(), rel=1e-6)
 
 
-@pytest.mark.parametrize(
-    "loss_fn",
-    [
-        cross_entropy_loss,
-        dice_loss,
-        functools.partial(dice_loss, class_weights=torch.tensor([1.0, 2.0, 0.5, 1.0])),
-        CEDiceLoss(class_weights=[1.0, 2.0, 0.5, 1.0], label_smoothing=0.1),
-        CEDiceLoss(class_weights=[1.0, 2.0, 0.5, 1.0], class_weighted_dice=True, lovasz_weight=0.5),
-        functools.partial(partial_label_cross_entropy, label_sets={7: (1, 3)}),
-        CEDiceLoss(label_sets={7: (1, 3)}, lovasz_weight=0.5),
-        functools.partial(truncated_cross_entropy, drop_fraction=0.3),
-    ],
-    ids=[
-        "ce",
-        "dice",
-        "dice_weighted",
-        "ce_dice",
-        "ce_dice_weighted_lovasz",
-        "partial",
-        "ce_dice_sets",
-        "truncated",
-    ],
-)
+# Every loss and its options, for the invariance tests.
+LOSSES = {
+    "ce": cross_entropy_loss,
+    "dice": dice_loss,
+    "dice_weighted": functools.partial(dice_loss, class_weights=torch.tensor([1.0, 2.0, 0.5, 1.0])),
+    "ce_dice": CEDiceLoss(class_weights=[1.0, 2.0, 0.5, 1.0], label_smoothing=0.1),
+    "ce_dice_weighted_lovasz": CEDiceLoss(
+        class_weights=[1.0, 2.0, 0.5, 1.0], class_weighted_dice=True, lovasz_weight=0.5
+    ),
+    "partial": functools.partial(partial_label_cross_entropy, label_sets={7: (1, 3)}),
+    "ce_dice_sets": CEDiceLoss(label_sets={7: (1, 3)}, lovasz_weight=0.5),
+    "truncated": functools.partial(truncated_cross_entropy, drop_fraction=0.3),
+}
+
+
+@pytest.mark.parametrize("loss_fn", LOSSES.values(), ids=list(LOSSES))
 def test_ignored_pixels_change_nothing(loss_fn):
     logits, target = random_batch()
     ignored = (target == IGNORE).unsqueeze(1).expand_as(logits)
@@ -119,29 +112,7 @@ def test_ignored_pixels_change_nothing(loss_fn):
     assert torch.all(first.grad[ignored] == 0)
 
 
-@pytest.mark.parametrize(
-    "loss_fn",
-    [
-        cross_entropy_loss,
-        dice_loss,
-        functools.partial(dice_loss, class_weights=torch.tensor([1.0, 2.0, 0.5, 1.0])),
-        CEDiceLoss(class_weights=[1.0, 2.0, 0.5, 1.0]),
-        CEDiceLoss(class_weights=[1.0, 2.0, 0.5, 1.0], class_weighted_dice=True),
-        functools.partial(partial_label_cross_entropy, label_sets={7: (1, 3)}),
-        CEDiceLoss(label_sets={7: (1, 3)}, lovasz_weight=0.5),
-        functools.partial(truncated_cross_entropy, drop_fraction=0.3),
-    ],
-    ids=[
-        "ce",
-        "dice",
-        "dice_weighted",
-        "ce_dice",
-        "ce_dice_weighted",
-        "partial",
-        "ce_dice_sets",
-        "truncated",
-    ],
-)
+@pytest.mark.parametrize("loss_fn", LOSSES.values(), ids=list(LOSSES))
 def test_all_ignored_is_zero_with_zero_grad(loss_fn):
     logits = torch.randn(2, 4, 3, 3, requires_grad=True)
     target = torch.full((2, 3, 3), IGNORE)
