@@ -40,7 +40,7 @@ def truncated_cross_entropy(
     smallest per-pixel losses, computed in float32; only those pixels get gradients. Equal losses
     are ranked by pixel order (a stable sort), so the pixels kept are the same on every run.
     ``drop_fraction`` 0 is ``cross_entropy_loss`` itself; no labelled pixel gives 0 (zero
-    gradients).
+    gradients). Under DDP each process truncates its own batch.
     """
     check_shapes(logits, target)
     check_drop_fraction(drop_fraction)
