@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+import geoseg.models
 from geoseg.classes import CLASSES
 from geoseg.config import (
     SUPERVISED_DEFAULTS,
@@ -16,9 +17,10 @@ from geoseg.datasets.combine import CombineSettings, build_combined_dataset, pla
 from geoseg.datasets.synthetic import write_openearthmap_release, write_target_dataset
 from geoseg.errors import ConfigError, DataError
 from geoseg.evaluation.ablation import LEVERS as ABLATION_LEVERS
+from geoseg.losses import TruncatedCrossEntropyLoss
 from geoseg.training.kd import KD_DEFAULTS, KD_REQUIRED
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, tiny_ftunetformer
 
 
 def write(tmp_path, text, name="cfg.py"):
@@ -111,11 +113,14 @@ FAMILIES = ("segformer", "upernet")  # the other ensemble families' step 1 / ste
 KD_CONFIGS = (
     "student_target_only.py",
     "step2_finetune_target_kd.py",
+    "step2_from_step0.py",
     *(f"{family}_step2_finetune_target_kd.py" for family in FAMILIES),
 )
 STAGE_CONFIGS = (
     "teacher.py",
+    "step0_pretrain_map_labels.py",
     "step1_pretrain_combined.py",
+    "step1_from_step0.py",
     *(f"{family}_step1_pretrain_combined.py" for family in FAMILIES),
     *KD_CONFIGS,
 )
@@ -128,15 +133,24 @@ def stage_names(name: str) -> tuple:
     return SUPERVISED_REQUIRED, SUPERVISED_DEFAULTS
 
 
+def write_stage_data(data, map_labels: str) -> tuple:
+    """Tiny data in the folder ``data`` as the stage configs read it: the target (biodiversity),
+    its combination with a tiny OpenEarthMap release (biodiversity_combined) and weak labels in
+    the target layout (``map_labels``/Train); returns the target and OpenEarthMap roots."""
+    target = write_target_dataset(data / "biodiversity", {"Train": 4, "Val": 2}, tile_size=32)
+    oem = write_openearthmap_release(data / "OpenEarthMap", tiles_per_region=4, tile_size=48)
+    plan = plan_combined_dataset(CombineSettings(target, oem, data / "biodiversity_combined"))
+    build_combined_dataset(plan, progress=False)
+    write_target_dataset(data / map_labels, {"Train": 4}, tile_size=32, seed=1)
+    return target, oem
+
+
 @pytest.fixture(scope="module")
 def demo_data_dir(tmp_path_factory):
     """A working directory holding data/demo as `make demo` writes it, at a tiny size."""
     workdir = tmp_path_factory.mktemp("demo")
     demo = workdir / "data" / "demo"
-    target = write_target_dataset(demo / "biodiversity", {"Train": 4, "Val": 2}, tile_size=32)
-    oem = write_openearthmap_release(demo / "OpenEarthMap", tiles_per_region=4, tile_size=48)
-    plan = plan_combined_dataset(CombineSettings(target, oem, demo / "biodiversity_combined"))
-    build_combined_dataset(plan, progress=False)
+    target, oem = write_stage_data(demo, "map_labels")
     # the builds of the ablation's step 1 levers (the Makefile's --oem-scale auto and --remap)
     matched = CombineSettings(target, oem, demo / "biodiversity_combined_matched", oem_scale=0.5)
     build_combined_dataset(plan_combined_dataset(matched), progress=False)
@@ -170,8 +184,121 @@ def test_every_demo_config_builds(name, demo_data_dir, monkeypatch):
 def test_every_real_config_names_its_missing_data(name, tmp_path, monkeypatch):
     """Without data the real configs fail on the data folder, before any weights are fetched."""
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(DataError, match=r"data/biodiversity(_combined)?/Train/images_png: folder"):
+    missing = r"data/biodiversity(_combined|_map_labels)?/Train/images_png: folder"
+    with pytest.raises(DataError, match=missing):
         load_config(REPO_ROOT / "config" / "biodiversity" / name, *stage_names(name))
+
+
+@pytest.fixture(scope="module")
+def real_data_dir(tmp_path_factory):
+    """A working directory holding data/ as the real configs read it, at a tiny size."""
+    workdir = tmp_path_factory.mktemp("real")
+    write_stage_data(workdir / "data", "biodiversity_map_labels")
+    return workdir
+
+
+@pytest.fixture
+def load_stage(demo_data_dir, real_data_dir, monkeypatch):
+    """``load_stage(folder, name)``: config/<folder>/<name> loaded with the names its stage reads,
+    from a working directory with the data it reads. Its FT-UNetFormers are tiny networks whose
+    ``init_args`` are the arguments the config gave (the real students are Swin-Bases that fetch
+    their backbone's weights)."""
+
+    def recording_student(**kwargs):
+        net = tiny_ftunetformer()
+        net.init_args = kwargs
+        return net
+
+    monkeypatch.setattr(geoseg.models, "FTUNetFormer", recording_student)
+
+    def load(folder: str, name: str):
+        monkeypatch.chdir(demo_data_dir if folder == "demo" else real_data_dir)
+        return load_config(REPO_ROOT / "config" / folder / name, *stage_names(name))
+
+    return load
+
+
+def run_settings(config) -> dict:
+    """What a loaded config makes its stage do, to compare configs: its plain settings, the
+    network's arguments, the loss's, the data read, the optimiser and the schedule."""
+    plain = (bool, int, float, str, tuple, type(None))
+    settings = {k: v for k, v in vars(config).items() if isinstance(v, plain)}
+    del settings["config_path"]
+    settings["net"] = (type(config.net).__name__, config.net.init_args)
+    loss_args = {k: v for k, v in vars(config.loss).items() if not k.startswith("_")}
+    settings["loss"] = (type(config.loss).__name__, loss_args)
+    val = config.val_loader if isinstance(config.val_loader, dict) else {"val": config.val_loader}
+    for name, loader in {"train": config.train_loader, **val}.items():
+        dataset = loader.dataset
+        settings[f"data/{name}"] = (type(dataset).__name__, str(dataset.data_root), len(dataset))
+        settings[f"batch_size/{name}"] = loader.batch_size
+    settings["optimizer"] = [
+        {**{k: v for k, v in group.items() if k != "params"}, "params": len(group["params"])}
+        for group in config.optimizer.param_groups
+    ]
+    settings["lr_scheduler"] = config.lr_scheduler.state_dict()
+    return settings
+
+
+@pytest.mark.parametrize("folder", ["demo", "biodiversity"])
+def test_step_0_trains_step_1s_network_on_map_labels_and_validates_on_the_target(
+    folder, load_stage
+):
+    step0 = load_stage(folder, "step0_pretrain_map_labels.py")
+    step1 = load_stage(folder, "step1_pretrain_combined.py")
+    assert step0.run_name == f"{folder}/student_pretrain_map_labels"
+    assert step0.weights_path == f"model_weights/{folder}/student_pretrain_map_labels"
+    assert step0.net.init_args == step1.net.init_args  # step 1's network, from the same start
+    assert isinstance(step0.loss, TruncatedCrossEntropyLoss)
+    assert 0 < step0.loss.drop_fraction < 0.5
+    assert 0 < step0.loss.warmup_epochs < step0.max_epoch < step1.max_epoch  # cheaper than step 1
+    data = "data/demo" if folder == "demo" else "data"
+    weak_labels = "map_labels" if folder == "demo" else "biodiversity_map_labels"
+    assert step0.train_loader.dataset.data_root.as_posix() == f"{data}/{weak_labels}"
+    assert step0.train_loader.dataset.split == "Train"
+    # validation on the target's real labels, as step 1's primary set: val_mIoU means the same
+    assert step0.val_loader.dataset.data_root == step1.val_loader["target"].dataset.data_root
+    assert step0.val_loader.dataset.split == "Val"
+    assert (step0.monitor, step0.monitor_mode) == ("val_mIoU", "max")
+    assert step0.train_loader.batch_size == step1.train_loader.batch_size
+    assert step0.optimizer.param_groups[0]["lr"] == step1.optimizer.param_groups[0]["lr"]
+
+
+# The hand-off from step 0: (the variant, the stage it repeats, the run whose last.ckpt it starts
+# from)
+FROM_STEP0 = (
+    ("step1_from_step0.py", "step1_pretrain_combined.py", "step0_pretrain_map_labels.py"),
+    ("step2_from_step0.py", "step2_finetune_target_kd.py", "step1_from_step0.py"),
+)
+
+
+@pytest.mark.parametrize("folder", ["demo", "biodiversity"])
+@pytest.mark.parametrize(("variant", "stage", "start"), FROM_STEP0)
+def test_each_step_0_variant_is_its_stage_started_from_the_run_before(
+    folder, variant, stage, start, load_stage
+):
+    config, stage_config = load_stage(folder, variant), load_stage(folder, stage)
+    assert config.pretrained_ckpt_path == f"{load_stage(folder, start).weights_path}/last.ckpt"
+    assert config.run_name == f"{stage_config.run_name}_from_step0"
+    settings, stage_settings = run_settings(config), run_settings(stage_config)
+    differing = {
+        k
+        for k in settings.keys() | stage_settings.keys()
+        if settings.get(k) != stage_settings.get(k)
+    }
+    outputs_and_start = {
+        "run_name",
+        "weights_path",
+        "weights_name",
+        "log_name",
+        "pretrained_ckpt_path",
+    }
+    if folder == "biodiversity" and variant == "step1_from_step0.py":
+        # every weight comes from step 0: the backbone's ImageNet weights are not fetched
+        assert stage_config.net.init_args == {"pretrained": True}
+        assert config.net.init_args == {"pretrained": False}
+        outputs_and_start.add("net")
+    assert differing == outputs_and_start
 
 
 def test_command_line_overrides_replace_stage_names(tmp_path):

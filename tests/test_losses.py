@@ -12,10 +12,12 @@ from geoseg.losses import (
     CrossEntropyLoss,
     DiceLoss,
     PartialLabelCrossEntropyLoss,
+    TruncatedCrossEntropyLoss,
     cross_entropy_loss,
     dice_loss,
     lovasz_softmax_loss,
     partial_label_cross_entropy,
+    truncated_cross_entropy,
 )
 
 IGNORE = 255
@@ -75,27 +77,22 @@ def test_cross_entropy_matches_torch_with_weights_and_smoothing():
     assert ours.item() == pytest.approx(reference.item(), rel=1e-6)
 
 
-@pytest.mark.parametrize(
-    "loss_fn",
-    [
-        cross_entropy_loss,
-        dice_loss,
-        functools.partial(dice_loss, class_weights=torch.tensor([1.0, 2.0, 0.5, 1.0])),
-        CEDiceLoss(class_weights=[1.0, 2.0, 0.5, 1.0], label_smoothing=0.1),
-        CEDiceLoss(class_weights=[1.0, 2.0, 0.5, 1.0], class_weighted_dice=True, lovasz_weight=0.5),
-        functools.partial(partial_label_cross_entropy, label_sets={7: (1, 3)}),
-        CEDiceLoss(label_sets={7: (1, 3)}, lovasz_weight=0.5),
-    ],
-    ids=[
-        "ce",
-        "dice",
-        "dice_weighted",
-        "ce_dice",
-        "ce_dice_weighted_lovasz",
-        "partial",
-        "ce_dice_sets",
-    ],
-)
+# Every loss and its options, for the invariance tests.
+LOSSES = {
+    "ce": cross_entropy_loss,
+    "dice": dice_loss,
+    "dice_weighted": functools.partial(dice_loss, class_weights=torch.tensor([1.0, 2.0, 0.5, 1.0])),
+    "ce_dice": CEDiceLoss(class_weights=[1.0, 2.0, 0.5, 1.0], label_smoothing=0.1),
+    "ce_dice_weighted_lovasz": CEDiceLoss(
+        class_weights=[1.0, 2.0, 0.5, 1.0], class_weighted_dice=True, lovasz_weight=0.5
+    ),
+    "partial": functools.partial(partial_label_cross_entropy, label_sets={7: (1, 3)}),
+    "ce_dice_sets": CEDiceLoss(label_sets={7: (1, 3)}, lovasz_weight=0.5),
+    "truncated": functools.partial(truncated_cross_entropy, drop_fraction=0.3),
+}
+
+
+@pytest.mark.parametrize("loss_fn", LOSSES.values(), ids=list(LOSSES))
 def test_ignored_pixels_change_nothing(loss_fn):
     logits, target = random_batch()
     ignored = (target == IGNORE).unsqueeze(1).expand_as(logits)
@@ -115,19 +112,7 @@ def test_ignored_pixels_change_nothing(loss_fn):
     assert torch.all(first.grad[ignored] == 0)
 
 
-@pytest.mark.parametrize(
-    "loss_fn",
-    [
-        cross_entropy_loss,
-        dice_loss,
-        functools.partial(dice_loss, class_weights=torch.tensor([1.0, 2.0, 0.5, 1.0])),
-        CEDiceLoss(class_weights=[1.0, 2.0, 0.5, 1.0]),
-        CEDiceLoss(class_weights=[1.0, 2.0, 0.5, 1.0], class_weighted_dice=True),
-        functools.partial(partial_label_cross_entropy, label_sets={7: (1, 3)}),
-        CEDiceLoss(label_sets={7: (1, 3)}, lovasz_weight=0.5),
-    ],
-    ids=["ce", "dice", "dice_weighted", "ce_dice", "ce_dice_weighted", "partial", "ce_dice_sets"],
-)
+@pytest.mark.parametrize("loss_fn", LOSSES.values(), ids=list(LOSSES))
 def test_all_ignored_is_zero_with_zero_grad(loss_fn):
     logits = torch.randn(2, 4, 3, 3, requires_grad=True)
     target = torch.full((2, 3, 3), IGNORE)
@@ -428,3 +413,104 @@ def test_label_sets_that_do_not_fit_are_errors():
         CEDiceLoss(label_sets={7: (1, 3)}, class_weights=[1.0, 2.0, 1.0, 1.0])
     with pytest.raises(ValueError, match="label_smoothing"):
         CEDiceLoss(label_sets={7: (1, 3)}, label_smoothing=0.1)
+
+
+# --- truncated cross-entropy (weak labels) --------------------------------------------------------
+
+
+def two_by_two_example() -> tuple[torch.Tensor, torch.Tensor]:
+    """One 2x2 image, two classes, every pixel labelled 0. Pixel losses -log softmax_0:
+    (0, 0) -> ln 2, (0, ln 3) -> ln 4, (ln 3, 0) -> ln 4/3, (0, ln 7) -> ln 8."""
+    scores = [[0.0, 0.0], [0.0, math.log(3)], [math.log(3), 0.0], [0.0, math.log(7)]]
+    logits = torch.tensor(scores).T.reshape(1, 2, 2, 2)
+    return logits, torch.zeros(1, 2, 2, dtype=torch.long)
+
+
+@pytest.mark.parametrize(
+    ("drop_fraction", "kept", "expected"),
+    [
+        (0.25, [True, True, True, False], math.log(32 / 3) / 3),  # k = 1: ln 8 dropped
+        (0.5, [True, False, True, False], math.log(8 / 3) / 2),  # k = 2: ln 8 and ln 4
+        (0.7, [True, False, True, False], math.log(8 / 3) / 2),  # k = floor(2.8) = 2
+    ],
+)
+def test_truncated_cross_entropy_drops_the_k_highest_losses_by_hand(drop_fraction, kept, expected):
+    logits, target = two_by_two_example()
+    logits.requires_grad_(True)
+    loss = truncated_cross_entropy(logits, target, drop_fraction)
+    loss.backward()
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    # gradients reach the kept pixels alone
+    has_gradient = (logits.grad != 0).any(dim=1).flatten()
+    assert has_gradient.tolist() == kept
+
+
+def test_truncated_cross_entropy_never_counts_ignored_pixels():
+    logits, target = two_by_two_example()
+    target[0, 1, 1] = IGNORE  # the ln 8 pixel: n = 3, k = floor(0.5 * 3) = 1 drops ln 4
+    logits.requires_grad_(True)
+    loss = truncated_cross_entropy(logits, target, 0.5)
+    loss.backward()
+    assert loss.item() == pytest.approx(math.log(8 / 3) / 2, rel=1e-6)
+    assert (logits.grad != 0).any(dim=1).flatten().tolist() == [True, False, True, False]
+
+
+def test_truncated_cross_entropy_matches_a_per_pixel_reference():
+    logits, target = random_batch(seed=5)
+    pixel_losses = torch.nn.functional.cross_entropy(
+        logits, target, ignore_index=IGNORE, reduction="none"
+    )
+    labelled = sorted(pixel_losses[target != IGNORE].tolist(), reverse=True)
+    dropped = math.floor(0.3 * len(labelled))
+    expected = sum(labelled[dropped:]) / (len(labelled) - dropped)
+    assert truncated_cross_entropy(logits, target, 0.3).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_truncated_cross_entropy_of_zero_is_plain_cross_entropy_bit_for_bit():
+    logits, target = random_batch(seed=6)
+    assert torch.equal(
+        truncated_cross_entropy(logits, target, 0.0), cross_entropy_loss(logits, target)
+    )
+
+
+def test_truncated_cross_entropy_counts_exact_shares_and_breaks_ties_by_pixel_order():
+    # 100 equal losses: floor(0.29 * 100) is 29 (not 28, as 0.29 * 100 gives in binary), and the
+    # first 29 pixels in order are the ones dropped, on every call.
+    logits = torch.zeros(1, 3, 10, 10, requires_grad=True)
+    target = torch.zeros(1, 10, 10, dtype=torch.long)
+    for _ in range(2):
+        logits.grad = None
+        truncated_cross_entropy(logits, target, 0.29).backward()
+        has_gradient = (logits.grad != 0).any(dim=1).flatten()
+        assert has_gradient.tolist() == [False] * 29 + [True] * 71
+
+
+def test_truncated_loss_is_plain_cross_entropy_during_warm_up_and_in_eval_mode():
+    logits, target = random_batch(seed=7)
+    loss = TruncatedCrossEntropyLoss(drop_fraction=0.3, warmup_epochs=2)
+    plain = cross_entropy_loss(logits, target)
+    truncated = truncated_cross_entropy(logits, target, 0.3)
+    assert truncated.item() < plain.item()
+    for epoch, expected in [(0, plain), (1, plain), (2, truncated), (5, truncated)]:
+        loss.set_epoch(epoch)
+        assert torch.equal(loss(logits, target), expected), epoch
+    loss.eval()  # validation: the plain loss on the real labels
+    assert torch.equal(loss(logits, target), plain)
+
+
+def test_truncated_loss_is_float32_for_bf16_logits():
+    logits, target = random_batch(seed=8)
+    low_precision = truncated_cross_entropy(logits.bfloat16(), target, 0.3)
+    assert low_precision.dtype == torch.float32
+    reference = truncated_cross_entropy(logits, target, 0.3)
+    assert low_precision.item() == pytest.approx(reference.item(), rel=2e-2)
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.1, float("nan")])
+def test_truncated_loss_rejects_a_share_outside_0_1(bad):
+    with pytest.raises(ValueError, match=r"drop_fraction=.*expected a share in \[0, 1\)"):
+        TruncatedCrossEntropyLoss(drop_fraction=bad)
+    with pytest.raises(ValueError, match="drop_fraction"):
+        truncated_cross_entropy(*random_batch(), bad)
+    with pytest.raises(ValueError, match="warmup_epochs=-1"):
+        TruncatedCrossEntropyLoss(warmup_epochs=-1)

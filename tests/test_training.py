@@ -1,17 +1,23 @@
-"""The supervised stage end to end on tiny data: checkpoints, TensorBoard, resume, load_model."""
+"""The supervised stage end to end on tiny data: checkpoints, TensorBoard, resume, load_model, and
+step 0 on weak labels handing its weights to step 1."""
 
+from pathlib import Path
+
+import cv2
+import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from geoseg.config import load_config
-from geoseg.datasets import PALETTE
+from geoseg.datasets import CLASSES, IGNORE_INDEX, PALETTE
 from geoseg.losses import DiceLoss
 from geoseg.models import load_model_and_spec
-from geoseg.models.checkpoint import read_checkpoint
-from geoseg.training import train
+from geoseg.models.checkpoint import extract_state_dict, read_checkpoint
+from geoseg.training import SupervisedModule, train
+from geoseg.training.supervised import VALIDATION_KEY
 
-from conftest import REPO_ROOT, run_python, write_config
+from conftest import REPO_ROOT, run_python, write_config, write_pair
 
 STEPS_PER_EPOCH = 2  # 8 Train tiles, batch 4, drop_last
 
@@ -121,3 +127,125 @@ def test_the_old_normalization_name_is_accepted_when_it_agrees_with_the_network(
     config_path.write_text(base + "normalization = {'mean': (0, 0, 0), 'std': (1, 1, 1)}\n")
     with pytest.raises(ConfigError, match="old.py: normalization=.*differs from the network's own"):
         SupervisedModule.from_config(load_config(config_path))
+
+
+# --- step 0: weak labels, then the hand-off to step 1 ---------------------------------------------
+
+
+def write_weak_labels(target_root: Path, root: Path) -> Path:
+    """The target's Train tiles with labels as noisy as map labels, in the target layout under
+    ``root``: a wrong area (each tile's top-left quarter labelled settlement) and ignore on a band
+    around class boundaries."""
+    for image in sorted((target_root / "Train" / "images_png").glob("*.png")):
+        mask = cv2.imread(
+            str(target_root / "Train" / "masks_png" / image.name), cv2.IMREAD_UNCHANGED
+        )
+        height, width = mask.shape
+        mask[: height // 2, : width // 2] = CLASSES.index("settlement")
+        # a pixel whose 3x3 neighbourhood holds another class is on a boundary
+        padded = np.pad(mask, 1, mode="edge")
+        shifted = [padded[dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)]
+        mask[np.any([s != mask for s in shifted], axis=0)] = IGNORE_INDEX
+        write_pair(root, image.stem, cv2.imread(str(image)), mask)
+    return root
+
+
+@pytest.fixture(scope="module")
+def step0_then_step1(synthetic_root, tmp_path_factory):
+    """Step 0 (2 epochs, truncation after 1) on weak labels, validated on the target's Val; then
+    step 1 initialised from its last.ckpt. Returns the folder, step 1's config, the calls of step
+    0's loss (epoch, training, share dropped) and step 1's weights when its module was built."""
+    workdir = tmp_path_factory.mktemp("step0")
+    weak = write_weak_labels(synthetic_root, workdir / "map_labels")
+    step0_config = write_config(
+        workdir / "step0.py", data_root=weak, weights_path=workdir / "step0", aux_head=False
+    )
+    text = step0_config.read_text()
+    text = text.replace(
+        f'TargetDataset("{weak}", "Val")', f'TargetDataset("{synthetic_root}", "Val")'
+    )
+    text = text.replace("import CEDiceLoss", "import TruncatedCrossEntropyLoss")
+    text = text.replace(
+        "loss = CEDiceLoss(ignore_index=ignore_index)",
+        "loss = TruncatedCrossEntropyLoss(drop_fraction=0.25, warmup_epochs=1)",
+    )
+    step0_config.write_text(text)
+    step1_config = write_config(
+        workdir / "step1.py",
+        data_root=synthetic_root,
+        weights_path=workdir / "step1",
+        max_epoch=1,
+        aux_head=False,
+    )
+    with step1_config.open("a") as file:
+        file.write(f"pretrained_ckpt_path = {str(workdir / 'step0' / 'last.ckpt')!r}\n")
+
+    calls, initial = [], {}
+
+    class SpiedModule(SupervisedModule):
+        @classmethod
+        def from_config(cls, config, **kwargs):
+            initial.update({k: v.clone() for k, v in config.net.state_dict().items()})
+            return super().from_config(config, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(workdir)
+        torch.manual_seed(0)
+        config = load_config(step0_config, overrides={"log_name": "step0"})
+        assert config.train_loader.dataset.data_root == weak
+        config.loss.register_forward_hook(
+            lambda loss, inputs, output: calls.append(
+                (loss.epoch, loss.training, loss.active_drop_fraction)
+            )
+        )
+        train(config)
+        torch.manual_seed(1)
+        train(load_config(step1_config, overrides={"log_name": "step1"}), SpiedModule)
+    return workdir, step1_config, calls, initial
+
+
+def test_step_0_truncates_after_its_warm_up_and_validates_with_plain_ce(
+    step0_then_step1, synthetic_root
+):
+    workdir, _, calls, _ = step0_then_step1
+    training = [(epoch, dropped) for epoch, is_training, dropped in calls if is_training]
+    assert training == [(0, 0.0)] * STEPS_PER_EPOCH + [(1, 0.25)] * STEPS_PER_EPOCH
+    assert {dropped for _, is_training, dropped in calls if not is_training} == {0.0}
+    last = read_checkpoint(workdir / "step0" / "last.ckpt")
+    assert last["epoch"] == 1 and last["global_step"] == 2 * STEPS_PER_EPOCH
+    # validated on the target's Val: the confusion matrix counts its labelled pixels
+    confusion = torch.tensor(last[VALIDATION_KEY]["confusion_matrix"]["val"])
+    masks = (synthetic_root / "Val" / "masks_png").glob("*.png")
+    labelled = sum(
+        int((cv2.imread(str(m), cv2.IMREAD_UNCHANGED) != IGNORE_INDEX).sum()) for m in masks
+    )
+    assert confusion.sum().item() == labelled
+
+
+def test_step_1_starts_from_step_0s_last_checkpoint(step0_then_step1):
+    workdir, _, _, initial = step0_then_step1
+    step0 = extract_state_dict(read_checkpoint(workdir / "step0" / "last.ckpt"))
+    assert initial.keys() == step0.keys()
+    for key, value in step0.items():
+        assert torch.equal(initial[key], value), key
+    step1 = extract_state_dict(read_checkpoint(workdir / "step1" / "last.ckpt"))
+    assert any(not torch.equal(step1[key], step0[key]) for key in step0)  # and then trained
+
+
+@pytest.mark.slow
+def test_cli_step_1_reports_every_weight_loaded_from_step_0(step0_then_step1):
+    workdir, step1_config, _, _ = step0_then_step1
+    result = run_python(
+        REPO_ROOT / "train_supervision.py",
+        "-c",
+        step1_config,
+        "--set",
+        f"weights_path={workdir / 'step1_cli'}",
+        cwd=workdir,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    step0 = workdir / "step0" / "last.ckpt"
+    count = len(extract_state_dict(read_checkpoint(step0)))
+    loaded = f"initialised FTUNetFormer from {step0}: {count} of {count} weights loaded; 0 missing"
+    assert loaded in result.stderr + result.stdout

@@ -6,11 +6,11 @@ Validates on the target Val split (logged as val_*, the checkpoint monitor: what
 and on the OpenEarthMap Val of the combined set (logged as val_oem_*).
 """
 
-import torch
-
 from geoseg.datasets import BiodiversityCombinedDataset, TargetDataset, train_transform
 from geoseg.losses import CEDiceLoss
-from geoseg.training import data_loaders, param_groups
+from geoseg.training import data_loaders
+
+from .pretraining import *  # noqa: F403
 
 # --- data ---------------------------------------------------------------------------------------
 target_root = "data/biodiversity"
@@ -57,20 +57,6 @@ train_loader, val_loader, loss = combined_data()
 # (class weights need a build without label sets: a set pixel has no single class to weight)
 
 # --- optimisation -------------------------------------------------------------------------------
+# optimisation() (AdamW, the backbone 10x slower) and the resume rule: pretraining.py
 max_epoch = 50
 lr = 6e-4
-
-
-def optimisation(net: torch.nn.Module, lr: float, max_epoch: int):
-    """(optimizer, lr_scheduler): AdamW, the pretrained backbone 10x slower than the new decoder,
-    cosine decay per epoch to 1e-6."""
-    optimizer = torch.optim.AdamW(param_groups(net, lr=lr, backbone_lr=lr / 10, weight_decay=0.01))
-    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=max_epoch, eta_min=1e-6
-    )
-
-
-# --- runs that survive interruption ---------------------------------------------------------------
-# A re-launched or requeued job continues from <weights_path>/last.ckpt (or the checkpoint a SLURM
-# pre-emption saved there) when one exists; set None to always start fresh.
-resume_ckpt_path = "auto"

@@ -8,11 +8,11 @@ Prepare: python -m geoseg.datasets.synthetic --output-root data/demo
 The ablation's step 1 levers (step1_<lever>.py) use this with other options or other builds.
 """
 
-import torch
-
 from geoseg.datasets import BiodiversityCombinedDataset, TargetDataset, train_transform
 from geoseg.losses import CEDiceLoss
-from geoseg.training import data_loaders, param_groups
+from geoseg.training import data_loaders
+
+from .pretraining import *  # noqa: F403
 
 target_root = "data/demo/biodiversity"
 combined_root = "data/demo/biodiversity_combined"
@@ -38,19 +38,6 @@ def combined_data(root: str = combined_root, **loader_options):
 
 train_loader, val_loader, loss = combined_data()
 
+# optimisation() and the hardware: pretraining.py
 max_epoch = 20
 lr = 2e-3
-
-accelerator = "cpu"
-devices = 1
-precision = "32-true"
-deterministic = True
-
-
-def optimisation(net: torch.nn.Module, lr: float, max_epoch: int):
-    """(optimizer, lr_scheduler): AdamW at one rate (nothing is pretrained here), cosine decay
-    per epoch to 1e-5."""
-    optimizer = torch.optim.AdamW(param_groups(net, lr=lr, backbone_lr=lr, weight_decay=0.01))
-    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=max_epoch, eta_min=1e-5
-    )

@@ -1,4 +1,5 @@
-"""Segmentation losses with an explicit ``ignore_index``; partial labels through ``label_sets``."""
+"""Segmentation losses with an explicit ``ignore_index``; partial labels through ``label_sets``;
+truncated cross-entropy for noisy (map-made) labels."""
 
 from geoseg.losses.lovasz import LovaszSoftmaxLoss, lovasz_softmax_loss
 from geoseg.losses.segmentation import (
@@ -10,6 +11,7 @@ from geoseg.losses.segmentation import (
     dice_loss,
     partial_label_cross_entropy,
 )
+from geoseg.losses.truncated import TruncatedCrossEntropyLoss, truncated_cross_entropy
 
 __all__ = [
     "CEDiceLoss",
@@ -17,8 +19,10 @@ __all__ = [
     "DiceLoss",
     "LovaszSoftmaxLoss",
     "PartialLabelCrossEntropyLoss",
+    "TruncatedCrossEntropyLoss",
     "cross_entropy_loss",
     "dice_loss",
     "lovasz_softmax_loss",
     "partial_label_cross_entropy",
+    "truncated_cross_entropy",
 ]

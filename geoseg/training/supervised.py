@@ -28,7 +28,9 @@ class SupervisedModule(pl.LightningModule):
 
     ``loss`` is any ``(logits, target) -> scalar``. A loss with an ``aux_weight`` above 0 (such as
     ``CEDiceLoss``) also supervises the network's auxiliary head, when it has one: it then gets
-    ``((logits, aux_logits), target)`` from ``net.forward_with_aux``.
+    ``((logits, aux_logits), target)`` from ``net.forward_with_aux``. A loss with a
+    ``set_epoch(epoch)`` method (``TruncatedCrossEntropyLoss``, for its warm-up) is given the
+    0-based epoch at the start of every training epoch, also of a resumed run.
 
     The first validation set is the primary one: its scores are logged as ``val_mIoU``,
     ``val_IoU/<class>``, ...; further sets as ``val_<name>_mIoU``, ``val_<name>_IoU/<class>``.
@@ -141,6 +143,11 @@ class SupervisedModule(pl.LightningModule):
         else:
             output = logits = self.net(batch["img"])
         return mixed_loss(self.loss, output, batch), logits
+
+    def on_train_epoch_start(self) -> None:
+        set_epoch = getattr(self.loss, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(self.current_epoch)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         batch = self.mix_batch(batch)
