@@ -2,6 +2,7 @@
 writers of one file never collide; recognising the inputs a result was computed from; reading a
 JSON file back, with errors that name it."""
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -180,6 +181,39 @@ def is_same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return os.path.samefile(a, b)  # hard links
     except OSError:  # either is missing: no file to share
         return False
+
+
+def _remove_path(path: Path) -> None:
+    """Delete ``path``: a link itself (never its target), or a folder tree whose links are deleted,
+    not followed (``shutil.rmtree`` does not follow links)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
+def replace_folder(output: Path, staging: Path) -> None:
+    """Swap the finished build folder ``staging`` in at ``output``; whatever stood there (the
+    previous build: the caller checks that it is one) is removed.
+
+    Another build of the same output may finish meanwhile: whatever stands at ``output`` is moved
+    into a folder of this build's own (a rename onto an empty folder) before ``staging`` takes its
+    place, and a rename that finds a new output there tries again, so the last build to finish
+    stays, whole, and no build removes another's folder in progress.
+    """
+    while True:
+        previous = temporary_name(output, folder=True)
+        with contextlib.suppress(FileNotFoundError):  # none yet, or another build moved it
+            os.replace(output, previous)
+        try:
+            staging.rename(output)
+        except OSError as error:
+            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            continue  # another build's output appeared in between: move it aside too
+        finally:
+            _remove_path(previous)  # deletes links themselves, never what they point to
+        return
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
