@@ -18,8 +18,9 @@ from geoseg.maplabels.boundary import ignore_boundaries
 from geoseg.maplabels.scene_features import SceneFeatures
 
 WINDOW_SIZE = 2048  # pixels a side burnt at once: 4 MiB of labels, a few times that while banding
-# rasterio hands an integer GDAL_CACHEMAX to GDAL as bytes. Below a window's size, rasterising
-# would pass over every feature once per chunk of rows that fits.
+# GDAL's block cache while writing labels and cutting tiles (its default, 5% of the RAM, would
+# fill with blocks of a large scene). rasterio hands an integer GDAL_CACHEMAX to GDAL as bytes;
+# below a window's size, rasterising would pass over every feature once per chunk of rows that fits.
 GDAL_CACHE_BYTES = GDAL_CACHE_MB * 2**20
 ATTRIBUTION_TAG = "ATTRIBUTION"
 

@@ -30,7 +30,7 @@ from geoseg.datasets.io import (
 from geoseg.errors import DataError
 from geoseg.inference.windows import tile_starts
 from geoseg.maplabels.grid import SceneGrid
-from geoseg.maplabels.label_raster import attribution_tags
+from geoseg.maplabels.label_raster import GDAL_CACHE_BYTES, attribution_tags
 
 TILE_FORMATS = ("png", "tif")
 IMAGE_DIR, MASK_DIR = "Train/images_png", "Train/masks_png"
@@ -71,7 +71,11 @@ def write_tiles(
     for folder in (IMAGE_DIR, MASK_DIR):
         (root / folder).mkdir(parents=True, exist_ok=True)
     kept = left_out = 0
-    with open_raster(grid.path) as scene, rasterio.open(labels) as label_raster:
+    with (
+        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES),
+        open_raster(grid.path) as scene,
+        rasterio.open(labels) as label_raster,
+    ):
         bands = None if settings.tile_format == "tif" else raster_bands(grid.path, scene)
         for top in tile_starts(grid.height, size, 0):
             for left in tile_starts(grid.width, size, 0):
