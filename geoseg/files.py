@@ -164,6 +164,34 @@ def check_output_folder(path: str | os.PathLike, flag: str) -> None:
             return
 
 
+def check_build_output(
+    output: str | os.PathLike,
+    sources: dict[str, str | os.PathLike],
+    is_previous_build: Callable[[Path], bool],
+    made_by: str,
+    flag: str = "--output-root",
+) -> None:
+    """A DataError, before any work, unless the folder ``output`` (given as ``flag``) can take a
+    build that ``replace_folder`` swaps in whole: apart from every source (``sources``: what it
+    is -> its path; neither inside the other, as given or with links resolved), and absent, empty
+    or a previous build (``is_previous_build(folder)``; ``made_by`` names the builder)."""
+    check_output_folder(output, flag)
+    given = Path(os.path.abspath(output))
+    for name, source in sources.items():
+        source = Path(os.path.abspath(source))
+        pairs = ((given, source), (Path(os.path.realpath(given)), Path(os.path.realpath(source))))
+        if any(a == b or a in b.parents or b in a.parents for a, b in pairs):
+            raise DataError(
+                f"output root {output} overlaps {name} {source}: the sources are never written "
+                "to, so the output must be a separate folder"
+            )
+    if given.is_dir() and any(given.iterdir()) and not is_previous_build(given):
+        raise DataError(
+            f"{output}: exists, is not empty and was not made by {made_by}; refusing to replace "
+            "it. Choose another output root or remove that folder yourself."
+        )
+
+
 def check_output_file(path: str | os.PathLike, flag: str) -> None:
     """A DataError, before any work, unless the file ``path`` (given as ``flag``) can be written:
     not a folder, and no file where a folder above it should be."""

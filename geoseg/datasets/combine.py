@@ -61,7 +61,7 @@ from geoseg.datasets.openearthmap import (
 from geoseg.datasets.target_dataset import TargetDataset
 from geoseg.errors import DataError, GeoSegError
 from geoseg.files import (
-    check_output_folder,
+    check_build_output,
     remove_stale_temporaries,
     replace_folder,
     temporary_name,
@@ -397,27 +397,12 @@ def _real_folder(path: Path) -> Path:
 
 def _check_output_is_separate(settings: CombineSettings) -> None:
     """The output must not overlap a source, and an existing output must be a previous build."""
-    check_output_folder(settings.output_root, "--output-root")
-    output = Path(os.path.abspath(settings.output_root))
-    for name, source in (
-        ("the target root", settings.target_root),
-        ("the OpenEarthMap root", settings.oem_root),
-    ):
-        source = Path(os.path.abspath(source))
-        if any(
-            a == b or a in b.parents or b in a.parents
-            for a, b in ((output, source), (_real_folder(output), _real_folder(source)))
-        ):
-            raise DataError(
-                f"output root {settings.output_root} overlaps {name} {source}: the sources are "
-                "never written to, so the output must be a separate folder"
-            )
-    if output.exists() and not (output / MANIFEST_NAME).is_file() and any(output.iterdir()):
-        raise DataError(
-            f"{settings.output_root}: exists, is not empty and was not made by "
-            f"a combined-dataset build (no {MANIFEST_NAME}); refusing to replace it. "
-            "Choose another output root or remove that folder yourself."
-        )
+    check_build_output(
+        settings.output_root,
+        {"the target root": settings.target_root, "the OpenEarthMap root": settings.oem_root},
+        lambda folder: (folder / MANIFEST_NAME).is_file(),
+        f"a combined-dataset build (no {MANIFEST_NAME})",
+    )
 
 
 def _target_name(entry: RemapEntry) -> str:

@@ -26,7 +26,7 @@ from geoseg.classes import CLASSES, IGNORE_INDEX
 from geoseg.datasets.io import scan_folder
 from geoseg.errors import DataError, GeoSegError
 from geoseg.files import (
-    check_output_folder,
+    check_build_output,
     remove_stale_temporaries,
     replace_folder,
     temporary_name,
@@ -80,7 +80,12 @@ def make_map_labels(settings: MapLabelSettings) -> dict:
     GeoSegError before anything is written."""
     table = load_tag_table(settings.tags)
     grids = [SceneGrid.of(path) for path in find_scenes(settings.scenes)]
-    _check_output_root(settings)
+    check_build_output(
+        settings.output_root,
+        {"the scenes folder": settings.scenes, "the map data": settings.map_data},
+        _is_previous_run,
+        f"map labels (no {SUMMARY_FILE} of this stage)",
+    )
     if settings.tiles.tile_format == "png":
         for grid in grids:
             check_png_scene(grid.path)
@@ -211,29 +216,10 @@ def _summary(
     }
 
 
-def _check_output_root(settings: MapLabelSettings) -> None:
-    """The output must be apart from the inputs, and an existing one a previous run's."""
-    check_output_folder(settings.output_root, "--output-root")
-    output = Path(os.path.realpath(settings.output_root))
-    for name, source in (
-        ("the scenes folder", settings.scenes),
-        ("the map data", settings.map_data),
-    ):
-        source = Path(os.path.realpath(source))
-        if output == source or output in source.parents or source in output.parents:
-            raise DataError(
-                f"output root {settings.output_root} overlaps {name} {source}: inputs are never "
-                "written to, so the output must be a separate folder"
-            )
-    summary = output / SUMMARY_FILE
-    if output.is_dir() and any(output.iterdir()):
-        try:
-            ours = json.loads(summary.read_text(encoding="utf-8")).get("stage") == STAGE
-        except (OSError, ValueError, AttributeError):
-            ours = False
-        if not ours:
-            raise DataError(
-                f"{settings.output_root}: exists, is not empty and holds no {SUMMARY_FILE} of "
-                "map labels; refusing to replace it. Choose another output root or remove that "
-                "folder yourself."
-            )
+def _is_previous_run(folder: Path) -> bool:
+    """Whether ``folder`` holds an output of this stage (its summary says so)."""
+    try:
+        summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and summary.get("stage") == STAGE
