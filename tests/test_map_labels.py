@@ -572,8 +572,9 @@ def test_scene_and_output_errors(tmp_path):
     (tmp_path / "scenes" / "plain.tif").unlink()
     write_scene(run.scenes, 10, 10)
     (run.output_root / "mine").mkdir(parents=True)
-    assert "holds no summary.json of map labels; refusing to replace it" in one_line_error(
-        DataError, run
+    assert (
+        "not made by map labels (no summary.json of this stage); refusing to replace it"
+        in one_line_error(DataError, run)
     )
     inside = MapLabelSettings(run.scenes, run.map_data, DEFAULT_TABLE, run.scenes / "labels")
     assert "overlaps the scenes folder" in one_line_error(DataError, inside)
@@ -656,3 +657,16 @@ def test_real_extracts_rasterise_onto_a_utm_grid(tmp_path, name):
     )
     assert summary["attribution"] == "© OpenStreetMap contributors, ODbL"
     assert summary["tiles_kept"] + summary["tiles_left_out"] > 1
+
+
+@pytest.mark.slow  # the benchmark's smallest run, in a subprocess
+def test_the_benchmark_measures_a_small_scene(tmp_path):
+    output = tmp_path / "result.json"
+    result = run_python(
+        "benchmarks/map_labels.py", "--size", "300", "--output", output, timeout=300, cwd=REPO_ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(output.read_text())
+    assert figures["pixels"] == 90_000 and figures["features"] == figures["features_used"] > 100
+    assert figures["pixels_per_s"] == pytest.approx(90_000 / figures["seconds"])
+    assert figures["peak_rss_mib"] >= figures["rss_after_imports_mib"] > 0
