@@ -283,7 +283,7 @@ def test_features_in_degrees_land_within_half_a_pixel_of_where_they_belong(tmp_p
     # the expected pixel, from rasterio's transform of one point (not the stage's geometry path)
     lon, lat = 3.000674, 36.145156
     (x,), (y,) = rasterio.warp.transform("EPSG:4326", CRS, [lon], [lat])
-    column, row = ~from_origin(WEST, NORTH, PIXEL, PIXEL) * (x, y)
+    column, row = ~from_origin(WEST, NORTH, PIXEL, PIXEL) @ (x, y)
     assert 10 < column < 50 and 10 < row < 50
     square = shapely.box(lon - 0.0001, lat - 0.00008, lon + 0.0001, lat + 0.00008)  # ~18 m a side
     write_scene(tmp_path / "scenes", 60, 60)
