@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -32,6 +33,23 @@ def at_least(minimum: int) -> Callable[[str], int]:
         return value
 
     parse.__name__ = f"integer of at least {minimum}"
+    return parse
+
+
+def number_from(low: float, high: float = math.inf) -> Callable[[str], float]:
+    """An argparse type: a finite number from ``low`` to ``high``, both included."""
+    expected = f"a number of at least {low:g}" if high == math.inf else f"{low:g} to {high:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high or math.isinf(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}")
+        return value
+
+    parse.__name__ = expected
     return parse
 
 

@@ -168,10 +168,7 @@ def load_config(
     """
     path = Path(path)
     defaults = SUPERVISED_DEFAULTS if defaults is None else defaults
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    module = _execute(path)
-    names = {key: value for key, value in vars(module).items() if not key.startswith("_")}
+    names = config_names(path)
     overrides = overrides or {}
     _check_stage(path, required, {**names, **overrides})
 
@@ -186,7 +183,7 @@ def load_config(
         raise ConfigError(f"{path}: missing required names: {', '.join(missing)}{hint}")
 
     for name, value in names.items():
-        if name in STAGE_NAMES or _is_definition(value):
+        if name in STAGE_NAMES or is_definition(value):
             continue
         close = difflib.get_close_matches(name, STAGE_NAMES, n=1, cutoff=0.85)
         if close and close[0] not in names:
@@ -225,6 +222,16 @@ def load_config(
             f"{', '.join(map(str, PRECISIONS[:6]))}"
         )
     return config
+
+
+def config_names(path: str | os.PathLike) -> dict:
+    """Execute the config module at ``path``; its public names. A missing file, or a line of it
+    that fails, is a ConfigError naming the file (and the line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    module = _execute(path)
+    return {key: value for key, value in vars(module).items() if not key.startswith("_")}
 
 
 def _check_stage(path: Path, required: tuple[str, ...], settings: dict) -> None:
@@ -335,6 +342,6 @@ def _one_line(error: Exception) -> str:
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
-def _is_definition(value) -> bool:
+def is_definition(value) -> bool:
     """Imported modules, classes and functions are tools of the config, not settings."""
     return inspect.ismodule(value) or inspect.isclass(value) or inspect.isroutine(value)

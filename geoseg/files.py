@@ -2,6 +2,7 @@
 writers of one file never collide; recognising the inputs a result was computed from; reading a
 JSON file back, with errors that name it."""
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -163,6 +164,34 @@ def check_output_folder(path: str | os.PathLike, flag: str) -> None:
             return
 
 
+def check_build_output(
+    output: str | os.PathLike,
+    sources: dict[str, str | os.PathLike],
+    is_previous_build: Callable[[Path], bool],
+    made_by: str,
+    flag: str = "--output-root",
+) -> None:
+    """A DataError, before any work, unless the folder ``output`` (given as ``flag``) can take a
+    build that ``replace_folder`` swaps in whole: apart from every source (``sources``: what it
+    is -> its path; neither inside the other, as given or with links resolved), and absent, empty
+    or a previous build (``is_previous_build(folder)``; ``made_by`` names the builder)."""
+    check_output_folder(output, flag)
+    given = Path(os.path.abspath(output))
+    for name, source in sources.items():
+        source = Path(os.path.abspath(source))
+        pairs = ((given, source), (Path(os.path.realpath(given)), Path(os.path.realpath(source))))
+        if any(a == b or a in b.parents or b in a.parents for a, b in pairs):
+            raise DataError(
+                f"output root {output} overlaps {name} {source}: the sources are never written "
+                "to, so the output must be a separate folder"
+            )
+    if given.is_dir() and any(given.iterdir()) and not is_previous_build(given):
+        raise DataError(
+            f"{output}: exists, is not empty and was not made by {made_by}; refusing to replace "
+            "it. Choose another output root or remove that folder yourself."
+        )
+
+
 def check_output_file(path: str | os.PathLike, flag: str) -> None:
     """A DataError, before any work, unless the file ``path`` (given as ``flag``) can be written:
     not a folder, and no file where a folder above it should be."""
@@ -180,6 +209,39 @@ def is_same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return os.path.samefile(a, b)  # hard links
     except OSError:  # either is missing: no file to share
         return False
+
+
+def _remove_path(path: Path) -> None:
+    """Delete ``path``: a link itself (never its target), or a folder tree whose links are deleted,
+    not followed (``shutil.rmtree`` does not follow links)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
+def replace_folder(output: Path, staging: Path) -> None:
+    """Swap the finished build folder ``staging`` in at ``output``; whatever stood there (the
+    previous build: the caller checks that it is one) is removed.
+
+    Another build of the same output may finish meanwhile: whatever stands at ``output`` is moved
+    into a folder of this build's own (a rename onto an empty folder) before ``staging`` takes its
+    place, and a rename that finds a new output there tries again, so the last build to finish
+    stays, whole, and no build removes another's folder in progress.
+    """
+    while True:
+        previous = temporary_name(output, folder=True)
+        with contextlib.suppress(FileNotFoundError):  # none yet, or another build moved it
+            os.replace(output, previous)
+        try:
+            staging.rename(output)
+        except OSError as error:
+            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            continue  # another build's output appeared in between: move it aside too
+        finally:
+            _remove_path(previous)  # deletes links themselves, never what they point to
+        return
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

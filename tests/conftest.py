@@ -3,6 +3,7 @@ datasets in the real layouts, tiny training configs and the one-process validati
 with, Python subprocesses and file digests."""
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,9 @@ from geoseg.datasets.synthetic import write_target_dataset
 from geoseg.models import FTUNetFormer, UNetFormer, load_model, save_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REALDATA = REPO_ROOT.parent / "shared" / "realdata"
+# CI's real sample data sits beside the checkout; a checkout elsewhere (a git worktree) names it
+# with GEOSEG_REALDATA.
+REALDATA = Path(os.environ.get("GEOSEG_REALDATA", REPO_ROOT.parent / "shared" / "realdata"))
 
 # A config module for the tests: the demo teacher's shape at the smallest size. Placeholders are
 # filled by `write_config`; everything else is what a user's config looks like.
@@ -211,8 +214,11 @@ SCENE_CRS = "EPSG:32631"
 SCENE_TRANSFORM = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 4000000.0)
 
 
-def write_geotiff(path: Path, bands: np.ndarray, **profile) -> Path:
-    """``bands``: (count, H, W) written as a GeoTIFF in SCENE_CRS at SCENE_TRANSFORM."""
+def write_geotiff(
+    path: Path, bands: np.ndarray, crs=SCENE_CRS, transform=SCENE_TRANSFORM, **profile
+) -> Path:
+    """``bands``: (count, H, W) written as a GeoTIFF in ``crs`` at ``transform`` (by default
+    SCENE_CRS at SCENE_TRANSFORM)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     count, height, width = bands.shape
     with rasterio.open(
@@ -223,8 +229,8 @@ def write_geotiff(path: Path, bands: np.ndarray, **profile) -> Path:
         height=height,
         count=count,
         dtype=bands.dtype,
-        crs=SCENE_CRS,
-        transform=SCENE_TRANSFORM,
+        crs=crs,
+        transform=transform,
         **profile,
     ) as dataset:
         dataset.write(bands)

@@ -28,8 +28,6 @@ one class. The manifest records the remap (sets as lists) and ``"label_sets": {"
 ids]}`` at its top level, which ``BiodiversityCombinedDataset`` reads.
 """
 
-import contextlib
-import errno
 import json
 import os
 import random
@@ -62,7 +60,13 @@ from geoseg.datasets.openearthmap import (
 )
 from geoseg.datasets.target_dataset import TargetDataset
 from geoseg.errors import DataError, GeoSegError
-from geoseg.files import check_output_folder, remove_stale_temporaries, temporary_name, write_error
+from geoseg.files import (
+    check_build_output,
+    remove_stale_temporaries,
+    replace_folder,
+    temporary_name,
+    write_error,
+)
 
 MANIFEST_NAME = "combined_manifest.json"
 TARGET_PREFIX, OEM_PREFIX = "target_", "oem_"
@@ -249,7 +253,7 @@ def build_combined_dataset(
             "summary": asdict(summary),
         }
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
-        _replace(output, staging)
+        replace_folder(output, staging)
     except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(error, OSError) and not isinstance(error, GeoSegError):  # links, manifest
@@ -391,61 +395,14 @@ def _real_folder(path: Path) -> Path:
     return Path(os.path.realpath(path))
 
 
-def _remove(path: Path) -> None:
-    """Delete ``path``: a link itself (never its target), or a folder tree whose links are deleted,
-    not followed (``shutil.rmtree`` does not follow links)."""
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path)
-
-
-def _replace(output: Path, staging: Path) -> None:
-    """Swap the finished build in; the previous build (ours, by its manifest) is removed.
-
-    Another build of the same output may finish meanwhile: whatever stands at ``output`` is moved
-    into a folder of this build's own (a rename onto an empty folder) before ``staging`` takes its
-    place, and a rename that finds a new output there tries again, so the last build to finish
-    stays, whole, and no build removes another's folder in progress.
-    """
-    while True:
-        previous = temporary_name(output, folder=True)
-        with contextlib.suppress(FileNotFoundError):  # none yet, or another build moved it
-            os.replace(output, previous)
-        try:
-            staging.rename(output)
-        except OSError as error:
-            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise
-            continue  # another build's output appeared in between: move it aside too
-        finally:
-            _remove(previous)  # deletes links themselves, never what they point to
-        return
-
-
 def _check_output_is_separate(settings: CombineSettings) -> None:
     """The output must not overlap a source, and an existing output must be a previous build."""
-    check_output_folder(settings.output_root, "--output-root")
-    output = Path(os.path.abspath(settings.output_root))
-    for name, source in (
-        ("the target root", settings.target_root),
-        ("the OpenEarthMap root", settings.oem_root),
-    ):
-        source = Path(os.path.abspath(source))
-        if any(
-            a == b or a in b.parents or b in a.parents
-            for a, b in ((output, source), (_real_folder(output), _real_folder(source)))
-        ):
-            raise DataError(
-                f"output root {settings.output_root} overlaps {name} {source}: the sources are "
-                "never written to, so the output must be a separate folder"
-            )
-    if output.exists() and not (output / MANIFEST_NAME).is_file() and any(output.iterdir()):
-        raise DataError(
-            f"{settings.output_root}: exists, is not empty and was not made by "
-            f"a combined-dataset build (no {MANIFEST_NAME}); refusing to replace it. "
-            "Choose another output root or remove that folder yourself."
-        )
+    check_build_output(
+        settings.output_root,
+        {"the target root": settings.target_root, "the OpenEarthMap root": settings.oem_root},
+        lambda folder: (folder / MANIFEST_NAME).is_file(),
+        f"a combined-dataset build (no {MANIFEST_NAME})",
+    )
 
 
 def _target_name(entry: RemapEntry) -> str:

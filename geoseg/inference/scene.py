@@ -344,7 +344,7 @@ def _write_pieces(
             classes.write(ids, 1, window=window)
             if confidence is not None:
                 confidence.write(levels, 1, window=window)
-        classes.write_colormap(1, _colormap(job.colours))
+        classes.write_colormap(1, class_colormap(job.colours))
         for written in (classes, confidence):
             if written is not None:
                 written.update_tags(**{SOURCE_TAG: record})
@@ -358,7 +358,8 @@ def _pieces_name(path: Path) -> Path:
     return temporary_name(path.with_name(f"{path.name}.pieces"))
 
 
-def _colormap(palette: tuple) -> dict[int, tuple[int, int, int, int]]:
+def class_colormap(palette: tuple) -> dict[int, tuple[int, int, int, int]]:
+    """A GeoTIFF colour map of class ids: ``palette``'s colours, ignore (255) transparent."""
     if len(palette) > IGNORE_INDEX:
         raise DataError(f"a palette of {len(palette)} colours leaves no room for nodata 255")
     colours = {index: (*map(int, colour[:3]), 255) for index, colour in enumerate(palette)}
