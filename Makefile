@@ -76,6 +76,9 @@ LEVER_MODELS := $(foreach lever,$(LEVERS),student_ft_target_kd_$(lever))
 STEP1_LEVERS := balanced matched partial
 STEP1_LEVER_MODELS := $(foreach lever,$(STEP1_LEVERS),student_pretrain_$(lever))
 DOMAIN_LEVER_MODELS := $(foreach lever,$(STEP1_LEVERS) best,student_ft_target_kd_from_$(lever))
+# step 0 on the map data's weak labels, step 1 from it, step 2 from that
+STEP0_MODELS := student_pretrain_map_labels student_pretrain_all_from_step0 \
+	student_ft_target_kd_from_step0
 # the partial remap: rangeland -> forest or grassland, bareland -> ignore
 PARTIAL_REMAP := '255,255,1|2,4,4,1,5,3,4'
 DEMO_VARS = PYTHON=$(PYTHON) DEMO_CONFIGS=$(DEMO_CONFIGS) DEMO_DATA=$(DEMO_DATA) \
@@ -99,6 +102,14 @@ define prepare_demo_data
 		--map-scenes $(DEMO_MAP_SCENES) $(DEMO_DATA_ARGS)
 	$(call combine,biodiversity_combined)
 endef
+# Step 0's weak labels: the map scenes' OpenStreetMap file rasterised onto them and cut into
+# training tiles in $(DEMO_DATA)/map_labels (config/demo/step0_pretrain_map_labels.py reads them).
+define map_labels
+	rm -rf $(DEMO_DATA)/map_labels
+	$(PYTHON) $(REPO)/map_labels.py --scenes $(DEMO_DATA)/map_scenes/images \
+		--map-data $(DEMO_DATA)/map_scenes/map.osm --tags $(REPO)/config/map_tags.py \
+		--output-root $(DEMO_DATA)/map_labels --tile-size 128
+endef
 # Make the targets $(1) (one per seed) DEMO_JOBS at a time.
 define run_seeds
 	OMP_NUM_THREADS=$(DEMO_THREADS) $(MAKE) -f $(REPO)/Makefile -j $(DEMO_JOBS) --output-sync \
@@ -119,6 +130,7 @@ ablation-pipeline:
 	$(prepare_demo_data)
 	$(call combine,biodiversity_combined_matched,--oem-scale auto)
 	$(call combine,biodiversity_combined_partial,--remap $(PARTIAL_REMAP))
+	$(map_labels)
 	$(call run_seeds,$(foreach seed,$(SEEDS),$(DEMO_OUT)/seed_$(seed)/ablation_scored))
 	$(PYTHON) $(REPO)/evaluation/ablation_report.py $(REPORT_FACTS) \
 		--pseudo-labels $(DEMO_DATA)/pseudo_labels \
@@ -212,6 +224,22 @@ endef
 $(foreach lever,$(STEP1_LEVERS),$(eval $(call step1_lever_runs,$(lever))))
 $(eval $(call step2_run,student_ft_target_kd_from_best,step2_finetune_target_kd.py,student_pretrain_all,student_pretrain_all-best.ckpt))
 
+# Step 0 (the student on the map data's weak labels), step 1 from it, and step 2 as shipped from
+# that step 1.
+$(DEMO_OUT)/seed_%/student_pretrain_map_labels.trained:
+	mkdir -p $(@D)
+	$(PYTHON) $(REPO)/train_supervision.py -c $(DEMO_CONFIGS)/step0_pretrain_map_labels.py \
+		$(call seed_run,student_pretrain_map_labels)
+	touch $@
+
+$(DEMO_OUT)/seed_%/student_pretrain_all_from_step0.trained: \
+		$(DEMO_OUT)/seed_%/student_pretrain_map_labels.trained
+	$(PYTHON) $(REPO)/train_supervision.py -c $(DEMO_CONFIGS)/step1_from_step0.py \
+		$(call seed_run,student_pretrain_all_from_step0) \
+		pretrained_ckpt_path=$(DEMO_WEIGHTS)/seed_$*/student_pretrain_map_labels/last.ckpt
+	touch $@
+$(eval $(call step2_run,student_ft_target_kd_from_step0,step2_finetune_target_kd.py,student_pretrain_all_from_step0))
+
 # Self-training: the families' ensemble (with TTA) labels the unlabelled tiles, then step 3
 # trains the step 2 student on Train + those pseudo-labels (config/demo/step3_self_training.py
 # reads data/demo/pseudo_labels/seed_<seed>).
@@ -231,7 +259,7 @@ $(DEMO_OUT)/seed_%/student_self_training.trained: $(DEMO_OUT)/seed_%/pseudo_labe
 # The ablation's models at scale 1 without flips, the ensemble of the different families with
 # equal weights, and with members and weights chosen on the target's Val.
 SCORED_ALONE := $(ABLATION_MODELS) student_self_training $(LEVER_MODELS) student_pretrain_all \
-	$(STEP1_LEVER_MODELS) $(DOMAIN_LEVER_MODELS)
+	$(STEP1_LEVER_MODELS) $(DOMAIN_LEVER_MODELS) $(STEP0_MODELS)
 ABLATION_ROWS := $(SCORED_ALONE) families_ensemble families_ensemble_selected
 $(DEMO_OUT)/seed_%/ablation_scored: $(foreach model,$(SCORED_ALONE),$(DEMO_OUT)/seed_%/$(model).trained)
 	for model in $(SCORED_ALONE); do \

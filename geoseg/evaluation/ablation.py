@@ -108,9 +108,20 @@ STEP1_ROWS = (
     Row("step 1 on resolution-matched data", "student_pretrain_matched"),
     Row("step 1 with the partial remap", "student_pretrain_partial"),
 )
+# Step 0: the student pretrained on weak labels rasterised from map data
+# (config/demo/step0_pretrain_map_labels.py), then step 1 from it and step 2 as shipped.
+STEP0 = "student_pretrain_map_labels"
+STEP1_FROM_STEP0 = "student_pretrain_all_from_step0"
+STEP2_FROM_STEP0 = "student_ft_target_kd_from_step0"
+STEP0_ROWS = (
+    Row("step 0: pretrained on map labels alone", STEP0),
+    Row("step 1 after step 0", STEP1_FROM_STEP0),
+    Row("step 2 after step 0 and step 1", STEP2_FROM_STEP0),
+)
 ABLATION_ROWS += (
     *STEP1_ROWS,
     *(Row(label, step2) for _, _, step2, label, _ in DOMAIN_LEVERS),
+    *STEP0_ROWS,
     Row("ensemble of the three families, members and weights chosen on Val", SELECTED_ENSEMBLE),
 )
 ABLATION_CLAIMS = (
@@ -129,6 +140,11 @@ ABLATION_CLAIMS = (
     ),
     *(Claim(folder, REFERENCE, change) for folder, _, change in LEVERS),
     *(Claim(step2, REFERENCE, change) for _, _, step2, _, change in DOMAIN_LEVERS),
+    Claim(
+        STEP2_FROM_STEP0,
+        REFERENCE,
+        "pretraining on weak labels from map data (step 0) before step 1 helps",
+    ),
     Claim(
         SELECTED_ENSEMBLE,
         FAMILIES_ENSEMBLE,
