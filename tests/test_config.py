@@ -426,6 +426,17 @@ def test_the_makefile_trains_the_step_1_levers_the_ablation_report_reads():
     assert [name for name, *_ in DOMAIN_LEVERS] == [*STEP1_LEVERS, "from_best"]
 
 
+def test_the_makefile_trains_the_step_0_runs_the_ablation_report_reads():
+    from geoseg.evaluation.ablation import ABLATION_CLAIMS, REFERENCE, STEP0_ROWS
+
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    folders = [row.folder for row in STEP0_ROWS]
+    assert f"STEP0_MODELS := {folders[0]} {folders[1]} \\\n\t{folders[2]}\n" in makefile
+    assert "$(map_labels)" in makefile.split("ablation-pipeline:\n")[-1].split("\n\n")[0]
+    claims = [(claim.better, claim.worse) for claim in ABLATION_CLAIMS]
+    assert (folders[2], REFERENCE) in claims
+
+
 @pytest.mark.parametrize("lever", STEP1_LEVERS)
 def test_each_demo_step_1_lever_config_changes_step_1_in_its_lever_alone(lever, load_lever):
     from geoseg.datasets import DomainBalancedBatchSampler

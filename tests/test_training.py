@@ -1,6 +1,7 @@
 """The supervised stage end to end on tiny data: checkpoints, TensorBoard, resume, load_model, and
 step 0 on weak labels handing its weights to step 1."""
 
+import json
 from pathlib import Path
 
 import cv2
@@ -132,22 +133,31 @@ def test_the_old_normalization_name_is_accepted_when_it_agrees_with_the_network(
 # --- step 0: weak labels, then the hand-off to step 1 ---------------------------------------------
 
 
-def write_weak_labels(target_root: Path, root: Path) -> Path:
-    """The target's Train tiles with labels as noisy as map labels, in the target layout under
-    ``root``: a wrong area (each tile's top-left quarter labelled settlement) and ignore on a band
-    around class boundaries."""
-    for image in sorted((target_root / "Train" / "images_png").glob("*.png")):
-        mask = cv2.imread(
-            str(target_root / "Train" / "masks_png" / image.name), cv2.IMREAD_UNCHANGED
+def write_weak_labels(root: Path) -> Path:
+    """Weak labels as the demo makes them: a synthetic georeferenced scene and its OpenStreetMap
+    file (omissions, shifted and simplified outlines, roads as tagged lines) through map_labels'
+    rasterisation into 32 px training tiles under ``root``/map_labels."""
+    from geoseg.datasets.synthetic_maps import write_map_scenes
+    from geoseg.maplabels.job import MapLabelSettings, make_map_labels
+    from geoseg.maplabels.tiles import TileSettings
+
+    write_map_scenes(root / "map_scenes", scenes=1, size=128, seed=2)
+    summary = make_map_labels(
+        MapLabelSettings(
+            scenes=root / "map_scenes" / "images",
+            map_data=root / "map_scenes" / "map.osm",
+            tags=REPO_ROOT / "config" / "map_tags.py",
+            output_root=root / "map_labels",
+            tiles=TileSettings(tile_size=32),
         )
-        height, width = mask.shape
-        mask[: height // 2, : width // 2] = CLASSES.index("settlement")
-        # a pixel whose 3x3 neighbourhood holds another class is on a boundary
-        padded = np.pad(mask, 1, mode="edge")
-        shifted = [padded[dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3)]
-        mask[np.any([s != mask for s in shifted], axis=0)] = IGNORE_INDEX
-        write_pair(root, image.stem, cv2.imread(str(image)), mask)
-    return root
+    )
+    assert summary["tiles_kept"] >= 8  # at least two batches of 4
+    return root / "map_labels"
+
+
+def weak_label_steps(workdir: Path) -> int:
+    """Step 0's optimiser steps per epoch: its kept tiles in batches of 4, the last one dropped."""
+    return json.loads((workdir / "map_labels" / "summary.json").read_text())["tiles_kept"] // 4
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +166,7 @@ def step0_then_step1(synthetic_root, tmp_path_factory):
     step 1 initialised from its last.ckpt. Returns the folder, step 1's config, the calls of step
     0's loss (epoch, training, share dropped) and step 1's weights when its module was built."""
     workdir = tmp_path_factory.mktemp("step0")
-    weak = write_weak_labels(synthetic_root, workdir / "map_labels")
+    weak = write_weak_labels(workdir)
     step0_config = write_config(
         workdir / "step0.py", data_root=weak, weights_path=workdir / "step0", aux_head=False
     )
@@ -208,11 +218,12 @@ def test_step_0_truncates_after_its_warm_up_and_validates_with_plain_ce(
     step0_then_step1, synthetic_root
 ):
     workdir, _, calls, _ = step0_then_step1
+    steps = weak_label_steps(workdir)
     training = [(epoch, dropped) for epoch, is_training, dropped in calls if is_training]
-    assert training == [(0, 0.0)] * STEPS_PER_EPOCH + [(1, 0.25)] * STEPS_PER_EPOCH
+    assert training == [(0, 0.0)] * steps + [(1, 0.25)] * steps
     assert {dropped for _, is_training, dropped in calls if not is_training} == {0.0}
     last = read_checkpoint(workdir / "step0" / "last.ckpt")
-    assert last["epoch"] == 1 and last["global_step"] == 2 * STEPS_PER_EPOCH
+    assert last["epoch"] == 1 and last["global_step"] == 2 * steps
     # validated on the target's Val: the confusion matrix counts its labelled pixels
     confusion = torch.tensor(last[VALIDATION_KEY]["confusion_matrix"]["val"])
     masks = (synthetic_root / "Val" / "masks_png").glob("*.png")
