@@ -5,20 +5,19 @@ import json
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from geoseg.config import load_config
-from geoseg.datasets import CLASSES, IGNORE_INDEX, PALETTE
+from geoseg.datasets import IGNORE_INDEX, PALETTE
 from geoseg.losses import DiceLoss
 from geoseg.models import load_model_and_spec
 from geoseg.models.checkpoint import extract_state_dict, read_checkpoint
 from geoseg.training import SupervisedModule, train
 from geoseg.training.supervised import VALIDATION_KEY
 
-from conftest import REPO_ROOT, run_python, write_config, write_pair
+from conftest import REPO_ROOT, run_python, write_config
 
 STEPS_PER_EPOCH = 2  # 8 Train tiles, batch 4, drop_last
 
