@@ -179,6 +179,9 @@ DOMAIN_ROWS_SEED_1 = {
     "student_ft_target_kd_from_matched": 0.59,
     "student_ft_target_kd_from_partial": 0.50,
     "student_ft_target_kd_from_best": 0.60,
+    "student_pretrain_map_labels": 0.30,
+    "student_pretrain_all_from_step0": 0.42,
+    "student_ft_target_kd_from_step0": 0.58,
     "families_ensemble_selected": 0.69,
 }
 DOMAIN_ROWS_SEED_2 = {
@@ -190,6 +193,9 @@ DOMAIN_ROWS_SEED_2 = {
     "student_ft_target_kd_from_matched": 0.71,
     "student_ft_target_kd_from_partial": 0.60,
     "student_ft_target_kd_from_best": 0.70,
+    "student_pretrain_map_labels": 0.35,
+    "student_pretrain_all_from_step0": 0.52,
+    "student_ft_target_kd_from_step0": 0.67,
     "families_ensemble_selected": 0.73,
 }
 
@@ -237,7 +243,7 @@ def test_ablation_compares_the_families_ensemble_with_each_seeds_best_member():
     assert best == {1: "upernet_ft_target_kd", 2: "student_ft_target_kd"}
     assert scores[1][BEST_MEMBER]["mIoU"] == 0.66
     judged = judge_claims(scores, ABLATION_CLAIMS)
-    domain_claims = len(DOMAIN_LEVERS) + 1  # and the selected ensemble: the last claims
+    domain_claims = len(DOMAIN_LEVERS) + 2  # and step 0 and the selected ensemble: the last claims
     segformer, upernet, ensemble, self_training, *levers = judged[:-domain_claims]
     assert segformer[1].values == pytest.approx((-0.05, -0.05)) and segformer[2] == NOT_HELD
     assert upernet[1].values == pytest.approx((0.06, -0.08)) and upernet[2] == INCONCLUSIVE
@@ -257,11 +263,14 @@ def test_ablation_compares_the_families_ensemble_with_each_seeds_best_member():
     counts = {"pixels": 100, "disagree": 10, "a_right": 5, "b_right": 4, "merged_right": 6}
     disagreement = {"segformer_ft_target_kd": {1: counts, 2: counts}}
     # the levers against the second domain, each step 2 against step 2 as shipped (0.60, 0.70)
-    balanced, matched, partial, from_best, selected = judged[-domain_claims:]
+    balanced, matched, partial, from_best, step0, selected = judged[-domain_claims:]
     assert balanced[1].values == pytest.approx((0.05, 0.05)) and balanced[2] == HELD
     assert matched[1].values == pytest.approx((-0.01, 0.01)) and matched[2] == INCONCLUSIVE
     assert partial[1].values == pytest.approx((-0.1, -0.1)) and partial[2] == NOT_HELD
     assert from_best[1].values == pytest.approx((0.0, 0.0)) and from_best[2] == INCONCLUSIVE
+    # step 2 after step 0 against step 2 as shipped: -2 and -3 points
+    assert step0[0].worse == "student_ft_target_kd"
+    assert step0[1].values == pytest.approx((-0.02, -0.03)) and step0[2] == INCONCLUSIVE
     assert selected[0].worse == "families_ensemble"
     assert selected[1].values == pytest.approx((0.01, 0.02)) and selected[2] == INCONCLUSIVE
     report = render_ablation_markdown(
@@ -286,4 +295,7 @@ def test_ablation_compares_the_families_ensemble_with_each_seeds_best_member():
         "| step 2 + Lovász in place of Dice | 67.50 ± 6.36 [63.00, 72.00] |",
         "**inconclusive**: step 2 + Lovász in place of Dice beats FT-UNetFormer",
         "**inconclusive**: step 2 + rare-class crops beats FT-UNetFormer step 2",
+        "| step 0: pretrained on map labels alone | 32.50 ± 3.54 [30.00, 35.00] |",
+        "| step 2 after step 0 and step 1 | 62.50 ± 6.36 [58.00, 67.00] |",
+        "**inconclusive**: step 2 after step 0 and step 1 beats FT-UNetFormer step 2",
     )
