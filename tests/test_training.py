@@ -213,6 +213,7 @@ def step0_then_step1(synthetic_root, tmp_path_factory):
     return workdir, step1_config, calls, initial
 
 
+@pytest.mark.slow  # the step 0 -> step 1 fixture trains two runs (about 30 s)
 def test_step_0_truncates_after_its_warm_up_and_validates_with_plain_ce(
     step0_then_step1, synthetic_root
 ):
@@ -232,6 +233,7 @@ def test_step_0_truncates_after_its_warm_up_and_validates_with_plain_ce(
     assert confusion.sum().item() == labelled
 
 
+@pytest.mark.slow  # the step 0 -> step 1 fixture trains two runs (about 30 s)
 def test_step_1_starts_from_step_0s_last_checkpoint(step0_then_step1):
     workdir, _, _, initial = step0_then_step1
     step0 = extract_state_dict(read_checkpoint(workdir / "step0" / "last.ckpt"))
